@@ -1,0 +1,110 @@
+//! Quickstart: one process, the in-memory backend, no infrastructure.
+//!
+//! Two services receive events, a producer emits a few (with a version, a correlation
+//! id and a key), a failing handler's event ends up in the dead letter queue, and a
+//! summary is printed. Run with `cargo run --example quickstart`.
+
+use std::sync::Arc;
+
+use hivent::{Config, EmitOptions, Error, LifeCycleEventHandler};
+use serde::Deserialize;
+use serde_json::json;
+
+/// Logs what the consumer of the `billing` service does.
+struct Log;
+
+impl LifeCycleEventHandler for Log {
+    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
+        println!("[{client_id}] registered for {events:?} with {partition_count} partitions");
+    }
+    fn event_processing_failed(
+        &self,
+        error: &Error,
+        _payload: Option<&serde_json::Value>,
+        _raw: &str,
+        queue: &str,
+    ) {
+        println!("[billing] failed, moved to {queue}: {error}");
+    }
+}
+
+#[derive(Deserialize)]
+struct OrderPlaced {
+    order_id: u64,
+    total_cents: i64,
+}
+
+fn main() -> Result<(), Error> {
+    // Every `connect` with the same (memory) endpoint shares one in-process store.
+    let config = |service: &str| Config::builder().client_id(service).partition_count(4);
+
+    // The `billing` service receives typed `order:placed` events of version 2.
+    let billing = hivent::connect(
+        config("billing")
+            .life_cycle_event_handler(Arc::new(Log))
+            .build()?,
+    )?;
+    billing
+        .signal("order:placed")?
+        .receive_version_as(2, |order: OrderPlaced, meta| {
+            if order.total_cents < 0 {
+                return Err(format!("order {} has a negative total", order.order_id).into());
+            }
+            println!(
+                "[billing] invoice for order {} ({} cents), cid {}",
+                order.order_id, order.total_cents, meta.cid
+            );
+            Ok(())
+        });
+
+    // The `audit` service receives every event, whatever its name or version.
+    let audit = hivent::connect(config("audit").build()?)?;
+    audit.signal("*")?.receive(|event| {
+        println!(
+            "[audit]   {} v{} from {}: {}",
+            event.meta.name, event.meta.version, event.meta.producer, event.payload
+        );
+        Ok(())
+    });
+
+    let billing_worker = billing.consumer()?;
+    let audit_worker = audit.consumer()?;
+
+    // The `shop` service emits.
+    let shop = hivent::connect(config("shop").build()?)?;
+    let placed = shop.signal("order:placed")?;
+    let first = placed.emit_with(
+        &json!({"order_id": 1, "total_cents": 1250}),
+        EmitOptions::version(2).key("customer-42"),
+    )?;
+    placed.emit_with(
+        &json!({"order_id": 2, "total_cents": 990}),
+        EmitOptions::version(2)
+            .key("customer-42")
+            .cid(first.meta.cid.clone()),
+    )?;
+    placed.emit_with(
+        &json!({"order_id": 3, "total_cents": -5}),
+        EmitOptions::version(2).key("customer-7"),
+    )?;
+    placed.emit(&json!({"order_id": 4}), 1)?; // version 1: billing does not receive it
+    shop.signal("user:signed_up")?
+        .emit(&json!({"email": "ada@example.com"}), 1)?;
+
+    let billed = billing_worker.run_until_idle()?;
+    let audited = audit_worker.run_until_idle()?;
+
+    let store = hivent::memory_store(billing.config().endpoint());
+    let dead: Vec<String> = (0..4)
+        .flat_map(|p| store.dead_letters("billing", p))
+        .collect();
+    println!();
+    println!(
+        "summary: shop emitted 5 events; billing processed {billed}, audit processed {audited}"
+    );
+    println!("billing dead letter queue holds {} event(s):", dead.len());
+    for raw in &dead {
+        println!("  {raw}");
+    }
+    Ok(())
+}

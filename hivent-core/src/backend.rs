@@ -1,0 +1,106 @@
+//! The backend seam: the few primitives a storage backend provides to the core.
+
+use std::time::Duration;
+
+use crate::Result;
+
+/// An event ready to be stored: encoded once by the core, with its partition hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The signal name; the backend delivers to every service that receives it or `*`.
+    pub name: String,
+    /// The partition hash ([`crate::partition_hash`]); each receiving service stores the
+    /// event in partition `partition_hash % its partition count`.
+    pub partition_hash: u32,
+    /// The event's wire JSON.
+    pub json: String,
+}
+
+/// What a service tells the backend when its consumers start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The service (`client_id`).
+    pub service: String,
+    /// The signal names it receives (`*` for every event), sorted and unique.
+    pub events: Vec<String>,
+    /// Its partition count.
+    pub partition_count: u32,
+}
+
+/// A place events are stored: producer side, registration, and consumer sessions.
+///
+/// Implementations are shared as `Arc<dyn Backend>` by every thread of a process.
+pub trait Backend: Send + Sync {
+    /// The backend's name for messages (`memory`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Stores one copy of the event in a partition of every service that receives
+    /// `envelope.name` or `*`: all of them or, on error, none.
+    fn publish(&self, envelope: &Envelope) -> Result<()>;
+
+    /// Publishes many events; backends override this to save round trips. On error,
+    /// events before the failing one may have been published.
+    fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
+        envelopes.iter().try_for_each(|e| self.publish(e))
+    }
+
+    /// Records that `registration.service` receives `registration.events` with its
+    /// partition count, and that it receives nothing else any more.
+    fn register(&self, registration: &Registration) -> Result<()>;
+
+    /// Joins the consumer group of `service` as a new member.
+    fn join(&self, service: &str) -> Result<Box<dyn ConsumerSession>>;
+}
+
+/// The oldest events of one partition, oldest first, as the backend stores them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// The partition they were read from.
+    pub partition: u32,
+    /// The raw items, oldest first.
+    pub items: Vec<String>,
+}
+
+/// One member of a service's consumer group; used by one consumer loop at a time,
+/// while a heartbeat thread may call [`ConsumerSession::heartbeat`] concurrently.
+///
+/// Reads and writes are fenced: once the session lost a partition, [`ack`] and
+/// [`dead_letter`] for it fail with [`crate::Error::Fenced`] and change nothing.
+///
+/// [`ack`]: ConsumerSession::ack
+/// [`dead_letter`]: ConsumerSession::dead_letter
+pub trait ConsumerSession: Send + Sync {
+    /// This member's id in the group.
+    fn member_id(&self) -> &str;
+
+    /// How often [`ConsumerSession::heartbeat`] must be called to keep the membership.
+    fn heartbeat_interval(&self) -> Duration;
+
+    /// Renews the membership, releases partitions this member should no longer own and
+    /// claims the ones it should; returns the partitions it owns now, sorted.
+    fn heartbeat(&self) -> Result<Vec<u32>>;
+
+    /// Reads up to `max` oldest items from each owned partition, without removing them.
+    /// When all are empty, waits up to `wait` for an emit before returning nothing.
+    fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Batch>>;
+
+    /// Removes the `count` oldest items of `partition`: the ones just processed.
+    fn ack(&self, partition: u32, count: usize) -> Result<()>;
+
+    /// Moves the oldest item of `partition`, which must equal `raw`, to the partition's
+    /// dead letter queue in one atomic step.
+    fn dead_letter(&self, partition: u32, raw: &str) -> Result<()>;
+
+    /// Leaves the group and releases every partition at once.
+    fn leave(&self) -> Result<()>;
+}
+
+/// The name of a service's partition: `<service>:<n>`, as the Ruby gem names its list.
+pub fn partition_name(service: &str, partition: u32) -> String {
+    format!("{service}:{partition}")
+}
+
+/// The name of a partition's dead letter queue: `<service>:<n>:dead_letter`.
+pub fn dead_letter_queue_name(service: &str, partition: u32) -> String {
+    format!("{service}:{partition}:dead_letter")
+}

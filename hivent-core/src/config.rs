@@ -1,0 +1,546 @@
+//! Configuration: backend, endpoint, partition count, client id and life-cycle handler, from code, environment and TOML.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result};
+
+/// The Redis endpoint used when none is configured.
+pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
+
+/// Which backend stores the events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// In-process, nothing durable: the embedded default, for tests and single-process use.
+    #[default]
+    Memory,
+    /// Redis, wire compatible with the Ruby gem.
+    Redis,
+}
+
+impl BackendKind {
+    /// The name used in configuration (`memory`, `redis`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Memory => "memory",
+            BackendKind::Redis => "redis",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "memory" => Ok(BackendKind::Memory),
+            "redis" => Ok(BackendKind::Redis),
+            _ => Err(Error::InvalidConfig {
+                option: "backend",
+                value: s.to_owned(),
+                reason: "the known backends are `memory` and `redis`".into(),
+            }),
+        }
+    }
+}
+
+/// A validated configuration. Build one with [`Config::builder`].
+///
+/// ```
+/// use hivent_core::{BackendKind, Config};
+/// let config = Config::builder().client_id("accounts").partition_count(4).build()?;
+/// assert_eq!(config.backend(), BackendKind::Memory);
+/// assert_eq!(config.partition_count(), 4);
+/// assert!(Config::builder().client_id("").build().is_err());
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Config {
+    backend: BackendKind,
+    endpoint: String,
+    partition_count: u32,
+    client_id: String,
+    life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
+}
+
+impl Config {
+    /// Starts a builder with nothing set.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// The endpoint (a Redis URL), possibly with credentials: never log it, log [`Config::endpoint_redacted`].
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The endpoint with any password replaced by `***`, for logs and errors.
+    pub fn endpoint_redacted(&self) -> String {
+        redact_endpoint(&self.endpoint)
+    }
+
+    /// How many partitions this service's copy of each event stream has.
+    pub fn partition_count(&self) -> u32 {
+        self.partition_count
+    }
+
+    /// The name of this service: the producer of its events and the consumer group of its workers.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// The life-cycle handler.
+    pub fn life_cycle_event_handler(&self) -> &Arc<dyn LifeCycleEventHandler> {
+        &self.life_cycle_event_handler
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("backend", &self.backend)
+            .field("endpoint", &self.endpoint_redacted())
+            .field("partition_count", &self.partition_count)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the password (or a lone user token) of a URL with `***`.
+///
+/// ```
+/// use hivent_core::redact_endpoint;
+/// assert_eq!(redact_endpoint("redis://app:s3cret@127.0.0.1:6379/0"), "redis://app:***@127.0.0.1:6379/0");
+/// assert_eq!(redact_endpoint("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+/// ```
+pub fn redact_endpoint(endpoint: &str) -> String {
+    // Without a scheme the text is no URL; hide everything before an `@`.
+    let scheme_end = endpoint.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &endpoint[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return endpoint.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let redacted = match userinfo.find(':') {
+        Some(colon) => format!("{}:***", &userinfo[..colon]),
+        None => "***".to_owned(),
+    };
+    format!("{}{}{}", &endpoint[..scheme_end], redacted, &rest[at..])
+}
+
+/// Raw settings from one source, before validation.
+#[derive(Clone, Debug, Default)]
+struct Settings {
+    backend: Option<String>,
+    endpoint: Option<String>,
+    partition_count: Option<String>,
+    client_id: Option<String>,
+}
+
+impl Settings {
+    fn or(self, lower: Settings) -> Settings {
+        Settings {
+            backend: self.backend.or(lower.backend),
+            endpoint: self.endpoint.or(lower.endpoint),
+            partition_count: self.partition_count.or(lower.partition_count),
+            client_id: self.client_id.or(lower.client_id),
+        }
+    }
+
+    fn from_env(vars: &HashMap<String, String>) -> Settings {
+        let get = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+        Settings {
+            backend: get("HIVENT_BACKEND"),
+            endpoint: get("HIVENT_ENDPOINT"),
+            partition_count: get("HIVENT_PARTITION_COUNT"),
+            client_id: get("HIVENT_CLIENT_ID"),
+        }
+    }
+
+    fn from_toml(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFileUnreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        Settings::parse_toml(&text).map_err(|reason| Error::ConfigFileInvalid {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    fn parse_toml(text: &str) -> std::result::Result<Settings, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut settings = Settings::default();
+        for (key, value) in table {
+            let text = match &value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                other => {
+                    return Err(format!(
+                        "option `{key}` must be a string or an integer, not {other}"
+                    ))
+                }
+            };
+            match key.as_str() {
+                "backend" => settings.backend = Some(text),
+                "endpoint" => settings.endpoint = Some(text),
+                "partition_count" => settings.partition_count = Some(text),
+                "client_id" => settings.client_id = Some(text),
+                _ => return Err(format!(
+                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id)"
+                )),
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// Builds a [`Config`] from code, environment variables and a TOML file.
+///
+/// Precedence, highest first: values set in code, then the environment
+/// (`HIVENT_BACKEND`, `HIVENT_ENDPOINT`, `HIVENT_PARTITION_COUNT`, `HIVENT_CLIENT_ID`,
+/// when [`ConfigBuilder::env`] was called), then the file (when [`ConfigBuilder::file`]
+/// was called), then the defaults: backend `memory`, endpoint
+/// [`DEFAULT_REDIS_ENDPOINT`], partition count 1. `client_id` has no default.
+///
+/// ```
+/// use hivent_core::Config;
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = dir.path().join("hivent.toml");
+/// std::fs::write(&file, "client_id = \"from-file\"\npartition_count = 8\n").unwrap();
+/// let config = Config::builder().file(&file).client_id("from-code").build()?;
+/// assert_eq!(config.client_id(), "from-code");
+/// assert_eq!(config.partition_count(), 8);
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ConfigBuilder {
+    code: Settings,
+    env: Option<HashMap<String, String>>,
+    file: Option<PathBuf>,
+    handler: Option<Arc<dyn LifeCycleEventHandler>>,
+}
+
+impl ConfigBuilder {
+    /// Sets the backend.
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.code.backend = Some(backend.as_str().to_owned());
+        self
+    }
+
+    /// Sets the endpoint (a Redis URL such as `redis://user:pass@127.0.0.1:6379/0`).
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.code.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// Sets the partition count (at least 1).
+    pub fn partition_count(mut self, partition_count: u32) -> Self {
+        self.code.partition_count = Some(partition_count.to_string());
+        self
+    }
+
+    /// Sets the client id: this service's name.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.code.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets the life-cycle handler.
+    pub fn life_cycle_event_handler(mut self, handler: Arc<dyn LifeCycleEventHandler>) -> Self {
+        self.handler = Some(handler);
+        self
+    }
+
+    /// Reads `HIVENT_*` variables from the process environment at [`ConfigBuilder::build`].
+    pub fn env(self) -> Self {
+        self.env_from(std::env::vars())
+    }
+
+    /// Reads `HIVENT_*` variables from the given pairs instead of the process environment.
+    pub fn env_from<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = Some(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Reads settings from a TOML file at [`ConfigBuilder::build`]. Its keys are the
+    /// option names: `backend`, `endpoint`, `partition_count`, `client_id`.
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.file = Some(path.as_ref().to_owned());
+        self
+    }
+
+    /// Merges the sources and validates the result.
+    pub fn build(self) -> Result<Config> {
+        let file = match &self.file {
+            Some(path) => Settings::from_toml(path)?,
+            None => Settings::default(),
+        };
+        let env = self
+            .env
+            .as_ref()
+            .map(Settings::from_env)
+            .unwrap_or_default();
+        let merged = self.code.or(env).or(file);
+
+        let backend = match &merged.backend {
+            Some(b) => b.parse()?,
+            None => BackendKind::default(),
+        };
+        let partition_count = match &merged.partition_count {
+            None => 1,
+            Some(text) => match text.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        option: "partition_count",
+                        value: text.clone(),
+                        reason: "it must be a whole number from 1 to 4294967295".into(),
+                    })
+                }
+            },
+        };
+        let client_id = merged.client_id.unwrap_or_default();
+        if client_id.trim().is_empty() {
+            return Err(Error::InvalidConfig {
+                option: "client_id",
+                value: client_id,
+                reason: "every service needs a non-empty name (set it in code, HIVENT_CLIENT_ID or the config file)".into(),
+            });
+        }
+        if client_id.contains(char::is_whitespace) || client_id.contains('*') {
+            return Err(Error::InvalidConfig {
+                option: "client_id",
+                value: client_id,
+                reason: "it names Redis keys, so it may not contain whitespace or `*`".into(),
+            });
+        }
+        let endpoint = merged
+            .endpoint
+            .unwrap_or_else(|| DEFAULT_REDIS_ENDPOINT.to_owned());
+        if backend == BackendKind::Redis && !endpoint.contains("://") {
+            return Err(Error::InvalidConfig {
+                option: "endpoint",
+                value: redact_endpoint(&endpoint),
+                reason: "it must be a URL such as redis://127.0.0.1:6379/0".into(),
+            });
+        }
+        Ok(Config {
+            backend,
+            endpoint,
+            partition_count,
+            client_id,
+            life_cycle_event_handler: self
+                .handler
+                .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Defaults: memory backend, one partition, the local Redis URL.
+    #[test]
+    fn defaults() {
+        let c = Config::builder().client_id("app").build().unwrap();
+        assert_eq!(c.backend(), BackendKind::Memory);
+        assert_eq!(c.partition_count(), 1);
+        assert_eq!(c.endpoint(), DEFAULT_REDIS_ENDPOINT);
+    }
+
+    /// A zero partition count is rejected with the option and value named.
+    #[test]
+    fn rejects_zero_partitions() {
+        let err = Config::builder()
+            .client_id("app")
+            .partition_count(0)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: option `partition_count` cannot be \"0\": it must be a whole number from 1 to 4294967295"
+        );
+    }
+
+    /// An empty or missing client id is rejected.
+    #[test]
+    fn rejects_empty_client_id() {
+        for builder in [Config::builder(), Config::builder().client_id("  ")] {
+            match builder.build().unwrap_err() {
+                Error::InvalidConfig { option, .. } => assert_eq!(option, "client_id"),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+
+    /// An unknown backend names the value and the known ones.
+    #[test]
+    fn rejects_unknown_backend() {
+        let err = Config::builder()
+            .client_id("app")
+            .env_from(env(&[("HIVENT_BACKEND", "kafka")]))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: option `backend` cannot be \"kafka\": the known backends are `memory` and `redis`"
+        );
+    }
+
+    /// Environment variables fill every option; code settings win over them.
+    #[test]
+    fn env_settings_and_code_precedence() {
+        let vars = env(&[
+            ("HIVENT_BACKEND", "redis"),
+            ("HIVENT_ENDPOINT", "redis://127.0.0.1:7000/3"),
+            ("HIVENT_PARTITION_COUNT", "6"),
+            ("HIVENT_CLIENT_ID", "env-app"),
+        ]);
+        let c = Config::builder().env_from(vars.clone()).build().unwrap();
+        assert_eq!(c.backend(), BackendKind::Redis);
+        assert_eq!(c.endpoint(), "redis://127.0.0.1:7000/3");
+        assert_eq!(c.partition_count(), 6);
+        assert_eq!(c.client_id(), "env-app");
+        let c = Config::builder()
+            .env_from(vars)
+            .partition_count(2)
+            .build()
+            .unwrap();
+        assert_eq!(c.partition_count(), 2);
+        assert_eq!(c.client_id(), "env-app");
+    }
+
+    /// A bad number in the environment names the option.
+    #[test]
+    fn rejects_bad_env_number() {
+        let err = Config::builder()
+            .client_id("a")
+            .env_from(env(&[("HIVENT_PARTITION_COUNT", "four")]))
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`partition_count` cannot be \"four\""),
+            "{err}"
+        );
+    }
+
+    /// File settings are used, env beats file, code beats both.
+    #[test]
+    fn file_settings_and_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hivent.toml");
+        std::fs::write(
+            &path,
+            "backend = \"redis\"\nendpoint = \"redis://127.0.0.1:6390/1\"\npartition_count = 3\nclient_id = \"file-app\"\n",
+        )
+        .unwrap();
+        let c = Config::builder().file(&path).build().unwrap();
+        assert_eq!(
+            (
+                c.backend(),
+                c.endpoint(),
+                c.partition_count(),
+                c.client_id()
+            ),
+            (
+                BackendKind::Redis,
+                "redis://127.0.0.1:6390/1",
+                3,
+                "file-app"
+            )
+        );
+        let c = Config::builder()
+            .file(&path)
+            .env_from(env(&[
+                ("HIVENT_CLIENT_ID", "env-app"),
+                ("HIVENT_PARTITION_COUNT", "5"),
+            ]))
+            .partition_count(9)
+            .build()
+            .unwrap();
+        assert_eq!((c.client_id(), c.partition_count()), ("env-app", 9));
+    }
+
+    /// Unknown keys and bad TOML are errors naming the file and the problem.
+    #[test]
+    fn rejects_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "client_id = \"a\"\npartitions = 3\n").unwrap();
+        let err = Config::builder().file(&path).build().unwrap_err();
+        assert!(
+            err.to_string().contains("unknown option `partitions`"),
+            "{err}"
+        );
+        std::fs::write(&path, "client_id = [1]\n").unwrap();
+        let err = Config::builder().file(&path).build().unwrap_err();
+        assert!(
+            err.to_string().contains("must be a string or an integer"),
+            "{err}"
+        );
+        let err = Config::builder()
+            .file(dir.path().join("missing.toml"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::ConfigFileUnreadable { .. }), "{err}");
+    }
+
+    /// Credentials never show in Debug output or config errors.
+    #[test]
+    fn hides_credentials() {
+        let c = Config::builder()
+            .client_id("a")
+            .endpoint("redis://user:hunter2@127.0.0.1:6379/0")
+            .build()
+            .unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("redis://user:***@127.0.0.1:6379/0"),
+            "{debug}"
+        );
+        let err = Config::builder()
+            .client_id("a")
+            .backend(BackendKind::Redis)
+            .endpoint("user:hunter2@host")
+            .build()
+            .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(redact_endpoint("rediss://:tok@h:1"), "rediss://:***@h:1");
+        assert_eq!(redact_endpoint("redis://tok@h:1/0"), "redis://***@h:1/0");
+    }
+}

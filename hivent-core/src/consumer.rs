@@ -1,0 +1,325 @@
+//! The consume loop, written once for every backend: fetch, dispatch, ack or dead-letter.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use parking_lot::Mutex;
+
+use crate::{
+    dead_letter_queue_name, Batch, ConsumerSession, Dispatch, Error, Event, Hivent, Result,
+};
+
+/// Tuning of a consumer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerOptions {
+    /// The most events read from one partition in one fetch.
+    pub batch_size: usize,
+    /// How long an idle consumer waits for an emit before fetching again.
+    pub idle_wait: Duration,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        ConsumerOptions {
+            batch_size: 100,
+            idle_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+impl ConsumerOptions {
+    /// Sets the batch size (at least 1).
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Sets the idle wait.
+    pub fn idle_wait(mut self, idle_wait: Duration) -> Self {
+        self.idle_wait = idle_wait;
+        self
+    }
+}
+
+/// State shared by the consume loop and its heartbeat thread.
+struct Shared {
+    hivent: Hivent,
+    session: Box<dyn ConsumerSession>,
+    owned: Mutex<Vec<u32>>,
+    registered_events: Mutex<Vec<String>>,
+}
+
+impl Shared {
+    fn heartbeat(&self) -> Result<Vec<u32>> {
+        let now = self.session.heartbeat()?;
+        let mut owned = self.owned.lock();
+        let gained: Vec<u32> = now.iter().copied().filter(|p| !owned.contains(p)).collect();
+        let lost: Vec<u32> = owned.iter().copied().filter(|p| !now.contains(p)).collect();
+        *owned = now.clone();
+        drop(owned);
+        let service = self.hivent.config().client_id();
+        let hooks = self.hivent.config().life_cycle_event_handler();
+        if !lost.is_empty() {
+            tracing::debug!(service, partitions = ?lost, "partitions revoked");
+            hooks.partitions_revoked(service, &lost);
+        }
+        if !gained.is_empty() {
+            tracing::debug!(service, partitions = ?gained, "partitions assigned");
+            hooks.partitions_assigned(service, &gained);
+        }
+        Ok(now)
+    }
+}
+
+/// One member of a service's consumer group, processing the partitions it owns.
+///
+/// Step it by hand with [`Consumer::poll`] or [`Consumer::run_until_idle`] (tests,
+/// deterministic), or hand it a thread with [`Consumer::run`]. Each event is removed
+/// from its partition only after every matching handler returned `Ok`, or after it was
+/// moved to the dead letter queue; a crash in between delivers it again.
+///
+/// Dropping a consumer leaves the group, releasing its partitions at once.
+pub struct Consumer {
+    shared: Arc<Shared>,
+    options: ConsumerOptions,
+    left: AtomicBool,
+}
+
+impl Consumer {
+    pub(crate) fn new(
+        hivent: Hivent,
+        session: Box<dyn ConsumerSession>,
+        options: ConsumerOptions,
+    ) -> Consumer {
+        Consumer {
+            shared: Arc::new(Shared {
+                hivent,
+                session,
+                owned: Mutex::new(Vec::new()),
+                registered_events: Mutex::new(Vec::new()),
+            }),
+            options,
+            left: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn set_registered_events(&self, events: Vec<String>) {
+        *self.shared.registered_events.lock() = events;
+    }
+
+    pub(crate) fn registered_events(&self) -> Vec<String> {
+        self.shared.registered_events.lock().clone()
+    }
+
+    /// This member's id in the group.
+    pub fn member_id(&self) -> &str {
+        self.shared.session.member_id()
+    }
+
+    /// The partitions owned as of the last heartbeat, sorted.
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        self.shared.owned.lock().clone()
+    }
+
+    /// Renews the membership and rebalances; returns the partitions owned now and calls
+    /// `partitions_assigned`/`partitions_revoked` for the changes.
+    pub fn heartbeat(&self) -> Result<Vec<u32>> {
+        self.shared.heartbeat()
+    }
+
+    /// One step: heartbeat, fetch without waiting, process what was fetched. Returns
+    /// how many events were processed (succeeded, unmatched or dead-lettered).
+    pub fn poll(&self) -> Result<usize> {
+        self.heartbeat()?;
+        let batches = self
+            .shared
+            .session
+            .fetch(self.options.batch_size, Duration::ZERO)?;
+        self.process(&batches)
+    }
+
+    /// Polls until a step finds nothing to do; returns how many events were processed.
+    pub fn run_until_idle(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            match self.poll()? {
+                0 => return Ok(total),
+                n => total += n,
+            }
+        }
+    }
+
+    /// Processes events until `shutdown` receives a message or is disconnected, with a
+    /// heartbeat thread keeping the membership alive meanwhile; then finishes the batch
+    /// in hand, acknowledges it and leaves the group.
+    ///
+    /// Transient backend errors are logged and retried with backoff; other errors stop
+    /// the consumer (after leaving the group) and are returned.
+    pub fn run(self, shutdown: &Receiver<()>) -> Result<()> {
+        let (stop_heartbeat, heartbeat_stopped) = crossbeam_channel::bounded::<()>(0);
+        let shared = Arc::clone(&self.shared);
+        let interval = self.shared.session.heartbeat_interval();
+        let heartbeat = thread::Builder::new()
+            .name(format!("hivent-heartbeat-{}", self.member_id()))
+            .spawn(move || loop {
+                match heartbeat_stopped.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(error) = shared.heartbeat() {
+                            tracing::warn!(%error, "heartbeat failed; retrying");
+                        }
+                    }
+                    _ => return,
+                }
+            })
+            .map_err(|e| Error::ConsumerPanicked {
+                thread: "hivent-heartbeat".into(),
+                message: format!("could not start the thread: {e}"),
+            })?;
+        let outcome = self.run_loop(shutdown);
+        drop(stop_heartbeat);
+        if heartbeat.join().is_err() {
+            tracing::error!("the heartbeat thread panicked");
+        }
+        let left = self.leave();
+        outcome.and(left)
+    }
+
+    fn run_loop(&self, shutdown: &Receiver<()>) -> Result<()> {
+        let mut backoff = Duration::from_millis(50);
+        if let Err(error) = self.heartbeat() {
+            if !error.is_transient() {
+                return Err(error);
+            }
+            tracing::warn!(%error, "first heartbeat failed; retrying");
+        }
+        loop {
+            match shutdown.try_recv() {
+                Ok(()) | Err(TryRecvError::Disconnected) => return Ok(()),
+                Err(TryRecvError::Empty) => {}
+            }
+            let fetched = self
+                .shared
+                .session
+                .fetch(self.options.batch_size, self.options.idle_wait)
+                .and_then(|batches| self.process(&batches));
+            match fetched {
+                Ok(_) => backoff = Duration::from_millis(50),
+                Err(error) if error.is_transient() || error.is_fenced() => {
+                    tracing::warn!(%error, "consumer step failed; retrying");
+                    match shutdown.recv_timeout(backoff) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return Ok(()),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Leaves the group, releasing every partition at once.
+    pub fn leave(self) -> Result<()> {
+        self.leave_once()
+    }
+
+    fn leave_once(&self) -> Result<()> {
+        if self.left.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let owned = std::mem::take(&mut *self.shared.owned.lock());
+        let result = self.shared.session.leave();
+        if !owned.is_empty() {
+            let config = self.shared.hivent.config();
+            config
+                .life_cycle_event_handler()
+                .partitions_revoked(config.client_id(), &owned);
+        }
+        result
+    }
+
+    fn process(&self, batches: &[Batch]) -> Result<usize> {
+        let mut processed = 0;
+        for batch in batches {
+            match self.process_batch(batch) {
+                Ok(n) => processed += n,
+                // The new owner processes the rest; other partitions may still be ours.
+                Err(error) if error.is_fenced() => {
+                    tracing::warn!(%error, "lost a partition while processing; dropping its batch");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(processed)
+    }
+
+    fn process_batch(&self, batch: &Batch) -> Result<usize> {
+        let session = &self.shared.session;
+        let config = self.shared.hivent.config();
+        let hooks = config.life_cycle_event_handler();
+        let mut unacked = 0;
+        for raw in &batch.items {
+            if let Err(failure) = self.process_item(batch.partition, raw) {
+                let (error, payload) = *failure;
+                if unacked > 0 {
+                    session.ack(batch.partition, unacked)?;
+                    unacked = 0;
+                }
+                session.dead_letter(batch.partition, raw)?;
+                let queue = dead_letter_queue_name(config.client_id(), batch.partition);
+                tracing::debug!(%error, queue, "event dead-lettered");
+                hooks.event_processing_failed(&error, payload.as_ref(), raw, &queue);
+            } else {
+                unacked += 1;
+            }
+        }
+        if unacked > 0 {
+            session.ack(batch.partition, unacked)?;
+        }
+        Ok(batch.items.len())
+    }
+
+    /// Decodes and dispatches one item; on failure returns the error and the item as
+    /// JSON when it is JSON at all.
+    fn process_item(
+        &self,
+        partition: u32,
+        raw: &str,
+    ) -> std::result::Result<(), Box<(Error, Option<serde_json::Value>)>> {
+        let config = self.shared.hivent.config();
+        let event = Event::from_json(raw).map_err(|source| {
+            let value = serde_json::from_str(raw).ok();
+            let error = Error::MalformedEvent {
+                service: config.client_id().to_owned(),
+                partition,
+                source,
+            };
+            Box::new((error, value))
+        })?;
+        match self.shared.hivent.receivers().dispatch(&event) {
+            Ok(Dispatch::Handled(_)) => {
+                tracing::debug!(event = %event.meta.name, version = event.meta.version, "event processed");
+                config
+                    .life_cycle_event_handler()
+                    .event_processing_succeeded(&event.meta.name, event.meta.version, &event);
+                Ok(())
+            }
+            Ok(Dispatch::Unmatched) => {
+                tracing::debug!(event = %event.meta.name, version = event.meta.version, "no handler matches; acknowledged");
+                Ok(())
+            }
+            Err(error) => Err(Box::new((error, serde_json::to_value(&event).ok()))),
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Err(error) = self.leave_once() {
+            tracing::warn!(%error, "leaving the consumer group failed; the membership expires by itself");
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The one error type of hivent-core, shared by every backend through the traits.
+
+use std::path::PathBuf;
+
+/// What a handler returns when it fails: any error type, boxed.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong in hivent, with the context needed to act on it.
+///
+/// Backends report their own failures through [`Error::Backend`], keeping their
+/// error as the `source`; classify errors with [`Error::is_transient`] and
+/// [`Error::is_fenced`] rather than by their text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration option has a value hivent cannot use.
+    #[error("invalid configuration: option `{option}` cannot be {value:?}: {reason}")]
+    InvalidConfig {
+        /// The option, as it is spelled in code, TOML and (upper-cased, `HIVENT_` prefixed) the environment.
+        option: &'static str,
+        /// The value that was given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A configuration file could not be read.
+    #[error("could not read the configuration file {path}: {source}")]
+    ConfigFileUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// A configuration file is not valid TOML or has an unknown option.
+    #[error("the configuration file {path} is not valid: {reason}")]
+    ConfigFileInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A signal name hivent does not accept.
+    #[error("invalid signal name {name:?}: {reason}")]
+    InvalidSignalName {
+        /// The name that was given.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// The payload could not be encoded as JSON; nothing was emitted.
+    #[error("the payload of signal {name:?} could not be encoded as JSON, so it was not emitted: {source}")]
+    PayloadNotEncodable {
+        /// The signal.
+        name: String,
+        /// The encoder's error.
+        source: serde_json::Error,
+    },
+    /// The backend failed to store an emitted event; nothing was emitted.
+    #[error("signal {name:?} (event {event_uuid}) was not emitted: {source}")]
+    EmitFailed {
+        /// The signal.
+        name: String,
+        /// The event that was not stored.
+        event_uuid: String,
+        /// Why the backend failed.
+        source: Box<Error>,
+    },
+    /// A service that receives an event has no usable partition count, so the emit was refused before anything was written.
+    #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
+    MissingPartitionCount {
+        /// The receiving service.
+        service: String,
+        /// The event being emitted.
+        event: String,
+        /// What was stored instead of a partition count, if anything.
+        found: Option<String>,
+    },
+    /// A worker tried to start with a partition count that would strand events.
+    #[error("service {service:?} is configured with {requested} partitions but {stored} are stored and partitions {non_empty:?} still hold events; drain them (or start with partition_count = {stored}) before changing the count")]
+    PartitionCountConflict {
+        /// The service.
+        service: String,
+        /// The configured partition count.
+        requested: u32,
+        /// The stored partition count.
+        stored: u32,
+        /// The old partitions that still hold events.
+        non_empty: Vec<u32>,
+    },
+    /// This consumer no longer owns the partition; its write was rejected and the new owner will process the events again.
+    #[error("partition {partition} of service {service:?} is owned by another consumer now; this consumer's write was rejected")]
+    Fenced {
+        /// The service.
+        service: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// A handler returned an error for an event.
+    #[error("a handler for {event:?} version {version} failed: {source}")]
+    HandlerFailed {
+        /// The event name.
+        event: String,
+        /// The event version.
+        version: i64,
+        /// The handler's error.
+        source: HandlerError,
+    },
+    /// A handler panicked; the panic was caught and treated as a failure.
+    #[error("a handler for {event:?} version {version} panicked: {message}")]
+    HandlerPanicked {
+        /// The event name.
+        event: String,
+        /// The event version.
+        version: i64,
+        /// The panic message.
+        message: String,
+    },
+    /// An event's payload does not deserialize into the type a typed receiver expects.
+    #[error(
+        "the payload of {event:?} version {version} does not match the receiver's type: {source}"
+    )]
+    PayloadMismatch {
+        /// The event name.
+        event: String,
+        /// The event version.
+        version: i64,
+        /// The decoder's error.
+        source: serde_json::Error,
+    },
+    /// An item in a partition is not a hivent event (not JSON, or missing `payload`/`meta`).
+    #[error(
+        "an item in partition {partition} of service {service:?} is not a valid event: {source}"
+    )]
+    MalformedEvent {
+        /// The service.
+        service: String,
+        /// The partition.
+        partition: u32,
+        /// The decoder's error.
+        source: serde_json::Error,
+    },
+    /// A backend (Redis, memory) failed.
+    #[error("the {backend} backend failed: {source}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// Whether trying again later may succeed (connection lost, timeout).
+        transient: bool,
+        /// The backend's own error.
+        source: HandlerError,
+    },
+    /// A consumer was started for a service with no receivers.
+    #[error("service {service:?} has no receivers; register at least one with `Signal::receive` before starting a consumer")]
+    NoReceivers {
+        /// The service.
+        service: String,
+    },
+    /// A consumer thread died by panicking.
+    #[error("consumer thread {thread:?} panicked: {message}")]
+    ConsumerPanicked {
+        /// The thread name.
+        thread: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Whether the operation may succeed if tried again later (a lost connection, a timeout).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Backend { transient, .. } => *transient,
+            Error::EmitFailed { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a fencing rejection: the consumer lost the partition.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Error::Fenced { .. })
+    }
+}
+
+/// A `Result` with hivent's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Turns a caught panic's payload into its message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,399 @@
+//! The `Hivent` handle: configuration, backend and receivers of one service.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use chrono::{SubsecRound, Utc};
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::error::panic_message;
+use crate::{
+    new_id, partition_hash, Backend, Config, Consumer, ConsumerOptions, EmitOptions, Envelope,
+    Error, Event, Meta, Receivers, Registration, Result, Signal,
+};
+
+/// The handle an application uses: signals to emit to and receive from, and consumers.
+///
+/// Cheap to clone and safe to share between threads. Build it with the facade's
+/// `hivent::connect(config)`, which picks the backend from the configuration, or with
+/// [`Hivent::new`] and a backend of your choice.
+///
+/// ```
+/// use hivent_core::{Config, Hivent};
+/// let config = Config::builder().client_id("billing").build()?;
+/// let hivent = Hivent::new(config, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+/// let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// let counter = seen.clone();
+/// hivent.signal("invoice:paid")?.receive(move |_event| {
+///     counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+///     Ok(())
+/// });
+/// let consumer = hivent.consumer()?; // registers the service, joins its group
+/// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 12}), 1)?;
+/// assert_eq!(consumer.run_until_idle()?, 1);
+/// assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Hivent {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    backend: Arc<dyn Backend>,
+    receivers: Receivers,
+    taps: Mutex<Vec<(u64, Sender<Event>)>>,
+    tap_count: AtomicUsize,
+    next_tap: AtomicU64,
+    /// In inline mode, the consumer that delivers each emit before `emit` returns.
+    inline: Option<Mutex<Option<Consumer>>>,
+}
+
+impl Hivent {
+    /// A handle on `backend` for the service described by `config`.
+    pub fn new(config: Config, backend: Arc<dyn Backend>) -> Hivent {
+        Hivent::build(config, backend, false)
+    }
+
+    /// A handle whose emits are delivered to its own receivers before `emit` returns,
+    /// with the life-cycle calls and dead-lettering of a real consumer: the Rust form of
+    /// the Ruby gem's spec signal. For tests.
+    pub fn inline(config: Config, backend: Arc<dyn Backend>) -> Hivent {
+        Hivent::build(config, backend, true)
+    }
+
+    fn build(config: Config, backend: Arc<dyn Backend>, inline: bool) -> Hivent {
+        Hivent {
+            inner: Arc::new(Inner {
+                config,
+                backend,
+                receivers: Receivers::default(),
+                taps: Mutex::new(Vec::new()),
+                tap_count: AtomicUsize::new(0),
+                next_tap: AtomicU64::new(0),
+                inline: inline.then(|| Mutex::new(None)),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The receivers registered so far.
+    pub fn receivers(&self) -> &Receivers {
+        &self.inner.receivers
+    }
+
+    /// The signal `name`; `*` receives every event. Fails for invalid names such as
+    /// partial wildcards.
+    pub fn signal(&self, name: &str) -> Result<Signal> {
+        Signal::new(name, self.clone())
+    }
+
+    /// Starts a batch of emits sent to the backend together.
+    pub fn batch(&self) -> EmitBatch {
+        EmitBatch {
+            hivent: self.clone(),
+            events: Vec::new(),
+            envelopes: Vec::new(),
+        }
+    }
+
+    fn prepare<P: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &P,
+        options: EmitOptions,
+    ) -> Result<(Event, Envelope)> {
+        if name == crate::WILDCARD {
+            return Err(Error::InvalidSignalName {
+                name: name.to_owned(),
+                reason: "`*` only receives; emit to a named signal",
+            });
+        }
+        let payload =
+            serde_json::to_value(payload).map_err(|source| Error::PayloadNotEncodable {
+                name: name.to_owned(),
+                source,
+            })?;
+        let hash = partition_hash(options.key.as_deref(), &payload);
+        let event = Event {
+            payload,
+            meta: Meta {
+                event_uuid: new_id(),
+                name: name.to_owned(),
+                version: options.version,
+                cid: options.cid.unwrap_or_else(new_id),
+                producer: self.inner.config.client_id().to_owned(),
+                // The wire keeps milliseconds; the returned event equals the stored one.
+                created_at: Utc::now().trunc_subsecs(3),
+            },
+        };
+        let envelope = Envelope {
+            name: name.to_owned(),
+            partition_hash: hash,
+            json: event.to_json(),
+        };
+        Ok((event, envelope))
+    }
+
+    pub(crate) fn emit_one<P: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &P,
+        options: EmitOptions,
+    ) -> Result<Event> {
+        let (event, envelope) = self.prepare(name, payload, options)?;
+        self.before_emit()?;
+        self.inner
+            .backend
+            .publish(&envelope)
+            .map_err(|source| Error::EmitFailed {
+                name: name.to_owned(),
+                event_uuid: event.meta.event_uuid.clone(),
+                source: Box::new(source),
+            })?;
+        self.after_emit(std::slice::from_ref(&event))?;
+        Ok(event)
+    }
+
+    /// In inline mode, makes sure the service is registered with its current receivers
+    /// before an emit, so the emit reaches its own receivers.
+    fn before_emit(&self) -> Result<()> {
+        let Some(inline) = &self.inner.inline else {
+            return Ok(());
+        };
+        if self.receivers().is_empty() {
+            return Ok(());
+        }
+        // A handler that emits while we deliver finds the lock taken; the consumer is
+        // then registered already and the delivering loop picks the event up.
+        if let Some(mut slot) = inline.try_lock() {
+            let names = self.receivers().signal_names();
+            if slot.as_ref().is_none_or(|c| c.registered_events() != names) {
+                if let Some(old) = slot.take() {
+                    old.leave()?;
+                }
+                *slot = Some(self.consumer()?);
+            }
+        }
+        Ok(())
+    }
+
+    fn after_emit(&self, events: &[Event]) -> Result<()> {
+        if self.inner.tap_count.load(Ordering::Acquire) > 0 {
+            for (_, tap) in self.inner.taps.lock().iter() {
+                for event in events {
+                    // A tap whose receiver is gone is removed by its drop; ignore it here.
+                    let _ = tap.send(event.clone());
+                }
+            }
+        }
+        if let Some(inline) = &self.inner.inline {
+            if let Some(slot) = inline.try_lock() {
+                if let Some(consumer) = slot.as_ref() {
+                    consumer.run_until_idle()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records with the backend that this service receives its registered signals, with
+    /// its partition count, and calls `application_registered`.
+    ///
+    /// Fails when no receiver is registered: registering nothing would remove the
+    /// service from every signal and producers would stop delivering to it.
+    pub fn register(&self) -> Result<Registration> {
+        let events = self.receivers().signal_names();
+        if events.is_empty() {
+            return Err(Error::NoReceivers {
+                service: self.config().client_id().to_owned(),
+            });
+        }
+        let registration = Registration {
+            service: self.config().client_id().to_owned(),
+            events,
+            partition_count: self.config().partition_count(),
+        };
+        self.inner.backend.register(&registration)?;
+        self.config()
+            .life_cycle_event_handler()
+            .application_registered(
+                &registration.service,
+                &registration.events,
+                registration.partition_count,
+            );
+        Ok(registration)
+    }
+
+    /// Joins the service's consumer group without registering (see [`Hivent::register`]).
+    pub fn join(&self, options: ConsumerOptions) -> Result<Consumer> {
+        let session = self.inner.backend.join(self.config().client_id())?;
+        Ok(Consumer::new(self.clone(), session, options))
+    }
+
+    /// Registers the service and joins its consumer group with default options.
+    pub fn consumer(&self) -> Result<Consumer> {
+        let registration = self.register()?;
+        let consumer = self.join(ConsumerOptions::default())?;
+        consumer.set_registered_events(registration.events);
+        consumer.heartbeat()?;
+        Ok(consumer)
+    }
+
+    /// Runs `concurrency` consumers of the service on their own threads
+    /// (`hivent-worker-0`, …) until `shutdown` is signalled, then lets each finish the
+    /// events in hand, acknowledge them and leave the group. Registers once first.
+    ///
+    /// Stop it by dropping every `Sender` of `shutdown` (a disconnect reaches all
+    /// threads; a sent message reaches only one). Returns the first error of any
+    /// thread, including a panic turned into [`Error::ConsumerPanicked`].
+    pub fn run(
+        &self,
+        concurrency: usize,
+        options: ConsumerOptions,
+        shutdown: Receiver<()>,
+    ) -> Result<()> {
+        let registration = self.register()?;
+        let mut threads = Vec::new();
+        for index in 0..concurrency.max(1) {
+            let consumer = self.join(options.clone())?;
+            consumer.set_registered_events(registration.events.clone());
+            let shutdown = shutdown.clone();
+            let name = format!("hivent-worker-{index}");
+            let handle = thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || consumer.run(&shutdown))
+                .map_err(|e| Error::ConsumerPanicked {
+                    thread: name.clone(),
+                    message: format!("could not start the thread: {e}"),
+                })?;
+            threads.push((name, handle));
+        }
+        let mut first_error = None;
+        for (name, handle) in threads {
+            let outcome = handle.join().unwrap_or_else(|panic| {
+                Err(Error::ConsumerPanicked {
+                    thread: name,
+                    message: panic_message(panic.as_ref()),
+                })
+            });
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts recording every event this handle emits from now on, for test assertions.
+    pub fn tap_emits(&self) -> EmitTap {
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let id = self.inner.next_tap.fetch_add(1, Ordering::Relaxed);
+        self.inner.taps.lock().push((id, sender));
+        self.inner.tap_count.fetch_add(1, Ordering::Release);
+        EmitTap {
+            id,
+            receiver,
+            hivent: self.clone(),
+        }
+    }
+}
+
+/// Records the events a [`Hivent`] emits while it lives; see [`Hivent::tap_emits`].
+pub struct EmitTap {
+    id: u64,
+    receiver: Receiver<Event>,
+    hivent: Hivent,
+}
+
+impl EmitTap {
+    /// The events emitted since the tap started (or since the last call), in order.
+    pub fn take(&self) -> Vec<Event> {
+        self.receiver.try_iter().collect()
+    }
+}
+
+impl Drop for EmitTap {
+    fn drop(&mut self) {
+        let inner = &self.hivent.inner;
+        inner.taps.lock().retain(|(id, _)| *id != self.id);
+        inner.tap_count.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Several emits sent to the backend together, in as few round trips as it can.
+///
+/// ```
+/// use hivent_core::{Config, EmitOptions, Hivent};
+/// let hivent = Hivent::new(Config::builder().client_id("shop").build()?,
+///                          std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+/// let signal = hivent.signal("order:placed")?;
+/// let mut batch = hivent.batch();
+/// for id in 0..3 {
+///     batch.push(&signal, &serde_json::json!({"order": id}), EmitOptions::version(1))?;
+/// }
+/// assert_eq!(batch.emit()?.len(), 3);
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
+pub struct EmitBatch {
+    hivent: Hivent,
+    events: Vec<Event>,
+    envelopes: Vec<Envelope>,
+}
+
+impl EmitBatch {
+    /// Adds an event; fails (and adds nothing) when the payload cannot be encoded.
+    pub fn push<P: Serialize + ?Sized>(
+        &mut self,
+        signal: &Signal,
+        payload: &P,
+        options: EmitOptions,
+    ) -> Result<&mut Self> {
+        let (event, envelope) = self.hivent.prepare(signal.name(), payload, options)?;
+        self.events.push(event);
+        self.envelopes.push(envelope);
+        Ok(self)
+    }
+
+    /// How many events the batch holds.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// Sends every event and returns them. On error, events before the failing one may
+    /// have been stored; the error names the first event of the batch.
+    pub fn emit(self) -> Result<Vec<Event>> {
+        if self.events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.hivent.before_emit()?;
+        self.hivent
+            .inner
+            .backend
+            .publish_batch(&self.envelopes)
+            .map_err(|source| Error::EmitFailed {
+                name: self.events[0].meta.name.clone(),
+                event_uuid: self.events[0].meta.event_uuid.clone(),
+                source: Box::new(source),
+            })?;
+        self.hivent.after_emit(&self.events)?;
+        Ok(self.events)
+    }
+}

@@ -1,0 +1,38 @@
+//! hivent-core: the contract every hivent backend and tool agrees on.
+//!
+//! - [`Event`] and [`Meta`]: the JSON wire format shared with the Ruby gem.
+//! - [`Config`]: backend, endpoint, partition count, client id, life-cycle handler.
+//! - [`Hivent`] and [`Signal`]: emit named, versioned events; register receivers.
+//! - [`partition_hash`]: Ruby-compatible CRC-32 partitioning.
+//! - [`Receivers`]: dispatch rules (see the [`dispatch`] module).
+//! - [`LifeCycleEventHandler`]: hooks for logging and error reporting.
+//! - [`Backend`] and [`ConsumerSession`]: the small object-safe seam a backend fills.
+//! - [`Consumer`]: the one consume loop, so every backend has the same semantics.
+//!
+//! This crate never depends on a storage client or a CLI library.
+
+mod assignment;
+mod backend;
+mod config;
+mod consumer;
+pub mod dispatch;
+mod error;
+mod event;
+mod hivent;
+mod lifecycle;
+mod partition;
+mod signal;
+
+pub use assignment::desired_partitions;
+pub use backend::{
+    dead_letter_queue_name, partition_name, Backend, Batch, ConsumerSession, Envelope, Registration,
+};
+pub use config::{redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_REDIS_ENDPOINT};
+pub use consumer::{Consumer, ConsumerOptions};
+pub use dispatch::{Dispatch, Handler, Receivers};
+pub use error::{Error, HandlerError, Result};
+pub use event::{new_id, Event, Meta};
+pub use hivent::{EmitBatch, EmitTap, Hivent};
+pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
+pub use partition::{partition_for, partition_hash, ruby_json};
+pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

@@ -1,0 +1,65 @@
+//! The life-cycle handler: hooks a consumer calls as it registers and processes events.
+
+use serde_json::Value;
+
+use crate::{Error, Event};
+
+/// Callbacks for what happens in a consumer, for logging, metrics and error reporting.
+///
+/// Every method has a do-nothing default, so implement only what you need. They are
+/// called on the consumer thread that processed the event (or, for the partition
+/// hooks, whichever thread renewed the membership), so keep them quick and never block
+/// on the consumer itself.
+///
+/// ```
+/// use hivent_core::{Error, Event, LifeCycleEventHandler};
+/// struct Report;
+/// impl LifeCycleEventHandler for Report {
+///     fn event_processing_failed(&self, error: &Error, _payload: Option<&serde_json::Value>,
+///                                _raw: &str, queue: &str) {
+///         eprintln!("dead-lettered into {queue}: {error}");
+///     }
+/// }
+/// ```
+pub trait LifeCycleEventHandler: Send + Sync {
+    /// The service registered its receivers with the backend (once per consumer start).
+    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
+        let _ = (client_id, events, partition_count);
+    }
+
+    /// Every matching handler returned `Ok` for `event`; it is about to be acknowledged.
+    fn event_processing_succeeded(&self, event_name: &str, event_version: i64, event: &Event) {
+        let _ = (event_name, event_version, event);
+    }
+
+    /// Processing failed and the raw item was moved to `dead_letter_queue_name`.
+    ///
+    /// `payload` is the item decoded as JSON (the whole `{payload, meta}` object), or
+    /// `None` when it is not JSON at all; `raw_payload` is the text exactly as it was
+    /// read from the partition.
+    fn event_processing_failed(
+        &self,
+        error: &Error,
+        payload: Option<&Value>,
+        raw_payload: &str,
+        dead_letter_queue_name: &str,
+    ) {
+        let _ = (error, payload, raw_payload, dead_letter_queue_name);
+    }
+
+    /// This consumer now owns these partitions of `service` (newly gained ones only).
+    fn partitions_assigned(&self, service: &str, partitions: &[u32]) {
+        let _ = (service, partitions);
+    }
+
+    /// This consumer no longer owns these partitions of `service`.
+    fn partitions_revoked(&self, service: &str, partitions: &[u32]) {
+        let _ = (service, partitions);
+    }
+}
+
+/// The default handler: ignores every life-cycle event.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoopLifeCycleEventHandler;
+
+impl LifeCycleEventHandler for NoopLifeCycleEventHandler {}

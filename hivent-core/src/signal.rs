@@ -1,0 +1,200 @@
+//! Signals: named event streams to emit to and receive from.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+use crate::{Error, Event, HandlerError, Hivent, Meta, Result};
+
+/// The name that receives every event.
+pub const WILDCARD: &str = "*";
+
+/// Checks a signal name: non-empty, no whitespace or control characters, and `*` only
+/// as the whole name (partial wildcards like `model:*` are not supported).
+pub fn validate_signal_name(name: &str) -> Result<()> {
+    let reason = if name.is_empty() {
+        "a signal needs a name"
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        "names may not contain whitespace or control characters"
+    } else if name != WILDCARD && name.contains('*') {
+        "partial wildcards such as `model:*` are not supported; use `*` to receive every event"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidSignalName {
+        name: name.to_owned(),
+        reason,
+    })
+}
+
+/// Options of one emit: the version (required), a correlation id and a partition key.
+///
+/// ```
+/// use hivent_core::EmitOptions;
+/// let options = EmitOptions::version(2).cid("0123456789abcdef0123456789abcdef").key("user-7");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmitOptions {
+    pub(crate) version: i64,
+    pub(crate) cid: Option<String>,
+    pub(crate) key: Option<String>,
+}
+
+impl EmitOptions {
+    /// Emit as this version of the signal.
+    pub fn version(version: i64) -> Self {
+        EmitOptions {
+            version,
+            cid: None,
+            key: None,
+        }
+    }
+
+    /// Carries a correlation id, e.g. the `cid` of the event being handled. Without
+    /// one, a fresh 32-hex id is used.
+    pub fn cid(mut self, cid: impl Into<String>) -> Self {
+        self.cid = Some(cid.into());
+        self
+    }
+
+    /// Partitions by this key instead of by the payload: events with the same key keep
+    /// their order.
+    pub fn key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+/// A named signal of a [`Hivent`] handle: emit events to it, or register receivers.
+///
+/// ```
+/// use hivent_core::{Config, EmitOptions, Hivent};
+/// let config = Config::builder().client_id("accounts").build()?;
+/// let hivent = Hivent::new(config, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+/// let signal = hivent.signal("user:created")?;
+/// signal.receive(|event| {
+///     println!("user {} created", event.payload["id"]);
+///     Ok(())
+/// });
+/// let event = signal.emit_with(&serde_json::json!({"id": 7}), EmitOptions::version(1).key("7"))?;
+/// assert_eq!(event.meta.name, "user:created");
+/// assert_eq!(event.meta.version, 1);
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Signal {
+    name: String,
+    hivent: Hivent,
+}
+
+impl Signal {
+    pub(crate) fn new(name: &str, hivent: Hivent) -> Result<Signal> {
+        validate_signal_name(name)?;
+        Ok(Signal {
+            name: name.to_owned(),
+            hivent,
+        })
+    }
+
+    /// The signal's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Emits `payload` as `version` of this signal and returns the stored event.
+    pub fn emit<P: Serialize + ?Sized>(&self, payload: &P, version: i64) -> Result<Event> {
+        self.emit_with(payload, EmitOptions::version(version))
+    }
+
+    /// Emits `payload` with a version, and optionally a correlation id and a key.
+    pub fn emit_with<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        options: EmitOptions,
+    ) -> Result<Event> {
+        self.hivent.emit_one(&self.name, payload, options)
+    }
+
+    /// Receives every version of this signal as raw JSON events.
+    pub fn receive<F>(&self, handler: F)
+    where
+        F: Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.hivent
+            .receivers()
+            .add(&self.name, None, Arc::new(handler));
+    }
+
+    /// Receives only `version` of this signal.
+    pub fn receive_version<F>(&self, version: i64, handler: F)
+    where
+        F: Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.hivent
+            .receivers()
+            .add(&self.name, Some(version), Arc::new(handler));
+    }
+
+    /// Receives every version with the payload decoded into `T`. A payload that does
+    /// not decode is a processing failure ([`Error::PayloadMismatch`]): the event is
+    /// dead-lettered, the handler is not called.
+    pub fn receive_as<T, F>(&self, handler: F)
+    where
+        T: DeserializeOwned,
+        F: Fn(T, &Meta) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.hivent
+            .receivers()
+            .add(&self.name, None, typed(handler));
+    }
+
+    /// Receives only `version`, with the payload decoded into `T`.
+    pub fn receive_version_as<T, F>(&self, version: i64, handler: F)
+    where
+        T: DeserializeOwned,
+        F: Fn(T, &Meta) -> Result<(), HandlerError> + Send + Sync + 'static,
+    {
+        self.hivent
+            .receivers()
+            .add(&self.name, Some(version), typed(handler));
+    }
+}
+
+fn typed<T, F>(handler: F) -> crate::dispatch::Handler
+where
+    T: DeserializeOwned,
+    F: Fn(T, &Meta) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    Arc::new(move |event: &Event| {
+        let payload = T::deserialize(&event.payload).map_err(|source| {
+            Box::new(Error::PayloadMismatch {
+                event: event.meta.name.clone(),
+                version: event.meta.version,
+                source,
+            }) as HandlerError
+        })?;
+        handler(payload, &event.meta)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Good names pass; empty, spaced and partially wildcarded names fail with a reason.
+    #[test]
+    fn validates_names() {
+        for ok in ["model:created", "*", "a.b-c_d/2"] {
+            validate_signal_name(ok).unwrap();
+        }
+        for (bad, reason) in [
+            ("", "a signal needs a name"),
+            ("model:*", "partial wildcards"),
+            ("**", "partial wildcards"),
+            ("a b", "whitespace"),
+        ] {
+            let err = validate_signal_name(bad).unwrap_err();
+            assert!(err.to_string().contains(reason), "{bad:?}: {err}");
+        }
+    }
+}

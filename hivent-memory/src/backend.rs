@@ -1,0 +1,245 @@
+//! `MemoryBackend`: the producer side, registration and inspection of the memory backend.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivent_core::{
+    partition_for, Backend, ConsumerSession, Envelope, Error, Registration, Result, WILDCARD,
+};
+use parking_lot::{Condvar, Mutex};
+
+use crate::session::MemorySession;
+use crate::state::State;
+
+/// Timing of the memory backend's consumer group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryOptions {
+    /// How often consumers renew their membership.
+    pub heartbeat_interval: Duration,
+    /// How long a member that stopped heartbeating keeps its partitions.
+    pub member_ttl: Duration,
+}
+
+impl Default for MemoryOptions {
+    fn default() -> Self {
+        MemoryOptions {
+            heartbeat_interval: Duration::from_millis(200),
+            member_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) emitted: Condvar,
+    pub(crate) options: MemoryOptions,
+}
+
+/// The in-process backend. Cheap to clone; clones share the same store.
+#[derive(Clone)]
+pub struct MemoryBackend {
+    shared: Arc<Shared>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        MemoryBackend::new()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store with default timing.
+    pub fn new() -> MemoryBackend {
+        MemoryBackend::with_options(MemoryOptions::default())
+    }
+
+    /// An empty store with the given timing.
+    pub fn with_options(options: MemoryOptions) -> MemoryBackend {
+        MemoryBackend {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                emitted: Condvar::new(),
+                options,
+            }),
+        }
+    }
+
+    /// The services that receive `event` (not counting `*` receivers), sorted.
+    pub fn receivers_of(&self, event: &str) -> Vec<String> {
+        let state = self.shared.state.lock();
+        state
+            .receivers
+            .get(event)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The partition count of a registered service.
+    pub fn partition_count(&self, service: &str) -> Option<u32> {
+        let state = self.shared.state.lock();
+        state.services.get(service).map(|s| s.partition_count())
+    }
+
+    /// The raw items waiting in a partition, oldest first.
+    pub fn partition(&self, service: &str, partition: u32) -> Vec<String> {
+        self.read(service, |s| s.partitions.get(partition as usize).cloned())
+    }
+
+    /// The raw items in a partition's dead letter queue, oldest first.
+    pub fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
+        self.read(service, |s| s.dead_letters.get(partition as usize).cloned())
+    }
+
+    /// How many events wait in all of a service's partitions.
+    pub fn waiting(&self, service: &str) -> usize {
+        let state = self.shared.state.lock();
+        state
+            .services
+            .get(service)
+            .map_or(0, |s| s.partitions.iter().map(VecDeque::len).sum())
+    }
+
+    /// The owner of each partition of a service (`None` when unowned).
+    pub fn owners(&self, service: &str) -> Vec<Option<String>> {
+        let state = self.shared.state.lock();
+        let Some(svc) = state.services.get(service) else {
+            return Vec::new();
+        };
+        (0..svc.partition_count())
+            .map(|p| svc.owners.get(&p).map(|(owner, _)| owner.clone()))
+            .collect()
+    }
+
+    /// Appends a raw item to a partition as an emit would, e.g. to test how consumers
+    /// treat malformed data. Fails when the service or partition does not exist.
+    pub fn push_raw(&self, service: &str, partition: u32, raw: &str) -> Result<()> {
+        let mut state = self.shared.state.lock();
+        let count = state.service(service)?.partition_count();
+        let queue = state
+            .service(service)?
+            .partitions
+            .get_mut(partition as usize)
+            .ok_or_else(|| Error::Backend {
+                backend: "memory",
+                transient: false,
+                source: format!(
+                    "service {service:?} has {count} partitions, there is no partition {partition}"
+                )
+                .into(),
+            })?;
+        queue.push_back(raw.to_owned());
+        state.generation += 1;
+        self.shared.emitted.notify_all();
+        Ok(())
+    }
+
+    fn read(
+        &self,
+        service: &str,
+        f: impl FnOnce(&crate::state::Service) -> Option<VecDeque<String>>,
+    ) -> Vec<String> {
+        let state = self.shared.state.lock();
+        state
+            .services
+            .get(service)
+            .and_then(f)
+            .map(Vec::from)
+            .unwrap_or_default()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn publish(&self, envelope: &Envelope) -> Result<()> {
+        self.publish_batch(std::slice::from_ref(envelope))
+    }
+
+    fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
+        let mut state = self.shared.state.lock();
+        for envelope in envelopes {
+            let mut targets: BTreeSet<String> = BTreeSet::new();
+            for name in [envelope.name.as_str(), WILDCARD] {
+                if let Some(services) = state.receivers.get(name) {
+                    targets.extend(services.iter().cloned());
+                }
+            }
+            for service in targets {
+                // Registered services always have partitions; a missing one is skipped
+                // like an unregistered service rather than failing the other copies.
+                if let Some(svc) = state.services.get_mut(&service) {
+                    let p = partition_for(envelope.partition_hash, svc.partition_count());
+                    if let Some(queue) = svc.partitions.get_mut(p as usize) {
+                        queue.push_back(envelope.json.clone());
+                    }
+                }
+            }
+        }
+        state.generation += 1;
+        self.shared.emitted.notify_all();
+        Ok(())
+    }
+
+    fn register(&self, registration: &Registration) -> Result<()> {
+        let mut state = self.shared.state.lock();
+        let svc = state
+            .services
+            .entry(registration.service.clone())
+            .or_default();
+        let stored = svc.partition_count();
+        let requested = registration.partition_count.max(1);
+        if stored != requested {
+            let non_empty: Vec<u32> = (0..stored)
+                .filter(|p| !svc.partitions[*p as usize].is_empty())
+                .collect();
+            if !non_empty.is_empty() {
+                return Err(Error::PartitionCountConflict {
+                    service: registration.service.clone(),
+                    requested,
+                    stored,
+                    non_empty,
+                });
+            }
+            // Dead letters of partitions that disappear are kept: they are history.
+            svc.partitions
+                .resize_with(requested as usize, VecDeque::new);
+            if svc.dead_letters.len() < requested as usize {
+                svc.dead_letters
+                    .resize_with(requested as usize, VecDeque::new);
+            }
+            svc.owners.retain(|p, _| *p < requested);
+        }
+        let old: BTreeSet<String> = std::mem::take(&mut svc.events);
+        let new: BTreeSet<String> = registration.events.iter().cloned().collect();
+        svc.events = new.clone();
+        for gone in old.difference(&new) {
+            if let Some(set) = state.receivers.get_mut(gone) {
+                set.remove(&registration.service);
+            }
+        }
+        for event in &new {
+            state
+                .receivers
+                .entry(event.clone())
+                .or_default()
+                .insert(registration.service.clone());
+        }
+        Ok(())
+    }
+
+    fn join(&self, service: &str) -> Result<Box<dyn ConsumerSession>> {
+        let mut state = self.shared.state.lock();
+        state.service(service)?;
+        state.next_member += 1;
+        let member = format!("memory-{}", state.next_member);
+        Ok(Box::new(MemorySession::new(
+            Arc::clone(&self.shared),
+            service,
+            member,
+        )))
+    }
+}

@@ -1,0 +1,100 @@
+//! The shared state of the memory backend: registry, partitions, dead letters and group membership.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::Instant;
+
+use hivent_core::{desired_partitions, Error, Result};
+
+/// Everything the backend stores, guarded by one lock.
+#[derive(Default)]
+pub(crate) struct State {
+    /// Event name (or `*`) → services that receive it.
+    pub(crate) receivers: HashMap<String, BTreeSet<String>>,
+    pub(crate) services: HashMap<String, Service>,
+    /// Grows on every claim, so a token is never reused.
+    pub(crate) next_token: u64,
+    pub(crate) next_member: u64,
+    /// Bumped on every emit so idle consumers know to look again.
+    pub(crate) generation: u64,
+}
+
+/// One service's copy of its event streams and its consumer group.
+#[derive(Default)]
+pub(crate) struct Service {
+    pub(crate) events: BTreeSet<String>,
+    /// Oldest at the front.
+    pub(crate) partitions: Vec<VecDeque<String>>,
+    pub(crate) dead_letters: Vec<VecDeque<String>>,
+    /// Member → expiry.
+    pub(crate) members: BTreeMap<String, Instant>,
+    /// Partition → (owner, token).
+    pub(crate) owners: BTreeMap<u32, (String, u64)>,
+}
+
+impl Service {
+    pub(crate) fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub(crate) fn live_members(&mut self, now: Instant) -> Vec<String> {
+        self.members.retain(|_, expiry| *expiry > now);
+        self.members.keys().cloned().collect()
+    }
+
+    /// Whether `member` holds `partition` with `token`.
+    pub(crate) fn holds(&self, member: &str, partition: u32, token: u64) -> bool {
+        self.owners
+            .get(&partition)
+            .is_some_and(|(owner, t)| owner == member && *t == token)
+    }
+}
+
+impl State {
+    pub(crate) fn service(&mut self, name: &str) -> Result<&mut Service> {
+        self.services.get_mut(name).ok_or_else(|| Error::Backend {
+            backend: "memory",
+            transient: false,
+            source: format!(
+                "service {name:?} is not registered; start a consumer (which registers it) first"
+            )
+            .into(),
+        })
+    }
+
+    /// The cooperative rebalance step of one member: renew, release what it should not
+    /// own (unless still in hand), claim what it should own and nobody live holds.
+    pub(crate) fn heartbeat(
+        &mut self,
+        service: &str,
+        member: &str,
+        expiry: Instant,
+        now: Instant,
+        in_hand: &[u32],
+    ) -> Result<Vec<(u32, u64)>> {
+        let mut next_token = self.next_token;
+        let svc = self.service(service)?;
+        svc.members.insert(member.to_owned(), expiry);
+        let live = svc.live_members(now);
+        let desired = desired_partitions(&live, member, svc.partition_count());
+        svc.owners
+            .retain(|p, (owner, _)| owner != member || desired.contains(p) || in_hand.contains(p));
+        for p in desired {
+            let free = match svc.owners.get(&p) {
+                None => true,
+                Some((owner, _)) => !live.contains(owner),
+            };
+            if free {
+                next_token += 1;
+                svc.owners.insert(p, (member.to_owned(), next_token));
+            }
+        }
+        let owned = svc
+            .owners
+            .iter()
+            .filter(|(_, (owner, _))| owner == member)
+            .map(|(p, (_, token))| (*p, *token))
+            .collect();
+        self.next_token = next_token;
+        Ok(owned)
+    }
+}

@@ -1,0 +1,1 @@
+//! hivent-redis: the partitioned Redis backend (being built; see the Redis issue).

@@ -1,0 +1,81 @@
+//! hivent: keyed, ordered, at-least-once event streams between services, on Redis or in memory.
+//!
+//! Services emit named, versioned events ("signals"); every service that receives a
+//! signal gets its own durable copy, split into partitions by a key so that events with
+//! the same key are processed in order. Worker processes of a service share its
+//! partitions, take over from each other, and move failed events to a dead letter
+//! queue. On Redis, hivent is wire compatible with the Ruby gem of the same name.
+//!
+//! This crate is the facade: it re-exports [`hivent_core`] and picks the backend named
+//! by [`Config::backend`] in [`connect`], the one place that choice is made, so an
+//! application moves from memory to Redis by configuration alone.
+//!
+//! ```
+//! use hivent::{Config, EmitOptions};
+//!
+//! let hivent = hivent::connect(Config::builder().client_id("docs-quickstart").partition_count(2).build()?)?;
+//! let signal = hivent.signal("user:created")?;
+//! signal.receive(|event| {
+//!     println!("{} v{}: {}", event.meta.name, event.meta.version, event.payload);
+//!     Ok(())
+//! });
+//! let consumer = hivent.consumer()?;
+//! signal.emit_with(&serde_json::json!({"id": 1}), EmitOptions::version(1).key("user-1"))?;
+//! assert_eq!(consumer.run_until_idle()?, 1);
+//! # Ok::<(), hivent::Error>(())
+//! ```
+
+pub mod testing;
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+pub use hivent_core::*;
+pub use hivent_memory::{MemoryBackend, MemoryOptions};
+// REDIS-WIRING: pub use hivent_redis::{RedisBackend, RedisOptions};
+
+use parking_lot::Mutex;
+
+/// Connects to the backend named by `config.backend()` and returns the service's handle.
+///
+/// - `memory`: an in-process store. Every `connect` in the process with the same
+///   `endpoint` shares one store, the way every connection to one Redis shares its
+///   data, so several services in one process see each other's events.
+/// - `redis`: the Redis at `config.endpoint()`; fails when it cannot be reached.
+pub fn connect(config: Config) -> Result<Hivent> {
+    let backend = open_backend(&config)?;
+    Ok(Hivent::new(config, backend))
+}
+
+/// Opens the backend named by `config.backend()`, for tools that need the backend
+/// itself rather than a [`Hivent`] handle.
+pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+    Ok(match config.backend() {
+        BackendKind::Memory => Arc::new(memory_store(config.endpoint())),
+        // REDIS-WIRING: BackendKind::Redis => Arc::new(RedisBackend::connect(config.endpoint())?),
+        BackendKind::Redis => {
+            return Err(Error::InvalidConfig {
+                option: "backend",
+                value: "redis".into(),
+                reason: "not wired yet".into(),
+            })
+        }
+    })
+}
+
+/// The process-wide memory store that `connect` uses for a memory `endpoint`: look
+/// into its partitions and dead letter queues, e.g. in tests and examples.
+pub fn memory_store(endpoint: &str) -> MemoryBackend {
+    static STORES: OnceLock<Mutex<HashMap<String, MemoryBackend>>> = OnceLock::new();
+    STORES
+        .get_or_init(Default::default)
+        .lock()
+        .entry(endpoint.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// The README's examples, compiled and run as doctests so they cannot drift from the API.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,346 @@
+//! The backend conformance suite: every behavioural case, written once, run against every backend.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hivent::{partition_for, partition_hash, EmitOptions, Hivent};
+use serde_json::json;
+use support::{record, Call, Harness, Recorder};
+
+/// Runs each case once per backend: `memory::case`, `redis::case`.
+macro_rules! conformance {
+    ($($(#[doc = $doc:literal])* fn $name:ident($h:ident) $body:block)*) => {
+        $( $(#[doc = $doc])* fn $name($h: &dyn Harness) $body )*
+        mod memory {
+            $( #[test] fn $name() { if let Some(h) = super::support::MemoryHarness::new() { super::$name(&h) } } )*
+        }
+    };
+}
+
+fn producer(h: &dyn Harness) -> Hivent {
+    h.hivent("producer", 1, &Recorder::new())
+}
+
+conformance! {
+    /// Every receiving service gets its own copy of each event, in emit order.
+    fn fan_out_to_two_services(h) {
+        let (a, b) = (h.hivent("svc-a", 2, &Recorder::new()), h.hivent("svc-b", 3, &Recorder::new()));
+        let (seen_a, seen_b) = (record(&a, "user:created"), record(&b, "user:created"));
+        let (ca, cb) = (a.consumer().unwrap(), b.consumer().unwrap());
+        let signal = producer(h).signal("user:created").unwrap();
+        let emitted: Vec<_> = (0..3)
+            .map(|i| signal.emit_with(&json!({"i": i}), EmitOptions::version(1).key("same")).unwrap())
+            .collect();
+        assert_eq!(ca.run_until_idle().unwrap(), 3);
+        assert_eq!(cb.run_until_idle().unwrap(), 3);
+        assert_eq!(*seen_a.lock(), emitted);
+        assert_eq!(*seen_b.lock(), emitted);
+    }
+
+    /// A service that does not receive a signal gets nothing of it.
+    fn no_delivery_to_unregistered_services(h) {
+        let other = h.hivent("svc-other", 1, &Recorder::new());
+        let seen = record(&other, "order:placed");
+        let consumer = other.consumer().unwrap();
+        producer(h).signal("user:created").unwrap().emit(&json!({}), 1).unwrap();
+        assert!(h.partition("svc-other", 0).is_empty());
+        assert_eq!(consumer.run_until_idle().unwrap(), 0);
+        assert!(seen.lock().is_empty());
+    }
+
+    /// A versioned receiver gets only its version; other versions are acked unhandled.
+    fn version_filtering(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-v", 1, &recorder);
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        svc.signal("doc:saved").unwrap().receive_version(2, move |e| {
+            sink.lock().push(e.meta.version);
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("doc:saved").unwrap();
+        for v in [1, 2, 3, 2] {
+            signal.emit(&json!({"v": v}), v).unwrap();
+        }
+        assert_eq!(consumer.run_until_idle().unwrap(), 4);
+        assert_eq!(*seen.lock(), [2, 2]);
+        assert!(h.partition("svc-v", 0).is_empty());
+        assert!(recorder.failures().is_empty());
+        assert_eq!(recorder.successes().len(), 2);
+    }
+
+    /// `*` receives every signal, whatever its name.
+    fn wildcard_receives_everything(h) {
+        let svc = h.hivent("svc-star", 1, &Recorder::new());
+        let seen = record(&svc, "*");
+        let consumer = svc.consumer().unwrap();
+        let p = producer(h);
+        p.signal("a:one").unwrap().emit(&json!(1), 1).unwrap();
+        p.signal("b:two").unwrap().emit(&json!(2), 5).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        let names: Vec<_> = seen.lock().iter().map(|e| (e.meta.name.clone(), e.meta.version)).collect();
+        assert_eq!(names, [("a:one".to_string(), 1), ("b:two".to_string(), 5)]);
+    }
+
+    /// Events with the same key are processed in emit order, even with several
+    /// partitions and two consumers.
+    fn per_key_order_under_partitions(h) {
+        let svc = h.hivent("svc-order", 4, &Recorder::new());
+        let seen = record(&svc, "counter:incremented");
+        let c1 = svc.consumer().unwrap();
+        let c2 = svc.join(hivent::ConsumerOptions::default().batch_size(3)).unwrap();
+        c1.heartbeat().unwrap();
+        c2.heartbeat().unwrap();
+        c1.heartbeat().unwrap();
+        let signal = producer(h).signal("counter:incremented").unwrap();
+        for seq in 0..10 {
+            for key in ["k0", "k1", "k2", "k3", "k4", "k5"] {
+                signal.emit_with(&json!({"key": key, "seq": seq}), EmitOptions::version(1).key(key)).unwrap();
+            }
+        }
+        while c1.poll().unwrap() + c2.poll().unwrap() > 0 {}
+        let mut per_key: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+        for e in seen.lock().iter() {
+            per_key.entry(e.payload["key"].as_str().unwrap().to_owned()).or_default().push(e.payload["seq"].as_i64().unwrap());
+        }
+        assert_eq!(per_key.len(), 6);
+        for (key, seqs) in per_key {
+            assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "key {key}");
+        }
+    }
+
+    /// 1,000 keys spread evenly over 4 partitions, each in `crc32(key) % 4`.
+    fn keys_spread_evenly(h) {
+        let svc = h.hivent("svc-spread", 4, &Recorder::new());
+        let _seen = record(&svc, "item:added");
+        svc.register().unwrap();
+        let signal = producer(h).signal("item:added").unwrap();
+        let mut expected = [0usize; 4];
+        for i in 0..1000 {
+            let key = hivent::new_id();
+            expected[partition_for(partition_hash(Some(&key), &json!(null)), 4) as usize] += 1;
+            signal.emit_with(&json!({"i": i}), EmitOptions::version(1).key(key)).unwrap();
+        }
+        let counts: Vec<usize> = (0..4).map(|p| h.partition("svc-spread", p).len()).collect();
+        assert_eq!(counts, expected);
+        // With 1,000 uniform keys each partition gets 250 ± 14 (one σ); ±80 is > 5σ.
+        for c in counts {
+            assert!((170..=330).contains(&c), "{c} of 1000 in one partition");
+        }
+    }
+
+    /// A failing handler sends the event to the dead letter queue and reports it.
+    fn failing_handler_dead_letters(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-fail", 1, &recorder);
+        svc.signal("pay:due").unwrap().receive(|e| {
+            if e.payload["amount"] == 0 { Err("amount must not be zero".into()) } else { Ok(()) }
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("pay:due").unwrap();
+        let bad = signal.emit(&json!({"amount": 0}), 1).unwrap();
+        signal.emit(&json!({"amount": 5}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        let dead = h.dead_letters("svc-fail", 0);
+        assert_eq!(dead.len(), 1);
+        assert_eq!(hivent::Event::from_json(&dead[0]).unwrap(), bad);
+        assert!(h.partition("svc-fail", 0).is_empty());
+        assert_eq!(
+            recorder.failures(),
+            [Call::Failed {
+                error: "a handler for \"pay:due\" version 1 failed: amount must not be zero".into(),
+                payload: Some(serde_json::to_value(&bad).unwrap()),
+                raw: dead[0].clone(),
+                queue: "svc-fail:0:dead_letter".into(),
+            }]
+        );
+        assert_eq!(recorder.successes().len(), 1);
+    }
+
+    /// A handler that panics is a failure like any other; the consumer goes on.
+    fn panicking_handler_dead_letters(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-panic", 1, &recorder);
+        svc.signal("x").unwrap().receive(|e| {
+            assert!(e.payload["ok"].as_bool().unwrap(), "not ok");
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("x").unwrap();
+        signal.emit(&json!({"ok": false}), 1).unwrap();
+        signal.emit(&json!({"ok": true}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        assert_eq!(h.dead_letters("svc-panic", 0).len(), 1);
+        match &recorder.failures()[..] {
+            [Call::Failed { error, .. }] => assert_eq!(error, "a handler for \"x\" version 1 panicked: not ok"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A typed receiver whose payload does not decode dead-letters the event.
+    fn typed_payload_mismatch_dead_letters(h) {
+        #[derive(serde::Deserialize)]
+        struct User { id: u64 }
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-typed", 1, &recorder);
+        let ids = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = ids.clone();
+        svc.signal("user:created").unwrap().receive_as(move |u: User, _meta| {
+            sink.lock().push(u.id);
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("user:created").unwrap();
+        signal.emit(&json!({"id": "not a number"}), 1).unwrap();
+        signal.emit(&json!({"id": 42}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        assert_eq!(*ids.lock(), [42]);
+        assert_eq!(h.dead_letters("svc-typed", 0).len(), 1);
+        match &recorder.failures()[..] {
+            [Call::Failed { error, .. }] => assert!(error.starts_with("the payload of \"user:created\" version 1 does not match the receiver's type"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Success is reported with the event's name, version and payload; registration too.
+    fn success_is_reported(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-ok", 2, &recorder);
+        let _seen = record(&svc, "a:b");
+        let consumer = svc.consumer().unwrap();
+        producer(h).signal("a:b").unwrap().emit(&json!({"k": "v"}), 3).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        let calls = recorder.calls();
+        assert_eq!(calls[0], Call::Registered { client_id: "svc-ok".into(), events: vec!["a:b".into()], partition_count: 2 });
+        assert_eq!(recorder.successes(), [Call::Succeeded { name: "a:b".into(), version: 3, payload: json!({"k": "v"}) }]);
+    }
+
+    /// An item that is not JSON is dead-lettered as it was read and the consumer goes on.
+    fn malformed_json_dead_letters_and_continues(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-junk", 1, &recorder);
+        let seen = record(&svc, "a:b");
+        let consumer = svc.consumer().unwrap();
+        h.push_raw("svc-junk", 0, "{not json");
+        h.push_raw("svc-junk", 0, r#"{"payload":{}}"#);
+        producer(h).signal("a:b").unwrap().emit(&json!({"fine": true}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 3);
+        assert_eq!(seen.lock().len(), 1);
+        assert_eq!(h.dead_letters("svc-junk", 0), ["{not json", r#"{"payload":{}}"#]);
+        let failures = recorder.failures();
+        assert!(matches!(&failures[0], Call::Failed { payload: None, raw, queue, error }
+            if raw == "{not json" && queue == "svc-junk:0:dead_letter" && error.contains("is not a valid event")), "{failures:?}");
+        assert!(matches!(&failures[1], Call::Failed { payload: Some(p), .. } if *p == json!({"payload": {}})), "{failures:?}");
+    }
+
+    /// Two consumers split the partitions; when one leaves, the other takes them all.
+    fn workers_share_and_take_over(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-group", 4, &recorder);
+        let seen = record(&svc, "job:queued");
+        let c1 = svc.consumer().unwrap();
+        let c2 = svc.join(hivent::ConsumerOptions::default()).unwrap();
+        c2.heartbeat().unwrap();
+        c1.heartbeat().unwrap(); // releases what c2 should have
+        c2.heartbeat().unwrap(); // claims it
+        let (p1, p2) = (c1.owned_partitions(), c2.owned_partitions());
+        assert_eq!(p1.len(), 2, "{p1:?} {p2:?}");
+        assert_eq!(p2.len(), 2, "{p1:?} {p2:?}");
+        assert!(p1.iter().all(|p| !p2.contains(p)));
+
+        let signal = producer(h).signal("job:queued").unwrap();
+        for i in 0..40 {
+            signal.emit_with(&json!({"i": i}), EmitOptions::version(1).key(format!("job-{i}"))).unwrap();
+        }
+        let before = c1.run_until_idle().unwrap();
+        assert!(before > 0 && before < 40, "c1 processed {before}");
+        c1.leave().unwrap();
+        assert_eq!(c2.run_until_idle().unwrap(), 40 - before);
+        assert_eq!(c2.owned_partitions(), [0, 1, 2, 3]);
+        assert_eq!(seen.lock().len(), 40);
+    }
+
+    /// A consumer that stalled past its TTL loses its partition: its ack and its
+    /// dead-lettering are rejected and change nothing, and the new owner processes
+    /// every event, in order, none lost.
+    fn stalled_consumer_is_fenced(h) {
+        let svc = h.hivent("svc-fence", 1, &Recorder::new());
+        let seen = record(&svc, "a:b");
+        svc.register().unwrap();
+        let signal = producer(h).signal("a:b").unwrap();
+        let emitted = vec![signal.emit(&json!({"n": 1}), 1).unwrap(), signal.emit(&json!({"n": 2}), 1).unwrap()];
+        let stalled = svc.backend().join("svc-fence").unwrap();
+        assert_eq!(stalled.heartbeat().unwrap(), [0]);
+        let batches = stalled.fetch(10, Duration::ZERO).unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].items.len(), 2);
+        // `stalled` never heartbeats again; the other consumer claims partition 0 once
+        // the stalled membership has expired.
+        let c2 = svc.join(hivent::ConsumerOptions::default()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while c2.heartbeat().unwrap() != [0] {
+            assert!(Instant::now() < deadline, "partition 0 was never taken over");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(stalled.ack(0, 1).unwrap_err().is_fenced());
+        assert!(stalled.dead_letter(0, &batches[0].items[0]).unwrap_err().is_fenced());
+        assert_eq!(h.partition("svc-fence", 0).len(), 2);
+        assert!(h.dead_letters("svc-fence", 0).is_empty());
+        assert_eq!(c2.run_until_idle().unwrap(), 2);
+        assert_eq!(*seen.lock(), emitted);
+    }
+
+    /// A batch emit stores every event, in order.
+    fn batch_emit(h) {
+        let svc = h.hivent("svc-batch", 1, &Recorder::new());
+        let seen = record(&svc, "b:e");
+        let consumer = svc.consumer().unwrap();
+        let p = producer(h);
+        let signal = p.signal("b:e").unwrap();
+        let mut batch = p.batch();
+        for i in 0..25 {
+            batch.push(&signal, &json!({"i": i}), EmitOptions::version(1)).unwrap();
+        }
+        let emitted = batch.emit().unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 25);
+        assert_eq!(*seen.lock(), emitted);
+    }
+
+    /// A worker started with a different partition count while events wait is refused.
+    fn partition_count_change_refused_while_events_wait(h) {
+        let svc = h.hivent("svc-resize", 2, &Recorder::new());
+        let _seen = record(&svc, "r:s");
+        svc.register().unwrap();
+        producer(h).signal("r:s").unwrap().emit(&json!({}), 1).unwrap();
+        let bigger = h.hivent("svc-resize", 4, &Recorder::new());
+        let _seen = record(&bigger, "r:s");
+        let err = bigger.register().unwrap_err();
+        assert!(matches!(err, hivent::Error::PartitionCountConflict { requested: 4, stored: 2, .. }), "{err}");
+        let c = svc.consumer().unwrap();
+        assert_eq!(c.run_until_idle().unwrap(), 1);
+        drop(c);
+        bigger.register().unwrap();
+    }
+
+    /// Services stop receiving events they no longer register for.
+    fn reregistration_drops_old_events(h) {
+        let first = h.hivent("svc-rereg", 1, &Recorder::new());
+        let _a = record(&first, "old:event");
+        first.register().unwrap();
+        let second = h.hivent("svc-rereg", 1, &Recorder::new());
+        let _b = record(&second, "new:event");
+        second.register().unwrap();
+        let p = producer(h);
+        p.signal("old:event").unwrap().emit(&json!({}), 1).unwrap();
+        p.signal("new:event").unwrap().emit(&json!({}), 1).unwrap();
+        let items = h.partition("svc-rereg", 0);
+        assert_eq!(items.len(), 1);
+        assert!(items[0].contains("\"name\":\"new:event\""), "{items:?}");
+    }
+}
