@@ -201,9 +201,11 @@ impl Settings {
                 "endpoint" => settings.endpoint = Some(text),
                 "partition_count" => settings.partition_count = Some(text),
                 "client_id" => settings.client_id = Some(text),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "unknown option `{key}` (known: backend, endpoint, partition_count, client_id)"
-                )),
+                ))
+                }
             }
         }
         Ok(settings)
