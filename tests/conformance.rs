@@ -343,4 +343,127 @@ conformance! {
         assert_eq!(items.len(), 1);
         assert!(items[0].contains("\"name\":\"new:event\""), "{items:?}");
     }
+
+    /// Consumers on threads (`Hivent::run`) process events emitted from several threads
+    /// exactly once each when nothing fails, and stop cleanly when the shutdown sender
+    /// is dropped, leaving the group.
+    fn threaded_workers_process_everything(h) {
+        let svc = h.hivent("svc-threads", 4, &Recorder::new());
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        svc.signal("t:e").unwrap().receive(move |e| {
+            done_tx.send(e.meta.event_uuid.clone()).unwrap();
+            Ok(())
+        });
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let runner = {
+            let svc = svc.clone();
+            std::thread::spawn(move || svc.run(2, hivent::ConsumerOptions::default().idle_wait(Duration::from_millis(50)), shutdown))
+        };
+        let emitters: Vec<_> = (0..4)
+            .map(|t| {
+                let p = producer(h);
+                std::thread::spawn(move || {
+                    let signal = p.signal("t:e").unwrap();
+                    (0..50)
+                        .map(|i| signal.emit_with(&json!({"t": t, "i": i}), EmitOptions::version(1).key(format!("{t}-{i}"))).unwrap().meta.event_uuid)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut expected: Vec<String> = emitters.into_iter().flat_map(|e| e.join().unwrap()).collect();
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            got.push(done_rx.recv_timeout(Duration::from_secs(20)).expect("events stopped arriving"));
+        }
+        drop(stop);
+        runner.join().unwrap().unwrap();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+        assert!(done_rx.try_recv().is_err(), "an event was processed twice");
+        assert_eq!((0..4).map(|p| h.partition("svc-threads", p).len()).sum::<usize>(), 0);
+    }
+
+    /// Status shows the registration, live consumers, owners, lag and dead letters.
+    fn status_reports_group_lag_and_dead_letters(h) {
+        let svc = h.hivent("svc-status", 2, &Recorder::new());
+        svc.signal("s:t").unwrap().receive(|e| if e.payload["bad"] == true { Err("bad".into()) } else { Ok(()) });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("s:t").unwrap();
+        let first = signal.emit_with(&json!({"bad": true}), EmitOptions::version(1).key("a")).unwrap();
+        let p = partition_for(partition_hash(Some("a"), &json!(null)), 2);
+        let ops = svc.backend().operations().expect("operations");
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        signal.emit_with(&json!({"n": 2}), EmitOptions::version(1).key("a")).unwrap();
+        signal.emit_with(&json!({"n": 3}), EmitOptions::version(1).key("a")).unwrap();
+        let status = ops.service_status("svc-status").unwrap();
+        assert!(ops.services().unwrap().contains(&"svc-status".to_string()));
+        assert_eq!(status.partition_count, 2);
+        assert_eq!(status.events, ["s:t"]);
+        assert_eq!(status.consumers, [consumer.member_id().to_string()]);
+        let part = &status.partitions[p as usize];
+        assert_eq!(part.owner.as_deref(), Some(consumer.member_id()));
+        assert_eq!(part.waiting, 2);
+        assert_eq!(part.dead_letters, 1);
+        assert!(part.oldest_created_at.unwrap() >= first.meta.created_at);
+        let other = &status.partitions[1 - p as usize];
+        assert_eq!((other.waiting, other.dead_letters), (0, 0));
+    }
+
+    /// Replay puts dead letters back at the head of their partition, in their original
+    /// order, ahead of waiting events; purge empties the queue.
+    fn dead_letter_replay_and_purge(h) {
+        let svc = h.hivent("svc-dlq", 1, &Recorder::new());
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let seen: support::Seen = Arc::default();
+        let (flag, sink) = (fail.clone(), seen.clone());
+        svc.signal("d:l").unwrap().receive(move |e| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) { return Err("down".into()); }
+            sink.lock().push(e.clone());
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("d:l").unwrap();
+        let failed: Vec<_> = (0..3).map(|i| signal.emit(&json!({"i": i}), 1).unwrap()).collect();
+        assert_eq!(consumer.run_until_idle().unwrap(), 3);
+        let ops = svc.backend().operations().expect("operations");
+        let dead = ops.dead_letters("svc-dlq", 0, 10).unwrap();
+        assert_eq!(dead.iter().map(|r| hivent::Event::from_json(r).unwrap()).collect::<Vec<_>>(), failed);
+        assert_eq!(ops.dead_letters("svc-dlq", 0, 2).unwrap(), dead[..2]);
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let later = signal.emit(&json!({"later": true}), 1).unwrap();
+        assert_eq!(ops.replay_dead_letters("svc-dlq", 0, 2).unwrap(), 2);
+        assert_eq!(ops.dead_letters("svc-dlq", 0, 10).unwrap(), dead[2..]);
+        assert_eq!(consumer.run_until_idle().unwrap(), 3);
+        assert_eq!(*seen.lock(), [failed[0].clone(), failed[1].clone(), later]);
+        assert_eq!(ops.purge_dead_letters("svc-dlq", 0).unwrap(), 1);
+        assert!(ops.dead_letters("svc-dlq", 0, 10).unwrap().is_empty());
+    }
+
+    /// A consumer holding a fetched batch when a replay lands is fenced off it: its ack is
+    /// rejected, so the replayed events are not acknowledged unseen.
+    fn replay_fences_the_batch_in_hand(h) {
+        let svc = h.hivent("svc-replay-fence", 1, &Recorder::new());
+        let _seen = record(&svc, "r:f");
+        svc.register().unwrap();
+        let signal = producer(h).signal("r:f").unwrap();
+        signal.emit(&json!({"n": 1}), 1).unwrap();
+        h.push_raw("svc-replay-fence", 0, "junk");
+        let session = svc.backend().join("svc-replay-fence").unwrap();
+        assert_eq!(session.heartbeat().unwrap(), [0]);
+        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        assert_eq!(batch[0].items.len(), 2);
+        session.ack(0, 1).unwrap();
+        session.dead_letter(0, "junk").unwrap();
+        signal.emit(&json!({"n": 2}), 1).unwrap();
+        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        assert_eq!(batch[0].items.len(), 1);
+        let ops = svc.backend().operations().expect("operations");
+        assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, 10).unwrap(), 1);
+        assert!(session.ack(0, 1).unwrap_err().is_fenced());
+        assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
+        assert_eq!(session.heartbeat().unwrap(), [0]);
+        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        assert_eq!(batch[0].items[0], "junk");
+    }
 }

@@ -50,6 +50,11 @@ pub trait Backend: Send + Sync {
 
     /// Joins the consumer group of `service` as a new member.
     fn join(&self, service: &str) -> Result<Box<dyn ConsumerSession>>;
+
+    /// Status and dead-letter operations on this backend's store, where it has them.
+    fn operations(&self) -> Option<&dyn crate::Operations> {
+        None
+    }
 }
 
 /// The oldest events of one partition, oldest first, as the backend stores them.

@@ -8,6 +8,7 @@
 //! - [`LifeCycleEventHandler`]: hooks for logging and error reporting.
 //! - [`Backend`] and [`ConsumerSession`]: the small object-safe seam a backend fills.
 //! - [`Consumer`]: the one consume loop, so every backend has the same semantics.
+//! - [`Operations`]: status, lag and dead letter queues, for operators.
 //!
 //! This crate never depends on a storage client or a CLI library.
 
@@ -20,6 +21,7 @@ mod error;
 mod event;
 mod hivent;
 mod lifecycle;
+mod operations;
 mod partition;
 mod signal;
 
@@ -34,5 +36,6 @@ pub use error::{Error, HandlerError, Result};
 pub use event::{new_id, Event, Meta};
 pub use hivent::{EmitBatch, EmitTap, Hivent};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
+pub use operations::{Operations, PartitionStatus, ServiceStatus};
 pub use partition::{partition_for, partition_hash, ruby_json};
 pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

@@ -66,6 +66,10 @@ impl MemoryBackend {
         }
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     /// The services that receive `event` (not counting `*` receivers), sorted.
     pub fn receivers_of(&self, event: &str) -> Vec<String> {
         let state = self.shared.state.lock();
@@ -229,6 +233,10 @@ impl Backend for MemoryBackend {
                 .insert(registration.service.clone());
         }
         Ok(())
+    }
+
+    fn operations(&self) -> Option<&dyn hivent_core::Operations> {
+        Some(self)
     }
 
     fn join(&self, service: &str) -> Result<Box<dyn ConsumerSession>> {

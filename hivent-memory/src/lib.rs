@@ -32,6 +32,7 @@
 //! ```
 
 mod backend;
+mod operations;
 mod session;
 mod state;
 

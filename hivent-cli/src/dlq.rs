@@ -1,0 +1,125 @@
+//! `hivent dlq`: list, show, replay and purge dead letter queues.
+
+use clap::{Args, Subcommand};
+use hivent::{Backend, Event, Operations};
+
+use crate::exit::Failure;
+use crate::options::ConnectionArgs;
+
+/// The `dlq` subcommands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum DlqCommand {
+    /// One line per dead letter: partition, event name, version, uuid, time
+    List(DlqArgs),
+    /// The dead letters' raw JSON, one per line
+    Show(DlqArgs),
+    /// Put dead letters back at the head of their partition, in their original order
+    Replay(DlqArgs),
+    /// Delete dead letters (needs --yes)
+    Purge(DlqArgs),
+}
+
+/// Which dead letters.
+#[derive(Args, Clone, Debug)]
+pub struct DlqArgs {
+    /// The service
+    #[arg(long)]
+    pub service: String,
+    /// Only this partition (default: all)
+    #[arg(long)]
+    pub partition: Option<u32>,
+    /// At most this many per partition, oldest first
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Confirm a purge
+    #[arg(long)]
+    pub yes: bool,
+    /// Connection options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// The operations of a backend, or a runtime failure when it has none.
+pub fn operations(backend: &dyn Backend) -> Result<&dyn Operations, Failure> {
+    backend.operations().ok_or_else(|| {
+        Failure::Usage(format!(
+            "the {} backend has no status or dead-letter operations",
+            backend.name()
+        ))
+    })
+}
+
+/// Runs a `dlq` subcommand.
+pub fn run(command: &DlqCommand) -> Result<(), Failure> {
+    let args = match command {
+        DlqCommand::List(a)
+        | DlqCommand::Show(a)
+        | DlqCommand::Replay(a)
+        | DlqCommand::Purge(a) => a,
+    };
+    if let DlqCommand::Purge(a) = command {
+        if !a.yes {
+            return Err(Failure::Usage(format!(
+                "purge deletes the dead letters of service {:?} for good; add --yes to confirm",
+                a.service
+            )));
+        }
+    }
+    let config = args.connection.config_for_tool()?;
+    let backend = hivent::open_backend(&config)?;
+    let ops = operations(backend.as_ref())?;
+    let partitions = match args.partition {
+        Some(p) => vec![p],
+        None => (0..ops.service_status(&args.service)?.partition_count).collect(),
+    };
+    for p in partitions {
+        match command {
+            DlqCommand::List(_) => {
+                for (i, raw) in ops
+                    .dead_letters(&args.service, p, args.limit)?
+                    .iter()
+                    .enumerate()
+                {
+                    println!("{}", describe(p, i, raw));
+                }
+            }
+            DlqCommand::Show(_) => {
+                for raw in ops.dead_letters(&args.service, p, args.limit)? {
+                    println!("{raw}");
+                }
+            }
+            DlqCommand::Replay(_) => {
+                let n = ops.replay_dead_letters(&args.service, p, args.limit)?;
+                if n > 0 || args.partition.is_some() {
+                    println!("partition {p}: replayed {n} event(s)");
+                }
+            }
+            DlqCommand::Purge(_) => {
+                let n = ops.purge_dead_letters(&args.service, p)?;
+                if n > 0 || args.partition.is_some() {
+                    println!("partition {p}: purged {n} event(s)");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One line for a dead letter: where it is and what it is.
+fn describe(partition: u32, index: usize, raw: &str) -> String {
+    match Event::from_json(raw) {
+        Ok(e) => format!(
+            "partition {partition} #{index}: {} v{} {} {}",
+            e.meta.name,
+            e.meta.version,
+            e.meta.event_uuid,
+            e.meta
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+        Err(_) => {
+            let head: String = raw.chars().take(60).collect();
+            format!("partition {partition} #{index}: not an event: {head}")
+        }
+    }
+}

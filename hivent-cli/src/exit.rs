@@ -1,0 +1,57 @@
+//! Exit codes: 2 for usage and configuration errors, 1 for runtime failures.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+/// A failure of a command, with the exit code it maps to.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad flags, a bad configuration file, a bad value: exit 2 with one line.
+    Usage(String),
+    /// Something failed while running: exit 1 with the error chain.
+    Runtime(hivent::Error),
+}
+
+impl Failure {
+    /// Prints the failure to stderr and returns the exit code.
+    pub fn report(&self) -> ExitCode {
+        match self {
+            Failure::Usage(message) => {
+                eprintln!("hivent: {message}");
+                ExitCode::from(2)
+            }
+            Failure::Runtime(error) => {
+                eprintln!("hivent: {}", chain(error));
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+impl From<hivent::Error> for Failure {
+    fn from(error: hivent::Error) -> Failure {
+        match error {
+            hivent::Error::InvalidConfig { .. }
+            | hivent::Error::ConfigFileInvalid { .. }
+            | hivent::Error::ConfigFileUnreadable { .. }
+            | hivent::Error::InvalidSignalName { .. }
+            | hivent::Error::NoReceivers { .. } => Failure::Usage(error.to_string()),
+            other => Failure::Runtime(other),
+        }
+    }
+}
+
+/// The error and its sources, joined by ": caused by: ".
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // thiserror messages often embed their source already; skip exact repeats.
+        if !text.contains(&cause_text) {
+            let _ = write!(text, "\n  caused by: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,96 @@
+//! Command-line options shared by the worker and the standalone tool, and how they become a `Config`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use hivent::{BackendKind, Config, ConfigBuilder, Result};
+
+/// Where to connect and as which service; every option also comes from the environment.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ConnectionArgs {
+    /// Backend: `redis` or `memory` [env: HIVENT_BACKEND]
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<String>,
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0 [env: HIVENT_ENDPOINT, then REDIS_URL]
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// This service's name [env: HIVENT_CLIENT_ID]
+    #[arg(long, value_name = "NAME")]
+    pub client_id: Option<String>,
+    /// Partitions of this service's event streams [env: HIVENT_PARTITION_COUNT]
+    #[arg(long, value_name = "N")]
+    pub partition_count: Option<u32>,
+    /// A TOML file with backend, endpoint, partition_count and client_id [env: HIVENT_CONFIG]
+    #[arg(long = "config", value_name = "FILE", env = "HIVENT_CONFIG")]
+    pub config_file: Option<PathBuf>,
+}
+
+impl ConnectionArgs {
+    /// The config builder these options describe: flags over environment over file.
+    /// `REDIS_URL` counts as the endpoint when `HIVENT_ENDPOINT` is not set, as in the
+    /// Ruby gem's deployments.
+    pub fn builder(&self) -> Result<ConfigBuilder> {
+        let mut vars: Vec<(String, String)> = std::env::vars().collect();
+        if !vars
+            .iter()
+            .any(|(k, v)| k == "HIVENT_ENDPOINT" && !v.is_empty())
+        {
+            if let Some((_, url)) = vars.iter().find(|(k, _)| k == "REDIS_URL") {
+                vars.push(("HIVENT_ENDPOINT".into(), url.clone()));
+            }
+        }
+        let mut builder = Config::builder().env_from(vars);
+        if let Some(file) = &self.config_file {
+            builder = builder.file(file);
+        }
+        if let Some(backend) = &self.backend {
+            builder = builder.backend(backend.parse::<BackendKind>()?);
+        }
+        if let Some(endpoint) = &self.endpoint {
+            builder = builder.endpoint(endpoint);
+        }
+        if let Some(client_id) = &self.client_id {
+            builder = builder.client_id(client_id);
+        }
+        if let Some(n) = self.partition_count {
+            builder = builder.partition_count(n);
+        }
+        Ok(builder)
+    }
+
+    /// The config, with `client_id` defaulted for tools that only read or emit.
+    pub fn config_for_tool(&self) -> Result<Config> {
+        let builder = self.builder()?;
+        match builder.clone().build() {
+            Err(hivent::Error::InvalidConfig {
+                option: "client_id",
+                ..
+            }) if self.client_id.is_none() => builder.client_id("hivent-cli").build(),
+            other => other,
+        }
+    }
+}
+
+/// The options of `start`.
+#[derive(Args, Clone, Debug)]
+pub struct StartArgs {
+    /// Connection and service options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Consumer threads of the group in this process
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        env = "HIVENT_CONCURRENCY"
+    )]
+    pub concurrency: usize,
+    /// Log level: error, warn, info, debug or trace
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        default_value = "info",
+        env = "HIVENT_LOG_LEVEL"
+    )]
+    pub log_level: String,
+}

@@ -1,0 +1,92 @@
+//! `hivent status`: services, consumers, partition owners, lag and dead letters.
+
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use clap::Args;
+use hivent::{Operations, ServiceStatus};
+
+use crate::exit::Failure;
+use crate::options::ConnectionArgs;
+
+/// The options of `status`.
+#[derive(Args, Clone, Debug)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+    /// Only this service
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Connection options.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Prints the status of every service (or one).
+pub fn run(args: &StatusArgs) -> Result<(), Failure> {
+    let config = args.connection.config_for_tool()?;
+    let backend = hivent::open_backend(&config)?;
+    let ops = crate::dlq::operations(backend.as_ref())?;
+    let statuses = collect(ops, args.service.as_deref())?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&statuses)
+            .map_err(|e| Failure::Usage(format!("could not encode the status: {e}")))?;
+        println!("{json}");
+    } else {
+        print!("{}", render(&statuses));
+    }
+    Ok(())
+}
+
+fn collect(ops: &dyn Operations, only: Option<&str>) -> hivent::Result<Vec<ServiceStatus>> {
+    let names = match only {
+        Some(service) => vec![service.to_owned()],
+        None => ops.services()?,
+    };
+    names.iter().map(|s| ops.service_status(s)).collect()
+}
+
+/// The status as a readable table.
+pub fn render(statuses: &[ServiceStatus]) -> String {
+    let mut out = String::new();
+    if statuses.is_empty() {
+        out.push_str("no services registered\n");
+    }
+    let now = Utc::now();
+    for s in statuses {
+        let waiting: u64 = s.partitions.iter().map(|p| p.waiting).sum();
+        let dead: u64 = s.partitions.iter().map(|p| p.dead_letters).sum();
+        let _ = writeln!(
+            out,
+            "service {}: {} partitions, {} consumers, {} waiting, {} dead letters",
+            s.service,
+            s.partition_count,
+            s.consumers.len(),
+            waiting,
+            dead
+        );
+        let _ = writeln!(out, "  receives: {}", s.events.join(", "));
+        let _ = writeln!(
+            out,
+            "  {:<9}  {:<32}  {:>7}  {:>10}  {:>4}",
+            "partition", "owner", "waiting", "oldest", "dead"
+        );
+        for p in &s.partitions {
+            let age = p.oldest_created_at.map_or("-".to_owned(), |at| {
+                let ms = (now - at).num_milliseconds().max(0);
+                format!("{:.1}s", ms as f64 / 1000.0)
+            });
+            let _ = writeln!(
+                out,
+                "  {:<9}  {:<32}  {:>7}  {:>10}  {:>4}",
+                p.partition,
+                p.owner.as_deref().unwrap_or("-"),
+                p.waiting,
+                age,
+                p.dead_letters
+            );
+        }
+    }
+    out
+}

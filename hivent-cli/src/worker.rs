@@ -1,0 +1,136 @@
+//! The worker process: `start` for applications' own binaries and for `hivent start -r`.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use crossbeam_channel::Receiver;
+use hivent::{ConsumerOptions, Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler};
+
+use crate::exit::Failure;
+use crate::logging::{self, LoggingHandler};
+use crate::options::StartArgs;
+
+type Setup = Box<dyn FnOnce(&Hivent) -> hivent::Result<()>>;
+
+/// An application's worker binary: register receivers in `setup`, then call
+/// [`Worker::main`], which gives the binary `start`, `--help` and `start --help`.
+///
+/// ```no_run
+/// use hivent_cli::Worker;
+///
+/// fn main() -> std::process::ExitCode {
+///     Worker::new(|hivent| {
+///         hivent.signal("user:created")?.receive(|event| {
+///             println!("welcome {}", event.payload["email"]);
+///             Ok(())
+///         });
+///         Ok(())
+///     })
+///     .main()
+/// }
+/// ```
+pub struct Worker {
+    setup: Setup,
+    handler: Arc<dyn LifeCycleEventHandler>,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "A hivent worker: consumes this service's events", version)]
+struct WorkerCli {
+    #[command(subcommand)]
+    command: WorkerCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkerCommand {
+    /// Start consuming: join the service's consumer group and process events until SIGINT/SIGTERM
+    Start(StartArgs),
+}
+
+impl Worker {
+    /// A worker whose receivers `setup` registers on the service's handle.
+    pub fn new(setup: impl FnOnce(&Hivent) -> hivent::Result<()> + 'static) -> Worker {
+        Worker {
+            setup: Box::new(setup),
+            handler: Arc::new(NoopLifeCycleEventHandler),
+        }
+    }
+
+    /// Sets the application's life-cycle handler.
+    pub fn life_cycle_event_handler(mut self, handler: Arc<dyn LifeCycleEventHandler>) -> Self {
+        self.handler = handler;
+        self
+    }
+
+    /// Parses the process arguments and runs; stops on SIGINT/SIGTERM.
+    pub fn main(self) -> ExitCode {
+        self.main_from(std::env::args_os())
+    }
+
+    /// Parses `args` (the first is the program name) and runs.
+    pub fn main_from<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = match WorkerCli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                let _ = e.print();
+                return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+            }
+        };
+        let WorkerCommand::Start(args) = cli.command;
+        let shutdown = match crate::shutdown::on_signals() {
+            Ok(shutdown) => shutdown,
+            Err(e) => {
+                eprintln!("hivent: could not listen for signals: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match start(&args, self.handler, self.setup, shutdown) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(failure) => failure.report(),
+        }
+    }
+}
+
+/// Runs `start` with `args`: connect, let `setup` register receivers, run
+/// `--concurrency` consumers until `shutdown` disconnects, leave, return.
+pub fn start(
+    args: &StartArgs,
+    handler: Arc<dyn LifeCycleEventHandler>,
+    setup: impl FnOnce(&Hivent) -> hivent::Result<()>,
+    shutdown: Receiver<()>,
+) -> Result<(), Failure> {
+    logging::init(&args.log_level).map_err(Failure::Usage)?;
+    if args.concurrency == 0 {
+        return Err(Failure::Usage(
+            "--concurrency must be at least 1".to_owned(),
+        ));
+    }
+    let config = args
+        .connection
+        .builder()?
+        .life_cycle_event_handler(Arc::new(LoggingHandler::new(handler)))
+        .build()?;
+    let hivent = hivent::connect(config)?;
+    setup(&hivent)?;
+    let config = hivent.config();
+    tracing::info!(
+        client_id = config.client_id(),
+        backend = %config.backend(),
+        endpoint = %config.endpoint_redacted(),
+        partition_count = config.partition_count(),
+        concurrency = args.concurrency,
+        "starting"
+    );
+    hivent.run(args.concurrency, ConsumerOptions::default(), shutdown)?;
+    tracing::info!(
+        client_id = config.client_id(),
+        "stopped: events in hand acknowledged, partitions released"
+    );
+    Ok(())
+}
