@@ -32,7 +32,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use hivent_core::*;
 pub use hivent_memory::{MemoryBackend, MemoryOptions};
-// REDIS-WIRING: pub use hivent_redis::{RedisBackend, RedisOptions};
+pub use hivent_redis::{RedisBackend, RedisOptions};
 
 use parking_lot::Mutex;
 
@@ -52,14 +52,7 @@ pub fn connect(config: Config) -> Result<Hivent> {
 pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     Ok(match config.backend() {
         BackendKind::Memory => Arc::new(memory_store(config.endpoint())),
-        // REDIS-WIRING: BackendKind::Redis => Arc::new(RedisBackend::connect(config.endpoint())?),
-        BackendKind::Redis => {
-            return Err(Error::InvalidConfig {
-                option: "backend",
-                value: "redis".into(),
-                reason: "not wired yet".into(),
-            })
-        }
+        BackendKind::Redis => Arc::new(RedisBackend::connect(config.endpoint())?),
     })
 }
 

@@ -19,6 +19,9 @@ macro_rules! conformance {
         mod memory {
             $( #[test] fn $name() { if let Some(h) = super::support::MemoryHarness::new() { super::$name(&h) } } )*
         }
+        mod redis {
+            $( #[test] fn $name() { if let Some(h) = super::support::RedisHarness::new() { super::$name(&h) } } )*
+        }
     };
 }
 
@@ -354,6 +357,8 @@ conformance! {
             done_tx.send(e.meta.event_uuid.clone()).unwrap();
             Ok(())
         });
+        // Registered before anything is emitted: `run` registers on its own thread.
+        svc.register().unwrap();
         let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
         let runner = {
             let svc = svc.clone();
@@ -461,8 +466,10 @@ conformance! {
         let ops = svc.backend().operations().expect("operations");
         assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, 10).unwrap(), 1);
         assert!(session.ack(0, 1).unwrap_err().is_fenced());
-        assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
+        // Even after re-claiming the partition, the batch read before the replay stays fenced.
         assert_eq!(session.heartbeat().unwrap(), [0]);
+        assert!(session.ack(0, 1).unwrap_err().is_fenced());
+        assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
         let batch = session.fetch(10, Duration::ZERO).unwrap();
         assert_eq!(batch[0].items[0], "junk");
     }

@@ -70,7 +70,10 @@ pub struct Batch {
 /// while a heartbeat thread may call [`ConsumerSession::heartbeat`] concurrently.
 ///
 /// Reads and writes are fenced: once the session lost a partition, [`ack`] and
-/// [`dead_letter`] for it fail with [`crate::Error::Fenced`] and change nothing.
+/// [`dead_letter`] for it fail with [`crate::Error::Fenced`] and change nothing. The
+/// fence is the claim under which the batch was *fetched*: if the partition was lost
+/// and claimed again in between (e.g. after a dead-letter replay), the old batch's
+/// writes are still rejected, so no write removes items its batch did not contain.
 ///
 /// [`ack`]: ConsumerSession::ack
 /// [`dead_letter`]: ConsumerSession::dead_letter

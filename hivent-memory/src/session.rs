@@ -15,8 +15,10 @@ pub(crate) struct MemorySession {
     member: String,
     /// Partition → fencing token, as of the last heartbeat.
     owned: Mutex<BTreeMap<u32, u64>>,
-    /// Partition → items fetched and not yet acked or dead-lettered.
-    in_hand: Mutex<BTreeMap<u32, usize>>,
+    /// Partition → (items fetched and not yet acked or dead-lettered, the token they
+    /// were read under). Writes use the read token, so a re-claim in between (after a
+    /// replay) cannot let a stale batch's ack remove items it never saw.
+    in_hand: Mutex<BTreeMap<u32, (usize, u64)>>,
 }
 
 impl MemorySession {
@@ -30,11 +32,12 @@ impl MemorySession {
         }
     }
 
+    /// The token the batch in hand of `partition` was read under.
     fn token(&self, partition: u32) -> Result<u64> {
-        self.owned
+        self.in_hand
             .lock()
             .get(&partition)
-            .copied()
+            .map(|(_, token)| *token)
             .ok_or_else(|| self.fenced(partition))
     }
 
@@ -47,7 +50,7 @@ impl MemorySession {
 
     fn settle(&self, partition: u32, count: usize) {
         let mut in_hand = self.in_hand.lock();
-        if let Some(n) = in_hand.get_mut(&partition) {
+        if let Some((n, _)) = in_hand.get_mut(&partition) {
             *n = n.saturating_sub(count);
             if *n == 0 {
                 in_hand.remove(&partition);
@@ -55,7 +58,7 @@ impl MemorySession {
         }
     }
 
-    fn read_owned(&self, max: usize) -> Result<Vec<Batch>> {
+    fn read_owned(&self, max: usize) -> Result<Vec<(Batch, u64)>> {
         let owned = self.owned.lock().clone();
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
@@ -66,10 +69,14 @@ impl MemorySession {
             }
             if let Some(queue) = svc.partitions.get(p as usize) {
                 if !queue.is_empty() {
-                    batches.push(Batch {
-                        partition: p,
-                        items: queue.iter().take(max).cloned().collect(),
-                    });
+                    let items = queue.iter().take(max).cloned().collect();
+                    batches.push((
+                        Batch {
+                            partition: p,
+                            items,
+                        },
+                        token,
+                    ));
                 }
             }
         }
@@ -122,9 +129,9 @@ impl ConsumerSession for MemorySession {
         }
         *self.in_hand.lock() = batches
             .iter()
-            .map(|b| (b.partition, b.items.len()))
+            .map(|(b, token)| (b.partition, (b.items.len(), *token)))
             .collect();
-        Ok(batches)
+        Ok(batches.into_iter().map(|(b, _)| b).collect())
     }
 
     fn ack(&self, partition: u32, count: usize) -> Result<()> {

@@ -1,1 +1,123 @@
-//! hivent-redis: the partitioned Redis backend (being built; see the Redis issue).
+//! hivent-redis: the partitioned Redis backend of hivent, wire compatible with the
+//! Ruby gem.
+//!
+//! # Structures
+//!
+//! Shared with the Ruby gem (names and types must not change):
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `<event>` | set | services that receive the event; `*` for the wildcard |
+//! | `<service>:partition_count` | string | the service's partition count |
+//! | `<service>:<n>` | list | partition n; producers `LPUSH`, the oldest item is at the right |
+//! | `<service>:<n>:dead_letter` | list | failed items of partition n, as read |
+//!
+//! hivent-rs's own, under `<service>:hivent:` so they cannot collide with an event
+//! named `<service>:something` (event names are keys too):
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `<service>:hivent:events` | set | the events the service registered last |
+//! | `<service>:hivent:members` | sorted set | live consumers, scored by expiry (Redis time, ms) |
+//! | `<service>:hivent:owners` | hash | partition → owning member |
+//! | `<service>:hivent:tokens` | hash | partition → fencing token of its claim |
+//! | `<service>:hivent:fence` | string | counter the tokens come from; only grows |
+//! | `<service>:hivent:wake` | channel | wake-up notices after a push |
+//! | `hivent:emitted:<sha1 of the JSON>` | string | marks an event as stored, for 5 min |
+//!
+//! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
+//! reloaded after NOSCRIPT (a restarted Redis or `SCRIPT FLUSH`).
+//!
+//! # Producing
+//!
+//! One script per emit (or per chunk of up to 500 events for a batch) reads each
+//! event's set and `*`, checks that every receiving service has a valid partition
+//! count before it writes anything, then `LPUSH`es one copy per service into
+//! `<service>:<hash % count>` and `PUBLISH`es a wake-up notice per service. The script
+//! also sets `hivent:emitted:<sha1>` for the event; when that marker exists the event
+//! is skipped, so an emit retried after an ambiguous failure (sent, reply lost) is not
+//! stored twice. The marker is the SHA-1 of the event's JSON, which carries its
+//! `event_uuid`, so no JSON is parsed on the Rust side and any JSON works. Transient
+//! failures are retried with doubling pauses (4 tries by default).
+//!
+//! # Registering
+//!
+//! A worker's start sets `<service>:partition_count`, adds the service to the set of
+//! each event it receives, and removes it from the sets of events it registered before
+//! but no longer receives. A different partition count is refused while any old
+//! partition still holds events (they were placed by the old count), and accepted once
+//! they are drained.
+//!
+//! # Consuming
+//!
+//! Each consumer session is a member of its service's group, with three connections:
+//! one for its heartbeat thread, one for fetch/ack/dead-letter, and one subscribed to
+//! the wake channel (held by a small thread from join on, so no notice is missed).
+//!
+//! - **Heartbeat** (every [`RedisOptions::heartbeat_interval`], on the core's heartbeat
+//!   thread): one script refreshes the member's expiry from Redis `TIME` (host clocks do
+//!   not matter), drops expired members, sorts the live ones by name (byte order) and
+//!   computes the member's share exactly as [`hivent_core::desired_partitions`] does.
+//!   It releases partitions it should no longer own, except those whose fetched batch
+//!   is still in hand, voids claims of dead members, and claims its free desired
+//!   partitions with a token from the fence counter. Hand-over is cooperative: nobody
+//!   waits for a global barrier, and a partition given up is claimed by its new owner
+//!   at that member's next heartbeat.
+//! - **Fetch** reads the oldest items of every owned partition with one pipelined
+//!   `LRANGE` per partition in one round trip. When all are empty it waits on the wake
+//!   channel (or the timeout: the fallback for events pushed by the Ruby gem, which
+//!   publishes nothing). A member whose last successful heartbeat is older than four
+//!   fifths of [`RedisOptions::member_ttl`] fetches nothing (self-fencing).
+//! - **Ack** and **dead-letter** are scripts that first check that the caller still
+//!   holds the partition with its token; otherwise they change nothing and the caller
+//!   gets [`hivent_core::Error::Fenced`]. Ack removes exactly the acknowledged count
+//!   from the right end (`LTRIM`); dead-letter checks that the oldest item is the one
+//!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically.
+//! - **Leave** removes the member and releases all its partitions in one script.
+//!
+//! # Operations
+//!
+//! [`RedisBackend`] implements [`hivent_core::Operations`] (status, lag, dead letters).
+//! Replaying dead letters puts them back at the oldest (right) end of their partition
+//! and, in the same script, voids the partition's claim: the owner's batch in hand can
+//! no longer be acknowledged (a session presents the token its batch was read under),
+//! and the owner reclaims the partition at its next heartbeat and reads the replayed
+//! events first.
+//!
+//! # Guarantees
+//!
+//! At-least-once and per-partition FIFO: an item leaves its partition only by an ack of
+//! the owner after processing, or by dead-lettering. At most one live member owns a
+//! partition; a member that lost it (stalled past its lifetime, cut off) cannot ack or
+//! dead-letter there any more, and the new owner processes the items again. Every
+//! receiving service gets exactly one copy of each emit, even when the emit is retried.
+//! Fetch-then-trim from the right end is sound because only the owner removes items
+//! and producers only push on the left: anything else that writes to a partition (a
+//! dead-letter replay, say) must push on the left too.
+//!
+//! # Compatibility with the Ruby gem
+//!
+//! Producers and consumers of different services mix freely across languages: events
+//! have the gem's JSON shape and land in the gem's lists. The coordination of one
+//! service's consumers is hivent-rs's own, so **all consumers of one service must be
+//! hivent-rs workers**; a Ruby consumer of the same service would pop items this
+//! protocol believes it owns. Like the gem, scripts compute keys at run time, so Redis
+//! Cluster is not supported. `rediss://` (TLS) is not compiled in; [`RedisBackend`]
+//! refuses it with [`Error::TlsNotCompiledIn`]. Redis should run with
+//! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
+
+mod backend;
+mod connection;
+mod error;
+pub mod keys;
+mod operations;
+mod options;
+mod script;
+mod session;
+pub mod test_server;
+mod wake;
+
+pub use backend::RedisBackend;
+pub use error::Error;
+pub use options::RedisOptions;
+pub use session::RedisSession;

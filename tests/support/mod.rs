@@ -78,6 +78,64 @@ impl Harness for MemoryHarness {
     }
 }
 
+/// The Redis backend on a `redis-server` of the test's own, reached through
+/// `hivent::connect`; inspected with plain Redis commands, as the Ruby gem sees it.
+pub struct RedisHarness {
+    server: hivent_redis::test_server::RedisServer,
+}
+
+impl RedisHarness {
+    /// `None` (test skipped) when redis-server is missing, unless HIVENT_REQUIRE_REDIS=1.
+    pub fn new() -> Option<RedisHarness> {
+        hivent_redis::test_server::server_for_tests().map(|server| RedisHarness { server })
+    }
+
+    fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    /// Oldest first: producers push on the left, the oldest item is at the right end.
+    fn list(&self, key: String) -> Vec<String> {
+        let mut items: Vec<String> = redis::cmd("LRANGE")
+            .arg(key)
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.connection())
+            .unwrap();
+        items.reverse();
+        items
+    }
+}
+
+impl Harness for RedisHarness {
+    fn hivent(&self, service: &str, partition_count: u32, recorder: &Arc<Recorder>) -> Hivent {
+        hivent::connect(config(
+            &self.server.url(),
+            hivent::BackendKind::Redis,
+            service,
+            partition_count,
+            recorder,
+        ))
+        .unwrap()
+    }
+    fn push_raw(&self, service: &str, partition: u32, raw: &str) {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg(format!("{service}:{partition}"))
+            .arg(raw)
+            .query(&mut self.connection())
+            .unwrap();
+    }
+    fn partition(&self, service: &str, partition: u32) -> Vec<String> {
+        self.list(format!("{service}:{partition}"))
+    }
+    fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
+        self.list(format!("{service}:{partition}:dead_letter"))
+    }
+}
+
 /// One life-cycle call, as recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {

@@ -1,0 +1,509 @@
+//! The built `hivent` binary run as a user would, against a real `redis-server`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hivent_redis::test_server::{server_for_tests, RedisServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hivent");
+
+fn hivent(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Waits for `condition` up to `limit`, checking every 20 ms.
+fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A worker process of `hivent start -r`, stopped with SIGTERM.
+struct Worker {
+    child: Child,
+}
+
+impl Worker {
+    fn start(server: &RedisServer, service: &str, receivers: &Path, extra: &[&str]) -> Worker {
+        let child = Command::new(BIN)
+            .args(["start", "-r"])
+            .arg(receivers)
+            .args([
+                "--backend",
+                "redis",
+                "--endpoint",
+                &server.url(),
+                "--client-id",
+                service,
+                "--partition-count",
+                "4",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Worker { child }
+    }
+
+    /// Sends SIGTERM and returns the exit code and stderr.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let output = std::mem::replace(&mut self.child, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        (output.status.code(), text(&output.stderr))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A receivers file whose handler runs `script` with `sh -c`.
+fn receivers(dir: &Path, signal: &str, script: &str) -> PathBuf {
+    let path = dir.join("receivers.toml");
+    std::fs::write(
+        &path,
+        format!("[[receiver]]\nsignal = {signal:?}\ncommand = [\"sh\", \"-c\", {script:?}]\ntimeout_secs = 20\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn emit(server: &RedisServer, name: &str, payload: &str, key: &str) -> serde_json::Value {
+    let out = hivent(&[
+        "emit",
+        name,
+        "--version",
+        "1",
+        "--payload",
+        payload,
+        "--key",
+        key,
+        "--backend",
+        "redis",
+        "--endpoint",
+        &server.url(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_str(&text(&out.stdout)).unwrap()
+}
+
+fn status_json(server: &RedisServer, service: &str) -> serde_json::Value {
+    let out = hivent(&[
+        "status",
+        "--json",
+        "--service",
+        service,
+        "--backend",
+        "redis",
+        "--endpoint",
+        &server.url(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()[0].clone()
+}
+
+/// Whether `service` is registered and has exactly `n` live consumers.
+fn has_consumers(server: &RedisServer, service: &str, n: usize) -> bool {
+    let out = hivent(&[
+        "status",
+        "--json",
+        "--service",
+        service,
+        "--backend",
+        "redis",
+        "--endpoint",
+        &server.url(),
+    ]);
+    out.status.success()
+        && serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()[0]["consumers"]
+            .as_array()
+            .is_some_and(|c| c.len() == n)
+}
+
+/// emit → start with a command handler → the handler got the event JSON on stdin;
+/// SIGTERM then stops the worker with status 0.
+#[test]
+fn start_runs_command_handlers() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let file = receivers(
+        dir.path(),
+        "user:created",
+        &format!("cat >> {}; echo >> {}", out.display(), out.display()),
+    );
+    let worker = Worker::start(&server, "mailer", &file, &[]);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "mailer", 1)
+    });
+    let event = emit(
+        &server,
+        "user:created",
+        r#"{"email":"ada@example.com"}"#,
+        "ada",
+    );
+    wait_for("the handler to run", Duration::from_secs(20), || {
+        !lines(&out).is_empty()
+    });
+    let seen: serde_json::Value = serde_json::from_str(&lines(&out)[0]).unwrap();
+    assert_eq!(seen, event);
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("starting") && stderr.contains("stopped"),
+        "{stderr}"
+    );
+}
+
+/// A failing handler's event shows in `dlq list`; after `dlq replay` it is processed.
+#[test]
+fn failed_events_can_be_listed_and_replayed() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let flag = dir.path().join("healthy");
+    let script = format!(
+        "if [ -e {flag} ]; then cat >> {out}; echo >> {out}; else echo database is down >&2; exit 3; fi",
+        flag = flag.display(),
+        out = out.display()
+    );
+    let file = receivers(dir.path(), "pay:due", &script);
+    let worker = Worker::start(&server, "billing", &file, &[]);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "billing", 1)
+    });
+    let event = emit(&server, "pay:due", r#"{"amount":5}"#, "inv-1");
+    let url = server.url();
+    let dlq = |cmd: &str| {
+        hivent(&[
+            "dlq",
+            cmd,
+            "--service",
+            "billing",
+            "--backend",
+            "redis",
+            "--endpoint",
+            &url,
+        ])
+    };
+    wait_for("the dead letter", Duration::from_secs(20), || {
+        !text(&dlq("list").stdout).is_empty()
+    });
+    let listed = text(&dlq("list").stdout);
+    let uuid = event["meta"]["event_uuid"].as_str().unwrap();
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    assert!(
+        listed.contains("pay:due v1") && listed.contains(uuid),
+        "{listed}"
+    );
+    let shown = text(&dlq("show").stdout);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(shown.trim()).unwrap(),
+        event
+    );
+    std::fs::write(&flag, "").unwrap();
+    let replay = dlq("replay");
+    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    assert!(
+        text(&replay.stdout).contains("replayed 1 event(s)"),
+        "{}",
+        text(&replay.stdout)
+    );
+    wait_for("the replayed event", Duration::from_secs(20), || {
+        !lines(&out).is_empty()
+    });
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&lines(&out)[0]).unwrap(),
+        event
+    );
+    assert!(text(&dlq("list").stdout).is_empty());
+    let purge = dlq("purge");
+    assert_eq!(purge.status.code(), Some(2));
+    assert!(
+        text(&purge.stderr).contains("add --yes"),
+        "{}",
+        text(&purge.stderr)
+    );
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// `status` shows the lag before workers run, then two workers splitting 4 partitions.
+#[test]
+fn status_shows_lag_and_two_workers() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let file = receivers(
+        dir.path(),
+        "job:queued",
+        &format!("cat >> {}; echo >> {}", out.display(), out.display()),
+    );
+    // Register without consuming: a worker that stops at once leaves the registration.
+    let first = Worker::start(&server, "jobs", &file, &[]);
+    wait_for("registration", Duration::from_secs(20), || {
+        has_consumers(&server, "jobs", 1)
+    });
+    assert_eq!(first.terminate().0, Some(0));
+    for i in 0..8 {
+        emit(
+            &server,
+            "job:queued",
+            &format!(r#"{{"job":{i}}}"#),
+            &format!("job-{i}"),
+        );
+    }
+    let status = status_json(&server, "jobs");
+    let waiting: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["waiting"].as_u64().unwrap())
+        .sum();
+    assert_eq!(waiting, 8);
+    assert!(status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["oldest_created_at"].is_string()));
+    let table =
+        text(&hivent(&["status", "--backend", "redis", "--endpoint", &server.url()]).stdout);
+    assert!(
+        table.contains("service jobs: 4 partitions, 0 consumers, 8 waiting, 0 dead letters"),
+        "{table}"
+    );
+
+    let a = Worker::start(&server, "jobs", &file, &[]);
+    let b = Worker::start(&server, "jobs", &file, &[]);
+    wait_for("an even split", Duration::from_secs(30), || {
+        let s = status_json(&server, "jobs");
+        let consumers: Vec<String> = s["consumers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        consumers.len() == 2
+            && consumers.iter().all(|c| {
+                s["partitions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|p| p["owner"].as_str() == Some(c))
+                    .count()
+                    == 2
+            })
+    });
+    wait_for("the backlog", Duration::from_secs(20), || {
+        lines(&out).len() == 8
+    });
+    let table =
+        text(&hivent(&["status", "--backend", "redis", "--endpoint", &server.url()]).stdout);
+    assert!(
+        table.contains("service jobs: 4 partitions, 2 consumers, 0 waiting, 0 dead letters"),
+        "{table}"
+    );
+    assert_eq!(a.terminate().0, Some(0));
+    assert_eq!(b.terminate().0, Some(0));
+}
+
+/// SIGTERM while a batch is in hand: the worker finishes and acks it, exits 0, and
+/// every event is either processed (and gone) or still waiting — none lost.
+#[test]
+fn sigterm_during_a_batch_loses_nothing() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let script = format!(
+        "sleep 0.1; cat >> {}; echo >> {}",
+        out.display(),
+        out.display()
+    );
+    let file = receivers(dir.path(), "slow:job", &script);
+    let worker = Worker::start(&server, "slow", &file, &[]);
+    wait_for("registration", Duration::from_secs(20), || {
+        has_consumers(&server, "slow", 1)
+    });
+    let uuids: Vec<String> = (0..12)
+        .map(|i| {
+            emit(&server, "slow:job", &format!(r#"{{"n":{i}}}"#), "one-key")["meta"]["event_uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    wait_for("the first event", Duration::from_secs(20), || {
+        !lines(&out).is_empty()
+    });
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    let processed: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["meta"]["event_uuid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let status = status_json(&server, "slow");
+    let waiting: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["waiting"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        processed,
+        uuids[..processed.len()],
+        "processed in emit order, each once"
+    );
+    assert_eq!(
+        processed.len() as u64 + waiting,
+        12,
+        "processed {} + waiting {waiting}",
+        processed.len()
+    );
+    assert_eq!(
+        status["consumers"].as_array().unwrap().len(),
+        0,
+        "the worker left the group"
+    );
+}
+
+/// Bad flags, bad values and bad files exit 2 with one clear line.
+#[test]
+fn usage_and_config_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad_toml = dir.path().join("bad.toml");
+    std::fs::write(&bad_toml, "client_id = \"x\"\npartitions = 4\n").unwrap();
+    let bad_receivers = dir.path().join("bad-receivers.toml");
+    std::fs::write(
+        &bad_receivers,
+        "[[receiver]]\nsignal = \"a:*\"\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let good_receivers = receivers(dir.path(), "a", "true");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["start".into(), "--bogus".into()],
+            "unexpected argument '--bogus'",
+        ),
+        (
+            vec![
+                "start".into(),
+                "-r".into(),
+                bad_receivers.display().to_string(),
+            ],
+            "partial wildcards",
+        ),
+        (
+            vec![
+                "start".into(),
+                "-r".into(),
+                good_receivers.display().to_string(),
+                "--config".into(),
+                bad_toml.display().to_string(),
+            ],
+            "unknown option `partitions`",
+        ),
+        (
+            vec![
+                "start".into(),
+                "-r".into(),
+                good_receivers.display().to_string(),
+                "--client-id".into(),
+                "x".into(),
+                "--partition-count".into(),
+                "0".into(),
+            ],
+            "option `partition_count` cannot be \"0\"",
+        ),
+        (
+            vec![
+                "start".into(),
+                "-r".into(),
+                good_receivers.display().to_string(),
+                "--client-id".into(),
+                "x".into(),
+                "--backend".into(),
+                "kafka".into(),
+            ],
+            "option `backend` cannot be \"kafka\"",
+        ),
+        (
+            vec![
+                "emit".into(),
+                "a".into(),
+                "--version".into(),
+                "1".into(),
+                "--payload".into(),
+                "{nope".into(),
+            ],
+            "the payload is not valid JSON",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+/// An unreachable Redis is a runtime failure: exit 1, the cause on stderr, no password.
+#[test]
+fn unreachable_redis_exits_1_without_credentials() {
+    let out = hivent(&[
+        "status",
+        "--backend",
+        "redis",
+        "--endpoint",
+        "redis://user:hunter2@127.0.0.1:1/0",
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
+}

@@ -1,0 +1,100 @@
+-- Renews a membership, releases partitions the member should no longer own and claims
+-- the ones it should.
+--
+-- KEYS[1] <service>:hivent:members   KEYS[2] <service>:hivent:owners
+-- KEYS[3] <service>:hivent:tokens    KEYS[4] <service>:hivent:fence
+-- KEYS[5] <service>:partition_count
+-- ARGV[1] member id   ARGV[2] membership lifetime in ms
+-- ARGV[3..] partitions whose fetched batch the member still holds: never released
+--
+-- Reply: {"owned", p1, token1, p2, token2, ...}   what the member owns now
+--        {"unregistered", found}                    no valid partition count; found
+--                                                   is nil when the key is absent
+
+-- Redis before 5 refuses writes after TIME unless effects are replicated.
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
+
+local member = ARGV[1]
+local count_text = redis.call('GET', KEYS[5])
+local count = nil
+if type(count_text) == 'string' and #count_text <= 10 and string.match(count_text, '^[1-9]%d*$') then
+  count = tonumber(count_text)
+end
+if not count then
+  return { 'unregistered', count_text }
+end
+
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+
+-- Byte order, as Rust sorts strings: Lua's `<` follows the server's locale.
+local function before(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      return x < y
+    end
+  end
+  return #a < #b
+end
+
+local live = redis.call('ZRANGE', KEYS[1], 0, -1)
+table.sort(live, before)
+local is_live = {}
+local index = nil
+for i, m in ipairs(live) do
+  is_live[m] = true
+  if m == member then
+    index = i - 1
+  end
+end
+local n = #live
+
+local function desired(p)
+  return p < count and p % n == index
+end
+
+local in_hand = {}
+for i = 3, #ARGV do
+  in_hand[ARGV[i]] = true
+end
+
+local owners = redis.call('HGETALL', KEYS[2])
+for i = 1, #owners, 2 do
+  local field, owner = owners[i], owners[i + 1]
+  if owner == member then
+    if not desired(tonumber(field)) and not in_hand[field] then
+      redis.call('HDEL', KEYS[2], field)
+      redis.call('HDEL', KEYS[3], field)
+    end
+  elseif not is_live[owner] then
+    -- A dead member's claim is void; dropping it fences that member at once.
+    redis.call('HDEL', KEYS[2], field)
+    redis.call('HDEL', KEYS[3], field)
+  end
+end
+
+for p = index, count - 1, n do
+  local field = string.format('%d', p)
+  local owner = redis.call('HGET', KEYS[2], field)
+  if not owner then
+    local token = redis.call('INCR', KEYS[4])
+    redis.call('HSET', KEYS[2], field, member)
+    redis.call('HSET', KEYS[3], field, token)
+  end
+end
+
+local reply = { 'owned' }
+owners = redis.call('HGETALL', KEYS[2])
+for i = 1, #owners, 2 do
+  if owners[i + 1] == member then
+    reply[#reply + 1] = owners[i]
+    reply[#reply + 1] = redis.call('HGET', KEYS[3], owners[i])
+  end
+end
+return reply

@@ -1,0 +1,246 @@
+//! The Redis backend: connecting, publishing, registering and joining a group.
+
+use std::sync::Arc;
+use std::thread;
+
+use hivent_core::{Backend, ConsumerSession, Envelope, Operations, Registration};
+use redis::{Connection, RedisResult};
+
+use crate::connection::{Endpoint, Pool};
+use crate::error::is_transient;
+use crate::script::{PublishReply, PublishScript, RegisterReply, RegisterScript};
+use crate::{Error, RedisOptions, RedisSession};
+
+/// The most events one publish call carries.
+const BATCH_EVENTS: usize = 500;
+/// The most JSON bytes one publish call carries, so one call never blocks Redis long.
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Events on Redis, wire compatible with the Ruby gem; see the crate docs.
+///
+/// Cheap to share: clone the `Arc` you put it in. Emits and registrations use a small
+/// pool of connections; each consumer session opens its own.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use hivent_core::{Config, Hivent};
+/// use hivent_redis::RedisBackend;
+///
+/// let backend = RedisBackend::connect("redis://127.0.0.1:6379/0")?;
+/// let config = Config::builder().client_id("billing").partition_count(4).build()?;
+/// let hivent = Hivent::new(config, Arc::new(backend));
+/// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 12}), 1)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedisBackend {
+    endpoint: Arc<Endpoint>,
+    pool: Pool,
+}
+
+impl RedisBackend {
+    /// Connects to `endpoint` (`redis://[user:password@]host:port/db`) with default
+    /// options, and checks that Redis answers.
+    ///
+    /// ```no_run
+    /// let backend = hivent_redis::RedisBackend::connect("redis://127.0.0.1:6379/0")?;
+    /// # Ok::<(), hivent_redis::Error>(())
+    /// ```
+    pub fn connect(endpoint: &str) -> Result<RedisBackend, Error> {
+        RedisBackend::with_options(endpoint, RedisOptions::default())
+    }
+
+    /// Connects with `options`; fails for a malformed endpoint, invalid options or a
+    /// Redis that does not answer.
+    ///
+    /// ```
+    /// use hivent_redis::{Error, RedisBackend, RedisOptions};
+    /// let refused = RedisBackend::with_options("redis://:s3cret@127.0.0.1:1/0", RedisOptions::default());
+    /// assert!(matches!(refused, Err(Error::Unreachable { .. })));
+    /// assert!(matches!(RedisBackend::connect("localhost:6379"), Err(Error::InvalidEndpoint { .. })));
+    /// ```
+    pub fn with_options(endpoint: &str, options: RedisOptions) -> Result<RedisBackend, Error> {
+        options.validate()?;
+        let pool = Pool::new(options.pool_size);
+        let endpoint = Arc::new(Endpoint::parse(endpoint, options)?);
+        let backend = RedisBackend { endpoint, pool };
+        backend
+            .pool
+            .run(&backend.endpoint, |connection| {
+                redis::cmd("PING").query::<String>(connection)
+            })
+            .map_err(|source| Error::Unreachable {
+                endpoint: backend.endpoint.redacted().to_owned(),
+                source,
+            })?;
+        backend.warn_if_evicting();
+        Ok(backend)
+    }
+
+    /// The endpoint, with any password replaced by `***`.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.redacted()
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &RedisOptions {
+        self.endpoint.options()
+    }
+
+    /// Joins the consumer group of `service` as a new member; the typed form of
+    /// [`Backend::join`].
+    pub fn join_session(&self, service: &str) -> Result<RedisSession, Error> {
+        RedisSession::join(Arc::clone(&self.endpoint), service)
+    }
+
+    /// An eviction policy other than `noeviction` lets Redis drop partitions under
+    /// memory pressure: events lost without a trace.
+    fn warn_if_evicting(&self) {
+        let policy = self.pool.run(&self.endpoint, |connection| {
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query::<Vec<String>>(connection)
+        });
+        // Managed Redis often forbids CONFIG; then there is nothing to check.
+        if let Ok(reply) = policy {
+            if let Some(policy) = reply.get(1).filter(|p| p.as_str() != "noeviction") {
+                tracing::warn!(
+                    endpoint = %self.endpoint.redacted(),
+                    policy = %policy,
+                    "Redis may evict keys under memory pressure (maxmemory-policy is not noeviction); events can be lost"
+                );
+            }
+        }
+    }
+
+    /// Runs `work` once on a pooled connection.
+    pub(crate) fn run<T>(
+        &self,
+        operation: &'static str,
+        work: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        self.pool
+            .run(&self.endpoint, work)
+            .map_err(|e| self.endpoint.error(operation, e))
+    }
+
+    /// Runs `work`, retrying transient failures with doubling pauses.
+    fn with_retries<T>(
+        &self,
+        operation: &'static str,
+        mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        let options = self.endpoint.options();
+        let mut pause = options.emit_backoff;
+        let mut tries_left = options.emit_tries.max(1);
+        loop {
+            tries_left -= 1;
+            match self.pool.run(&self.endpoint, &mut work) {
+                Ok(value) => return Ok(value),
+                Err(error) if tries_left > 0 && is_transient(&error) => {
+                    tracing::warn!(%error, operation, tries_left, "Redis failed; trying again");
+                    thread::sleep(pause);
+                    pause = pause.saturating_mul(2);
+                }
+                Err(error) => return Err(self.endpoint.error(operation, error)),
+            }
+        }
+    }
+
+    fn publish_chunk(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        let ttl = self.endpoint.options().emit_marker_ttl;
+        let reply = self.with_retries("publish events", |connection| {
+            PublishScript::invoke(connection, envelopes, ttl)
+        })?;
+        match reply {
+            PublishReply::Stored { already, .. } => {
+                if already > 0 {
+                    tracing::debug!(already, "events were stored by an earlier try");
+                }
+                Ok(())
+            }
+            PublishReply::MissingPartitionCount {
+                service,
+                event,
+                found,
+            } => Err(Error::MissingPartitionCount {
+                service,
+                event,
+                found,
+            }),
+        }
+    }
+
+    /// Registers a service; the typed form of [`Backend::register`].
+    pub fn register_service(&self, registration: &Registration) -> Result<(), Error> {
+        let service = &registration.service;
+        let reply = self.with_retries("register the service", |connection| {
+            RegisterScript::invoke(
+                connection,
+                service,
+                registration.partition_count,
+                &registration.events,
+            )
+        })?;
+        match reply {
+            RegisterReply::Registered => Ok(()),
+            RegisterReply::Conflict { stored, non_empty } => Err(Error::PartitionCountConflict {
+                service: service.clone(),
+                requested: registration.partition_count,
+                stored,
+                non_empty,
+            }),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("endpoint", &self.endpoint.redacted())
+            .field("options", self.endpoint.options())
+            .finish()
+    }
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn publish(&self, envelope: &Envelope) -> hivent_core::Result<()> {
+        Ok(self.publish_chunk(std::slice::from_ref(envelope))?)
+    }
+
+    /// Publishes in calls of up to 500 events (or 4 MiB of JSON), each atomic: every
+    /// receiving service's count is checked before anything of the call is written.
+    fn publish_batch(&self, envelopes: &[Envelope]) -> hivent_core::Result<()> {
+        let mut start = 0;
+        while start < envelopes.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < envelopes.len()
+                && end - start < BATCH_EVENTS
+                && (end == start || bytes + envelopes[end].json.len() <= BATCH_BYTES)
+            {
+                bytes += envelopes[end].json.len();
+                end += 1;
+            }
+            self.publish_chunk(&envelopes[start..end])?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn register(&self, registration: &Registration) -> hivent_core::Result<()> {
+        Ok(self.register_service(registration)?)
+    }
+
+    fn join(&self, service: &str) -> hivent_core::Result<Box<dyn ConsumerSession>> {
+        Ok(Box::new(self.join_session(service)?))
+    }
+
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+}

@@ -1,0 +1,188 @@
+//! Connections to one Redis endpoint: opening them with timeouts, a small pool for
+//! producers, and a single reconnecting slot for each thread of a consumer session.
+
+use parking_lot::Mutex;
+use redis::{Client, Connection, RedisError, RedisResult};
+
+use crate::error::keeps_connection;
+use crate::{Error, RedisOptions};
+
+/// A parsed endpoint with its options: everything needed to open a connection.
+pub(crate) struct Endpoint {
+    client: Client,
+    redacted: String,
+    options: RedisOptions,
+}
+
+impl Endpoint {
+    /// Parses `url`; never puts the URL's password into an error.
+    pub(crate) fn parse(url: &str, options: RedisOptions) -> Result<Endpoint, Error> {
+        let redacted = hivent_core::redact_endpoint(url);
+        let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+        match scheme {
+            Some("redis") => {}
+            Some("rediss") => return Err(Error::TlsNotCompiledIn { endpoint: redacted }),
+            Some(other) => {
+                return Err(Error::InvalidEndpoint {
+                    endpoint: redacted,
+                    reason: format!("the scheme `{other}` is not redis://"),
+                })
+            }
+            None => {
+                return Err(Error::InvalidEndpoint {
+                    endpoint: redacted,
+                    reason: "it has no scheme".into(),
+                })
+            }
+        }
+        // The client's own message names the part that is wrong, not the URL itself.
+        let client = Client::open(url).map_err(|e| Error::InvalidEndpoint {
+            endpoint: redacted.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(Endpoint {
+            client,
+            redacted,
+            options,
+        })
+    }
+
+    /// The endpoint with its password replaced by `***`.
+    pub(crate) fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    pub(crate) fn options(&self) -> &RedisOptions {
+        &self.options
+    }
+
+    /// Opens a connection with the configured timeouts.
+    pub(crate) fn open(&self) -> RedisResult<Connection> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(self.options.connect_timeout)?;
+        connection.set_read_timeout(Some(self.options.response_timeout))?;
+        connection.set_write_timeout(Some(self.options.response_timeout))?;
+        Ok(connection)
+    }
+
+    /// Wraps a client error with what was being done and the redacted endpoint.
+    pub(crate) fn error(&self, operation: &'static str, source: RedisError) -> Error {
+        Error::Command {
+            operation,
+            endpoint: self.redacted.clone(),
+            source,
+        }
+    }
+}
+
+/// Idle connections shared by the threads that emit and register.
+pub(crate) struct Pool {
+    idle: Mutex<Vec<Connection>>,
+    size: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(size: usize) -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            size,
+        }
+    }
+
+    /// Runs `work` on an idle connection, or a new one. The connection goes back to
+    /// the pool unless the error means it may be out of step with the server.
+    pub(crate) fn run<T>(
+        &self,
+        endpoint: &Endpoint,
+        work: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let idle = self.idle.lock().pop();
+        let mut connection = match idle {
+            Some(connection) => connection,
+            None => endpoint.open()?,
+        };
+        let result = work(&mut connection);
+        let healthy = match &result {
+            Ok(_) => true,
+            Err(error) => keeps_connection(error),
+        };
+        if healthy {
+            let mut idle = self.idle.lock();
+            if idle.len() < self.size {
+                idle.push(connection);
+            }
+        }
+        result
+    }
+}
+
+/// One connection used by one thread at a time, reopened after a failure.
+pub(crate) struct Slot {
+    connection: Mutex<Option<Connection>>,
+}
+
+impl Slot {
+    pub(crate) fn new(connection: Option<Connection>) -> Slot {
+        Slot {
+            connection: Mutex::new(connection),
+        }
+    }
+
+    /// Runs `work` on the slot's connection, opening one first if needed; drops the
+    /// connection after an error that may have left it out of step, so the next call
+    /// reconnects.
+    pub(crate) fn run<T>(
+        &self,
+        endpoint: &Endpoint,
+        work: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let mut slot = self.connection.lock();
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(endpoint.open()?),
+        };
+        let result = work(connection);
+        if let Err(error) = &result {
+            if !keeps_connection(error) {
+                *slot = None;
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Endpoint, Error> {
+        Endpoint::parse(url, RedisOptions::default())
+    }
+
+    /// Plain redis URLs parse; others are refused with a reason and no password.
+    #[test]
+    fn parses_and_refuses_endpoints() {
+        assert!(parse("redis://127.0.0.1:6379/0").is_ok());
+        assert!(parse("redis://app:pw@127.0.0.1:6379/3").is_ok());
+        assert!(matches!(
+            parse("rediss://app:s3cret@127.0.0.1:6380/0"),
+            Err(Error::TlsNotCompiledIn { endpoint }) if endpoint == "rediss://app:***@127.0.0.1:6380/0"
+        ));
+        for bad in [
+            "127.0.0.1:6379",
+            "http://h/0",
+            "redis://:s3cret@/0",
+            "redis://h:1/notadb",
+        ] {
+            match parse(bad) {
+                Err(error @ Error::InvalidEndpoint { .. }) => {
+                    assert!(!error.to_string().contains("s3cret"), "{error}")
+                }
+                Err(other) => panic!("{bad}: unexpected {other}"),
+                Ok(_) => panic!("{bad} was accepted"),
+            }
+        }
+    }
+}

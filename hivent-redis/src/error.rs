@@ -1,0 +1,241 @@
+//! The one error type of hivent-redis, and how it maps onto hivent-core's.
+
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+/// Everything that can go wrong talking to Redis, with the context to act on it.
+///
+/// Endpoints in errors are always redacted: a password in the URL never appears in
+/// an error's text. Classify with [`Error::is_transient`], not by the text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The endpoint is not a Redis URL this crate can use.
+    #[error("the Redis endpoint {endpoint:?} is not valid: {reason}; expected redis://[user:password@]host:port/db")]
+    InvalidEndpoint {
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `rediss://` endpoint was given, but this build has no TLS support.
+    #[error("the Redis endpoint {endpoint:?} asks for TLS (rediss://), but hivent-redis was built without TLS support; use redis:// through a TLS tunnel instead")]
+    TlsNotCompiledIn {
+        /// The endpoint, redacted.
+        endpoint: String,
+    },
+    /// An option value that cannot work.
+    #[error("invalid Redis option `{option}`: {reason}")]
+    InvalidOptions {
+        /// The option.
+        option: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Redis could not be reached (or refused the credentials) when connecting.
+    #[error("could not connect to Redis at {endpoint}: {source}")]
+    Unreachable {
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// The client's error.
+        source: RedisError,
+    },
+    /// A Redis command or script failed.
+    #[error("Redis at {endpoint} failed to {operation}: {source}")]
+    Command {
+        /// What was being done, e.g. `publish events`.
+        operation: &'static str,
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// The client's error.
+        source: RedisError,
+    },
+    /// The subscription to the wake-up channel could not be set up in time.
+    #[error("could not subscribe to the wake-up channel of service {service:?} at {endpoint} within {waited:?}")]
+    SubscribeTimedOut {
+        /// The service.
+        service: String,
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// A receiving service has no usable partition count; nothing was emitted.
+    #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
+    MissingPartitionCount {
+        /// The receiving service.
+        service: String,
+        /// The event being emitted.
+        event: String,
+        /// What the count key holds, if anything.
+        found: Option<String>,
+    },
+    /// The service has no valid partition count: it was never registered (or its
+    /// count key was overwritten), so it has no partitions to consume or inspect.
+    #[error("service {service:?} is not registered: it has no valid partition count ({found:?}); start a worker of it first")]
+    NotRegistered {
+        /// The service.
+        service: String,
+        /// What the count key holds, if anything.
+        found: Option<String>,
+    },
+    /// The partition does not exist under the service's partition count.
+    #[error(
+        "service {service:?} has {partition_count} partitions, so it has no partition {partition}"
+    )]
+    NoSuchPartition {
+        /// The service.
+        service: String,
+        /// The partition asked for.
+        partition: u32,
+        /// The service's partition count.
+        partition_count: u32,
+    },
+    /// A registration would change the partition count while old partitions hold events.
+    #[error("service {service:?} is configured with {requested} partitions but {stored} are stored and partitions {non_empty:?} still hold events")]
+    PartitionCountConflict {
+        /// The service.
+        service: String,
+        /// The count asked for.
+        requested: u32,
+        /// The count stored.
+        stored: u32,
+        /// The old partitions that still hold events.
+        non_empty: Vec<u32>,
+    },
+    /// This consumer no longer holds the partition; its write was rejected.
+    #[error("partition {partition} of service {service:?} is owned by another consumer now; this consumer's write was rejected")]
+    Fenced {
+        /// The service.
+        service: String,
+        /// The partition.
+        partition: u32,
+    },
+    /// The oldest item of a partition is not the one the consumer read, so it was not
+    /// dead-lettered; something other than the owner changed the partition.
+    #[error("the oldest event of partition {partition} of service {service:?} is not the one being dead-lettered; another process changed the partition, so nothing was moved")]
+    DeadLetterMismatch {
+        /// The service.
+        service: String,
+        /// The partition.
+        partition: u32,
+    },
+}
+
+impl Error {
+    /// Whether the operation may succeed if tried again later: a lost connection, a
+    /// timeout, a server that is loading or busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { source, .. } | Error::Command { source, .. } => {
+                is_transient(source)
+            }
+            Error::SubscribeTimedOut { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Whether a client error may go away by itself.
+pub(crate) fn is_transient(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || matches!(
+            error.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
+        // A long-running script makes the server answer BUSY until it ends.
+        || error.code() == Some("BUSY")
+}
+
+/// Whether the connection is still in step with the server after this error: true
+/// only for error replies, after which the next reply belongs to the next command.
+pub(crate) fn keeps_connection(error: &RedisError) -> bool {
+    matches!(
+        error.kind(),
+        ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::UnexpectedReturnType
+    )
+}
+
+impl From<Error> for hivent_core::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::MissingPartitionCount {
+                service,
+                event,
+                found,
+            } => hivent_core::Error::MissingPartitionCount {
+                service,
+                event,
+                found,
+            },
+            Error::PartitionCountConflict {
+                service,
+                requested,
+                stored,
+                non_empty,
+            } => hivent_core::Error::PartitionCountConflict {
+                service,
+                requested,
+                stored,
+                non_empty,
+            },
+            Error::Fenced { service, partition } => {
+                hivent_core::Error::Fenced { service, partition }
+            }
+            other => hivent_core::Error::Backend {
+                backend: "redis",
+                transient: other.is_transient(),
+                source: Box::new(other),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// Fencing and partition count errors keep their core meaning; the rest become
+    /// backend errors that keep transience.
+    #[test]
+    fn maps_onto_core_errors() {
+        let fenced: hivent_core::Error = Error::Fenced {
+            service: "svc".into(),
+            partition: 2,
+        }
+        .into();
+        assert!(fenced.is_fenced());
+        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let lost: hivent_core::Error = Error::Command {
+            operation: "ack events",
+            endpoint: "redis://127.0.0.1:1/0".into(),
+            source: io,
+        }
+        .into();
+        assert!(lost.is_transient());
+        assert!(matches!(
+            lost,
+            hivent_core::Error::Backend {
+                backend: "redis",
+                ..
+            }
+        ));
+        let bad: hivent_core::Error = Error::InvalidEndpoint {
+            endpoint: "nope".into(),
+            reason: "no scheme".into(),
+        }
+        .into();
+        assert!(!bad.is_transient());
+    }
+}

@@ -1,0 +1,135 @@
+//! Every Redis key and channel name this crate reads or writes, in one place.
+//!
+//! The first four forms are shared with the Ruby gem and must keep their names and
+//! types. The coordination keys are hivent-rs's own; they live under
+//! `<service>:hivent:` rather than directly under `<service>:` so that they cannot
+//! collide with an event named like `<service>:members` (event names are keys too).
+//!
+//! Lua scripts that must compute a name at run time (the partitions of a receiving
+//! service found in an event's set) get the fixed parts from here as arguments, so no
+//! name is spelled twice.
+
+/// The set of services that receive `event` (the key is the event name itself).
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::event_receivers("user:created"), "user:created");
+/// ```
+pub fn event_receivers(event: &str) -> String {
+    event.to_owned()
+}
+
+/// The set of services that receive every event.
+pub const WILDCARD_RECEIVERS: &str = "*";
+
+/// What follows a service name to form its partition count key.
+pub const PARTITION_COUNT_SUFFIX: &str = ":partition_count";
+
+/// `<service>:partition_count`: the service's partition count, a decimal string.
+pub fn partition_count(service: &str) -> String {
+    format!("{service}{PARTITION_COUNT_SUFFIX}")
+}
+
+/// What separates a service name from a partition number in a partition's name.
+pub const PARTITION_SEPARATOR: &str = ":";
+
+/// `<service>:`: what precedes a partition number in a partition's name.
+pub fn partition_prefix(service: &str) -> String {
+    format!("{service}{PARTITION_SEPARATOR}")
+}
+
+/// `<service>:<n>`: partition `n`, a list; producers push on the left, the oldest
+/// item is at the right end.
+pub fn partition(service: &str, n: u32) -> String {
+    hivent_core::partition_name(service, n)
+}
+
+/// `<service>:<n>:dead_letter`: the failed events of partition `n`, newest on the left.
+pub fn dead_letter(service: &str, n: u32) -> String {
+    hivent_core::dead_letter_queue_name(service, n)
+}
+
+fn own(service: &str, name: &str) -> String {
+    format!("{service}:hivent:{name}")
+}
+
+/// `<service>:hivent:events`: the set of events the service registered last time, so
+/// that a new registration can leave the events it no longer receives.
+pub fn registered_events(service: &str) -> String {
+    own(service, "events")
+}
+
+/// `<service>:hivent:members`: the live consumers, a sorted set scored by the Redis
+/// time (ms) at which each membership expires.
+pub fn members(service: &str) -> String {
+    own(service, "members")
+}
+
+/// `<service>:hivent:owners`: a hash from partition number to the member owning it.
+pub fn owners(service: &str) -> String {
+    own(service, "owners")
+}
+
+/// `<service>:hivent:tokens`: a hash from partition number to the fencing token of
+/// its current claim.
+pub fn tokens(service: &str) -> String {
+    own(service, "tokens")
+}
+
+/// `<service>:hivent:fence`: the counter fencing tokens are drawn from; it only grows.
+pub fn fence_counter(service: &str) -> String {
+    own(service, "fence")
+}
+
+/// `<service>:hivent:wake`: the pub/sub channel producers notify after pushing to
+/// one of the service's partitions. A channel, not a key.
+pub fn wake_channel(service: &str) -> String {
+    own(service, "wake")
+}
+
+/// What a service name is followed by to form its wake channel; the publish script
+/// appends it to each receiving service.
+pub const WAKE_CHANNEL_SUFFIX: &str = ":hivent:wake";
+
+/// What precedes the SHA-1 of an event's JSON in the key that marks it as emitted
+/// (`hivent:emitted:<sha1>`), so a retried emit is not stored twice.
+pub const EMITTED_MARKER_PREFIX: &str = "hivent:emitted:";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keys shared with the Ruby gem keep its exact names.
+    #[test]
+    fn ruby_gem_keys() {
+        assert_eq!(event_receivers("user:created"), "user:created");
+        assert_eq!(WILDCARD_RECEIVERS, "*");
+        assert_eq!(partition_count("svc"), "svc:partition_count");
+        assert_eq!(partition("svc", 3), "svc:3");
+        assert_eq!(dead_letter("svc", 3), "svc:3:dead_letter");
+    }
+
+    /// Names the Lua scripts assemble from parts equal the ones built here.
+    #[test]
+    fn parts_assemble_to_the_same_names() {
+        assert_eq!(
+            format!("{}{}", partition_prefix("svc"), 7),
+            partition("svc", 7)
+        );
+        assert_eq!(
+            format!("svc{PARTITION_COUNT_SUFFIX}"),
+            partition_count("svc")
+        );
+        assert_eq!(format!("svc{WAKE_CHANNEL_SUFFIX}"), wake_channel("svc"));
+    }
+
+    /// Coordination keys live under `<service>:hivent:`.
+    #[test]
+    fn coordination_keys() {
+        assert_eq!(registered_events("svc"), "svc:hivent:events");
+        assert_eq!(members("svc"), "svc:hivent:members");
+        assert_eq!(owners("svc"), "svc:hivent:owners");
+        assert_eq!(tokens("svc"), "svc:hivent:tokens");
+        assert_eq!(fence_counter("svc"), "svc:hivent:fence");
+        assert_eq!(wake_channel("svc"), "svc:hivent:wake");
+    }
+}

@@ -1,0 +1,224 @@
+//! [`Operations`] on Redis: services, status with lag and owners, dead letter queues.
+
+use hivent_core::{Event, Operations, PartitionStatus, ServiceStatus};
+use redis::Connection;
+
+use crate::script::ReplayScript;
+use crate::{keys, Error, RedisBackend};
+
+/// How many keys one SCAN step asks for when listing services.
+const SCAN_COUNT: usize = 1000;
+
+impl RedisBackend {
+    /// The service's stored partition count, or why there is none.
+    fn stored_count(&self, service: &str) -> Result<u32, Error> {
+        let found: Option<String> = self.run("read a partition count", |connection| {
+            redis::cmd("GET")
+                .arg(keys::partition_count(service))
+                .query(connection)
+        })?;
+        match found.as_deref().map(str::parse::<u32>) {
+            Some(Ok(count)) if count >= 1 => Ok(count),
+            _ => Err(Error::NotRegistered {
+                service: service.to_owned(),
+                found,
+            }),
+        }
+    }
+
+    fn check_partition(&self, service: &str, partition: u32) -> Result<(), Error> {
+        let partition_count = self.stored_count(service)?;
+        if partition < partition_count {
+            Ok(())
+        } else {
+            Err(Error::NoSuchPartition {
+                service: service.to_owned(),
+                partition,
+                partition_count,
+            })
+        }
+    }
+
+    fn services_inner(&self) -> Result<Vec<String>, Error> {
+        let pattern = format!("*{}", keys::PARTITION_COUNT_SUFFIX);
+        let found: Vec<String> = self.run("list services", |connection: &mut Connection| {
+            let mut names = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_COUNT)
+                    .query(connection)?;
+                names.extend(batch);
+                if next == 0 {
+                    return Ok(names);
+                }
+                cursor = next;
+            }
+        })?;
+        let mut services: Vec<String> = found
+            .iter()
+            .filter_map(|key| key.strip_suffix(keys::PARTITION_COUNT_SUFFIX))
+            .map(str::to_owned)
+            .collect();
+        services.sort();
+        services.dedup();
+        Ok(services)
+    }
+
+    fn status_inner(&self, service: &str) -> Result<ServiceStatus, Error> {
+        let partition_count = self.stored_count(service)?;
+        type Group = (Vec<String>, Vec<String>, Vec<String>);
+        let (mut events, mut consumers, owners): Group =
+            self.run("read a service's status", |connection| {
+                let (seconds, micros): (u64, u64) = redis::cmd("TIME").query(connection)?;
+                let now = seconds * 1000 + micros / 1000;
+                redis::pipe()
+                    .cmd("SMEMBERS")
+                    .arg(keys::registered_events(service))
+                    .cmd("ZRANGEBYSCORE")
+                    .arg(keys::members(service))
+                    .arg(format!("({now}"))
+                    .arg("+inf")
+                    .cmd("HGETALL")
+                    .arg(keys::owners(service))
+                    .query(connection)
+            })?;
+        events.sort();
+        consumers.sort();
+        let owner_of = |partition: u32| {
+            owners
+                .chunks_exact(2)
+                .find(|pair| pair[0] == partition.to_string())
+                .map(|pair| pair[1].clone())
+                .filter(|owner| consumers.binary_search(owner).is_ok())
+        };
+        type Lists = Vec<(u64, Option<String>, u64)>;
+        let lists: Lists = self.run("read partition lengths", |connection| {
+            let mut pipe = redis::pipe();
+            for partition in 0..partition_count {
+                pipe.cmd("LLEN")
+                    .arg(keys::partition(service, partition))
+                    .cmd("LINDEX")
+                    .arg(keys::partition(service, partition))
+                    .arg(-1)
+                    .cmd("LLEN")
+                    .arg(keys::dead_letter(service, partition));
+            }
+            let flat: Vec<redis::Value> = pipe.query(connection)?;
+            flat.chunks_exact(3)
+                .map(|c| {
+                    Ok((
+                        redis::from_redis_value_ref(&c[0])?,
+                        redis::from_redis_value_ref(&c[1])?,
+                        redis::from_redis_value_ref(&c[2])?,
+                    ))
+                })
+                .collect()
+        })?;
+        let partitions = (0..partition_count)
+            .zip(lists)
+            .map(
+                |(partition, (waiting, oldest, dead_letters))| PartitionStatus {
+                    partition,
+                    owner: owner_of(partition),
+                    waiting,
+                    oldest_created_at: oldest
+                        .and_then(|raw| Event::from_json(&raw).ok())
+                        .map(|event| event.meta.created_at),
+                    dead_letters,
+                },
+            )
+            .collect();
+        // The consumers list is sorted for `owner_of`; events were sorted too.
+        consumers.dedup();
+        events.dedup();
+        Ok(ServiceStatus {
+            service: service.to_owned(),
+            partition_count,
+            events,
+            consumers,
+            partitions,
+        })
+    }
+
+    fn dead_letters_inner(
+        &self,
+        service: &str,
+        partition: u32,
+        limit: usize,
+    ) -> Result<Vec<String>, Error> {
+        self.check_partition(service, partition)?;
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut items: Vec<String> = self.run("read dead letters", |connection| {
+            redis::cmd("LRANGE")
+                .arg(keys::dead_letter(service, partition))
+                .arg(-limit)
+                .arg(-1)
+                .query(connection)
+        })?;
+        // The oldest dead letter is at the right end.
+        items.reverse();
+        Ok(items)
+    }
+
+    fn replay_inner(&self, service: &str, partition: u32, limit: usize) -> Result<usize, Error> {
+        self.check_partition(service, partition)?;
+        let moved = self.run("replay dead letters", |connection| {
+            ReplayScript::invoke(connection, service, partition, limit)
+        })?;
+        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+    }
+
+    fn purge_inner(&self, service: &str, partition: u32) -> Result<usize, Error> {
+        self.check_partition(service, partition)?;
+        let (count, _): (usize, i64) = self.run("purge dead letters", |connection| {
+            redis::pipe()
+                .atomic()
+                .cmd("LLEN")
+                .arg(keys::dead_letter(service, partition))
+                .cmd("DEL")
+                .arg(keys::dead_letter(service, partition))
+                .query(connection)
+        })?;
+        Ok(count)
+    }
+}
+
+impl Operations for RedisBackend {
+    fn services(&self) -> hivent_core::Result<Vec<String>> {
+        Ok(self.services_inner()?)
+    }
+
+    fn service_status(&self, service: &str) -> hivent_core::Result<ServiceStatus> {
+        Ok(self.status_inner(service)?)
+    }
+
+    fn dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        limit: usize,
+    ) -> hivent_core::Result<Vec<String>> {
+        Ok(self.dead_letters_inner(service, partition, limit)?)
+    }
+
+    fn replay_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        limit: usize,
+    ) -> hivent_core::Result<usize> {
+        Ok(self.replay_inner(service, partition, limit)?)
+    }
+
+    fn purge_dead_letters(&self, service: &str, partition: u32) -> hivent_core::Result<usize> {
+        Ok(self.purge_inner(service, partition)?)
+    }
+}

@@ -1,0 +1,172 @@
+//! Tuning of the Redis backend: heartbeats, membership lifetime, timeouts, emit retries.
+
+use std::time::Duration;
+
+use crate::Error;
+
+/// Tuning of a [`crate::RedisBackend`]; the defaults suit most deployments.
+///
+/// ```
+/// use std::time::Duration;
+/// use hivent_redis::RedisOptions;
+/// let options = RedisOptions::default()
+///     .heartbeat_interval(Duration::from_millis(200))
+///     .member_ttl(Duration::from_secs(1));
+/// assert_eq!(options.emit_tries, 4);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisOptions {
+    /// How often a consumer renews its membership and rebalances (default 1 s).
+    pub heartbeat_interval: Duration,
+    /// How long a membership lives without a heartbeat (default 5 s); must exceed the
+    /// heartbeat interval. A consumer that could not heartbeat for most of this stops
+    /// fetching by itself, and others take its partitions once it expired.
+    pub member_ttl: Duration,
+    /// How long to wait for a TCP connection (default 2 s).
+    pub connect_timeout: Duration,
+    /// How long to wait for any reply (default 5 s).
+    pub response_timeout: Duration,
+    /// How many times an emit is tried in all when Redis fails transiently (default 4).
+    pub emit_tries: u32,
+    /// The pause before the second try of an emit; it doubles for each further try
+    /// (default 50 ms).
+    pub emit_backoff: Duration,
+    /// How long the marker that makes emits idempotent lives (default 5 min): a retry of
+    /// the same event within this time stores nothing again.
+    pub emit_marker_ttl: Duration,
+    /// How many idle connections the backend keeps for emits and registration (default 4).
+    pub pool_size: usize,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        RedisOptions {
+            heartbeat_interval: Duration::from_secs(1),
+            member_ttl: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            emit_tries: 4,
+            emit_backoff: Duration::from_millis(50),
+            emit_marker_ttl: Duration::from_secs(300),
+            pool_size: 4,
+        }
+    }
+}
+
+impl RedisOptions {
+    /// Sets the heartbeat interval.
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets the membership lifetime.
+    pub fn member_ttl(mut self, ttl: Duration) -> Self {
+        self.member_ttl = ttl;
+        self
+    }
+
+    /// Sets the connect timeout.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the response timeout.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Sets how many times an emit is tried in all (at least 1).
+    pub fn emit_tries(mut self, tries: u32) -> Self {
+        self.emit_tries = tries.max(1);
+        self
+    }
+
+    /// Sets the pause before the second try of an emit.
+    pub fn emit_backoff(mut self, backoff: Duration) -> Self {
+        self.emit_backoff = backoff;
+        self
+    }
+
+    /// Sets how long emit markers live.
+    pub fn emit_marker_ttl(mut self, ttl: Duration) -> Self {
+        self.emit_marker_ttl = ttl;
+        self
+    }
+
+    /// Sets how many idle connections are kept.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// The time since the last successful heartbeat after which a consumer stops
+    /// fetching: the membership lifetime minus a fifth, so that it stops before others
+    /// may take over, even with some clock drift between hosts.
+    pub(crate) fn self_fence_after(&self) -> Duration {
+        self.member_ttl - self.member_ttl / 5
+    }
+
+    /// Rejects combinations that cannot work.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("member_ttl", self.member_ttl),
+            ("connect_timeout", self.connect_timeout),
+            ("response_timeout", self.response_timeout),
+        ];
+        for (option, value) in positive {
+            if value.is_zero() {
+                return Err(Error::InvalidOptions {
+                    option,
+                    reason: "must be longer than zero".into(),
+                });
+            }
+        }
+        if self.member_ttl <= self.heartbeat_interval {
+            return Err(Error::InvalidOptions {
+                option: "member_ttl",
+                reason: format!(
+                    "{:?} must exceed the heartbeat interval {:?}, or members expire between heartbeats",
+                    self.member_ttl, self.heartbeat_interval
+                ),
+            });
+        }
+        if self.emit_marker_ttl < Duration::from_millis(1) {
+            return Err(Error::InvalidOptions {
+                option: "emit_marker_ttl",
+                reason: "must be at least 1 ms".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The defaults are valid and the lifetime must exceed the heartbeat interval.
+    #[test]
+    fn validates_ttl_against_interval() {
+        assert!(RedisOptions::default().validate().is_ok());
+        let bad = RedisOptions::default()
+            .heartbeat_interval(Duration::from_secs(2))
+            .member_ttl(Duration::from_secs(2));
+        assert!(matches!(
+            bad.validate(),
+            Err(Error::InvalidOptions {
+                option: "member_ttl",
+                ..
+            })
+        ));
+        assert_eq!(
+            RedisOptions::default().self_fence_after(),
+            Duration::from_secs(4)
+        );
+    }
+}

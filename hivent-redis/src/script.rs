@@ -1,0 +1,429 @@
+//! The Lua scripts, each loaded once and called through one typed wrapper.
+//!
+//! Calls go by EVALSHA; when Redis lost its script cache (a restart, `SCRIPT FLUSH`)
+//! the reply is NOSCRIPT and the call loads the script and runs it again, so a lost
+//! cache never fails an emit or a consumer.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use hivent_core::Envelope;
+use redis::{Connection, FromRedisValue, ParsingError, RedisResult, Script, Value};
+
+use crate::keys;
+
+static PUBLISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/publish.lua")));
+static REGISTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/register.lua")));
+static HEARTBEAT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/heartbeat.lua")));
+static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
+static DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
+static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/leave.lua")));
+static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/replay.lua")));
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".to_owned()),
+        _ => None,
+    }
+}
+
+fn number<T: std::str::FromStr>(value: &Value) -> Result<T, ParsingError> {
+    text(value)
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("expected a number, got {value:?}").into())
+}
+
+/// Splits a script's `{tag, ...}` reply into its tag and the rest.
+fn tagged(value: Value) -> Result<(String, Vec<Value>), ParsingError> {
+    if let Value::Array(mut items) = value {
+        if !items.is_empty() {
+            if let Some(tag) = text(&items[0]) {
+                items.remove(0);
+                return Ok((tag, items));
+            }
+        }
+        return Err(format!("expected a tagged array, got {items:?}").into());
+    }
+    Err(format!("expected a tagged array, got {value:?}").into())
+}
+
+/// `publish.lua`: stores one copy of each event in every receiving service.
+///
+/// - KEYS: none; the receiving services are read from each event's set and `*`.
+/// - ARGV: the emit-marker prefix and lifetime (ms), the `:partition_count` suffix,
+///   the partition separator, the wake channel suffix, `*`, then for each event its
+///   name, partition hash and JSON.
+/// - Reply: [`PublishReply`].
+pub(crate) struct PublishScript;
+
+/// What [`PublishScript`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PublishReply {
+    /// `stored` events were pushed now; `already` had been stored by an earlier try.
+    Stored { stored: u64, already: u64 },
+    /// `service` receives `event` but its partition count key holds `found`; nothing
+    /// was written.
+    MissingPartitionCount {
+        service: String,
+        event: String,
+        found: Option<String>,
+    },
+}
+
+impl FromRedisValue for PublishReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let (tag, rest) = tagged(value)?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("ok", [stored, already]) => Ok(PublishReply::Stored {
+                stored: number(stored)?,
+                already: number(already)?,
+            }),
+            ("missing", [service, event, found @ ..]) => Ok(PublishReply::MissingPartitionCount {
+                service: text(service).unwrap_or_default(),
+                event: text(event).unwrap_or_default(),
+                found: found.first().and_then(text),
+            }),
+            _ => Err(format!("unexpected publish reply {tag:?} {rest:?}").into()),
+        }
+    }
+}
+
+impl PublishScript {
+    /// Publishes `envelopes` in one atomic call.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        envelopes: &[Envelope],
+        marker_ttl: Duration,
+    ) -> RedisResult<PublishReply> {
+        let mut call = PUBLISH.prepare_invoke();
+        call.arg(keys::EMITTED_MARKER_PREFIX)
+            .arg(millis(marker_ttl))
+            .arg(keys::PARTITION_COUNT_SUFFIX)
+            .arg(keys::PARTITION_SEPARATOR)
+            .arg(keys::WAKE_CHANNEL_SUFFIX)
+            .arg(keys::WILDCARD_RECEIVERS);
+        for envelope in envelopes {
+            call.arg(&envelope.name)
+                .arg(envelope.partition_hash)
+                .arg(&envelope.json);
+        }
+        call.invoke(connection)
+    }
+}
+
+/// `register.lua`: records a service's partition count and received events.
+///
+/// - KEYS: `<service>:partition_count`, `<service>:hivent:events`.
+/// - ARGV: the service, its partition count, its partition prefix (`<service>:`),
+///   then the event names (each the key of its receivers' set).
+/// - Reply: [`RegisterReply`].
+pub(crate) struct RegisterScript;
+
+/// What [`RegisterScript`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RegisterReply {
+    /// The registration is stored.
+    Registered,
+    /// `stored` differs from the requested count and the `non_empty` old partitions
+    /// still hold events; nothing changed.
+    Conflict { stored: u32, non_empty: Vec<u32> },
+}
+
+impl FromRedisValue for RegisterReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let (tag, rest) = tagged(value)?;
+        match (tag.as_str(), rest.as_slice()) {
+            ("ok", []) => Ok(RegisterReply::Registered),
+            ("conflict", [stored, non_empty @ ..]) => Ok(RegisterReply::Conflict {
+                stored: number(stored)?,
+                non_empty: non_empty.iter().map(number).collect::<Result<_, _>>()?,
+            }),
+            _ => Err(format!("unexpected register reply {tag:?} {rest:?}").into()),
+        }
+    }
+}
+
+impl RegisterScript {
+    /// Registers `service` with `partition_count` for exactly `events`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        partition_count: u32,
+        events: &[String],
+    ) -> RedisResult<RegisterReply> {
+        let mut call = REGISTER.prepare_invoke();
+        call.key(keys::partition_count(service))
+            .key(keys::registered_events(service))
+            .arg(service)
+            .arg(partition_count)
+            .arg(keys::partition_prefix(service));
+        for event in events {
+            call.arg(keys::event_receivers(event));
+        }
+        call.invoke(connection)
+    }
+}
+
+/// `heartbeat.lua`: renews a membership, releases and claims partitions.
+///
+/// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`, `…:fence`,
+///   `<service>:partition_count`.
+/// - ARGV: the member id, the membership lifetime (ms), then the partitions whose
+///   batch the member still holds (never released by this call).
+/// - Reply: [`HeartbeatReply`].
+pub(crate) struct HeartbeatScript;
+
+/// What [`HeartbeatScript`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum HeartbeatReply {
+    /// The partitions the member owns now, each with its fencing token.
+    Owned(Vec<(u32, u64)>),
+    /// The service has no valid partition count; the count key holds `found`.
+    Unregistered { found: Option<String> },
+}
+
+impl FromRedisValue for HeartbeatReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let (tag, rest) = tagged(value)?;
+        match tag.as_str() {
+            "owned" if rest.len() % 2 == 0 => {
+                let mut owned = rest
+                    .chunks_exact(2)
+                    .map(|pair| Ok((number(&pair[0])?, number(&pair[1])?)))
+                    .collect::<Result<Vec<(u32, u64)>, ParsingError>>()?;
+                owned.sort_unstable();
+                Ok(HeartbeatReply::Owned(owned))
+            }
+            "unregistered" => Ok(HeartbeatReply::Unregistered {
+                found: rest.first().and_then(text),
+            }),
+            _ => Err(format!("unexpected heartbeat reply {tag:?} {rest:?}").into()),
+        }
+    }
+}
+
+impl HeartbeatScript {
+    /// Heartbeats `member` of `service`, keeping the partitions in `in_hand`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        member: &str,
+        ttl: Duration,
+        in_hand: &[u32],
+    ) -> RedisResult<HeartbeatReply> {
+        let mut call = HEARTBEAT.prepare_invoke();
+        call.key(keys::members(service))
+            .key(keys::owners(service))
+            .key(keys::tokens(service))
+            .key(keys::fence_counter(service))
+            .key(keys::partition_count(service))
+            .arg(member)
+            .arg(millis(ttl));
+        for partition in in_hand {
+            call.arg(partition);
+        }
+        call.invoke(connection)
+    }
+}
+
+/// The claim a fenced write presents: who, which partition, which token.
+pub(crate) struct Claim<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) member: &'a str,
+    pub(crate) partition: u32,
+    pub(crate) token: u64,
+}
+
+/// `ack.lua`: removes the `count` oldest items of a partition, fenced.
+///
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`.
+/// - ARGV: the member id, the partition, the fencing token, the count.
+/// - Reply: `true` when removed, `false` when fenced (nothing changed).
+pub(crate) struct AckScript;
+
+impl AckScript {
+    /// Acknowledges `count` items of the claimed partition.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        claim: &Claim<'_>,
+        count: usize,
+    ) -> RedisResult<bool> {
+        let reply: i64 = ACK
+            .key(keys::owners(claim.service))
+            .key(keys::tokens(claim.service))
+            .key(keys::partition(claim.service, claim.partition))
+            .arg(claim.member)
+            .arg(claim.partition)
+            .arg(claim.token)
+            .arg(count)
+            .invoke(connection)?;
+        Ok(reply == 1)
+    }
+}
+
+/// `dead_letter.lua`: moves the oldest item of a partition to its dead letter queue.
+///
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`,
+///   `<service>:<p>:dead_letter`.
+/// - ARGV: the member id, the partition, the fencing token, the raw item expected at
+///   the right end.
+/// - Reply: [`DeadLetterReply`].
+pub(crate) struct DeadLetterScript;
+
+/// What [`DeadLetterScript`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DeadLetterReply {
+    /// The item moved.
+    Moved,
+    /// The claim is gone; nothing changed.
+    Fenced,
+    /// The oldest item is not the expected one; nothing changed.
+    Mismatch,
+}
+
+impl DeadLetterScript {
+    /// Dead-letters `raw`, which must be the oldest item of the claimed partition.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        claim: &Claim<'_>,
+        raw: &str,
+    ) -> RedisResult<DeadLetterReply> {
+        let reply: i64 = DEAD_LETTER
+            .key(keys::owners(claim.service))
+            .key(keys::tokens(claim.service))
+            .key(keys::partition(claim.service, claim.partition))
+            .key(keys::dead_letter(claim.service, claim.partition))
+            .arg(claim.member)
+            .arg(claim.partition)
+            .arg(claim.token)
+            .arg(raw)
+            .invoke(connection)?;
+        Ok(match reply {
+            1 => DeadLetterReply::Moved,
+            0 => DeadLetterReply::Fenced,
+            _ => DeadLetterReply::Mismatch,
+        })
+    }
+}
+
+/// `leave.lua`: removes a member and releases all its partitions.
+///
+/// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`.
+/// - ARGV: the member id.
+/// - Reply: how many partitions were released.
+pub(crate) struct LeaveScript;
+
+impl LeaveScript {
+    /// Makes `member` leave the group of `service`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        member: &str,
+    ) -> RedisResult<u64> {
+        LEAVE
+            .key(keys::members(service))
+            .key(keys::owners(service))
+            .key(keys::tokens(service))
+            .arg(member)
+            .invoke(connection)
+    }
+}
+
+/// `replay.lua`: moves the oldest dead letters back to the oldest end of their
+/// partition and voids the partition's claim, fencing its owner's batch in hand.
+///
+/// - KEYS: `<service>:<p>`, `<service>:<p>:dead_letter`, `<service>:hivent:owners`,
+///   `<service>:hivent:tokens`.
+/// - ARGV: the partition, the most items to move, the service's wake channel.
+/// - Reply: how many items moved.
+pub(crate) struct ReplayScript;
+
+impl ReplayScript {
+    /// Replays up to `limit` dead letters of `partition`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        partition: u32,
+        limit: usize,
+    ) -> RedisResult<u64> {
+        REPLAY
+            .key(keys::partition(service, partition))
+            .key(keys::dead_letter(service, partition))
+            .key(keys::owners(service))
+            .key(keys::tokens(service))
+            .arg(partition)
+            .arg(limit)
+            .arg(keys::wake_channel(service))
+            .invoke(connection)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    /// Script replies decode into their typed forms.
+    #[test]
+    fn decodes_replies() {
+        let ok = Value::Array(vec![bulk("ok"), Value::Int(2), Value::Int(1)]);
+        assert_eq!(
+            PublishReply::from_redis_value(ok).unwrap(),
+            PublishReply::Stored {
+                stored: 2,
+                already: 1
+            }
+        );
+        let missing = Value::Array(vec![bulk("missing"), bulk("svc"), bulk("e"), Value::Nil]);
+        assert_eq!(
+            PublishReply::from_redis_value(missing).unwrap(),
+            PublishReply::MissingPartitionCount {
+                service: "svc".into(),
+                event: "e".into(),
+                found: None
+            }
+        );
+        let conflict = Value::Array(vec![
+            bulk("conflict"),
+            Value::Int(4),
+            Value::Int(1),
+            Value::Int(3),
+        ]);
+        assert_eq!(
+            RegisterReply::from_redis_value(conflict).unwrap(),
+            RegisterReply::Conflict {
+                stored: 4,
+                non_empty: vec![1, 3]
+            }
+        );
+        let owned = Value::Array(vec![
+            bulk("owned"),
+            bulk("3"),
+            bulk("9"),
+            bulk("1"),
+            bulk("7"),
+        ]);
+        assert_eq!(
+            HeartbeatReply::from_redis_value(owned).unwrap(),
+            HeartbeatReply::Owned(vec![(1, 7), (3, 9)])
+        );
+        assert!(HeartbeatReply::from_redis_value(Value::Int(1)).is_err());
+    }
+}

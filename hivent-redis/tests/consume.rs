@@ -1,0 +1,254 @@
+//! Consuming from Redis: gem-written events, script loss, fencing, the group's split,
+//! hand-over on leave and wake-ups.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hivent_core::{desired_partitions, Backend, ConsumerSession, Envelope, Registration};
+use hivent_redis::RedisSession;
+use serde_json::json;
+use support::wait_until;
+
+fn register(backend: &dyn Backend, service: &str, partitions: u32) {
+    backend
+        .register(&Registration {
+            service: service.to_owned(),
+            events: vec!["job".to_owned()],
+            partition_count: partitions,
+        })
+        .unwrap();
+}
+
+fn envelope(hash: u32, n: usize) -> Envelope {
+    Envelope {
+        name: "job".to_owned(),
+        partition_hash: hash,
+        json: support::gem_event("job", &format!(r#"{{"n":{n}}}"#), &hivent_core::new_id()),
+    }
+}
+
+/// An event pushed with plain LPUSH in the Ruby gem's format is processed and removed.
+#[test]
+fn consumes_an_event_written_by_the_ruby_gem() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 1);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    svc.signal("user:created").unwrap().receive(move |event| {
+        sink.lock().unwrap().push(event.payload.clone());
+        Ok(())
+    });
+    let consumer = svc.consumer().unwrap();
+    let raw = support::gem_event(
+        "user:created",
+        r#"{"id":42}"#,
+        "0123456789abcdef0123456789abcdee",
+    );
+    redis.command("LPUSH", &["svc:0", &raw]);
+    assert_eq!(consumer.run_until_idle().unwrap(), 1);
+    assert_eq!(*seen.lock().unwrap(), vec![json!({"id": 42})]);
+    assert_eq!(redis.len("svc:0"), 0);
+}
+
+/// After SCRIPT FLUSH a consumer's heartbeat and ack reload their scripts and work.
+#[test]
+fn consumer_survives_script_flush() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 2);
+    svc.signal("e").unwrap().receive(|_| Ok(()));
+    let consumer = svc.consumer().unwrap();
+    let signal = svc.signal("e").unwrap();
+    signal.emit(&json!(1), 1).unwrap();
+    assert_eq!(consumer.run_until_idle().unwrap(), 1);
+    redis.command("SCRIPT", &["FLUSH"]);
+    signal.emit(&json!(2), 1).unwrap();
+    redis.command("SCRIPT", &["FLUSH"]);
+    assert_eq!(consumer.run_until_idle().unwrap(), 1);
+    assert_eq!(redis.len("svc:0") + redis.len("svc:1"), 0);
+}
+
+/// A consumer that stopped heartbeating past its lifetime loses its partitions to
+/// another: its ack and dead-letter are rejected as Fenced and change nothing, it
+/// fetches nothing more, and the new owner processes every event, none lost.
+#[test]
+fn stalled_consumer_is_fenced_and_nothing_is_lost() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "svc", 2);
+    let emitted: Vec<Envelope> = (0..6).map(|n| envelope(n as u32, n)).collect();
+    backend.publish_batch(&emitted).unwrap();
+
+    let a = backend.join_session("svc").unwrap();
+    assert_eq!(a.heartbeat().unwrap(), vec![0, 1]);
+    let in_hand = a.fetch(10, Duration::ZERO).unwrap();
+    assert_eq!(in_hand.len(), 2);
+
+    // A never heartbeats again; B takes over once A's membership expired.
+    let b = backend.join_session("svc").unwrap();
+    wait_until(Duration::from_secs(5), "B owns every partition", || {
+        b.heartbeat().unwrap() == vec![0, 1]
+    });
+
+    for batch in &in_hand {
+        let ack = a.ack(batch.partition, batch.items.len()).unwrap_err();
+        assert!(ack.is_fenced(), "{ack:?}");
+        let dead = a.dead_letter(batch.partition, &batch.items[0]).unwrap_err();
+        assert!(dead.is_fenced(), "{dead:?}");
+    }
+    assert_eq!(redis.len("svc:0"), 3);
+    assert_eq!(redis.len("svc:1"), 3);
+    assert_eq!(
+        redis.len("svc:0:dead_letter") + redis.len("svc:1:dead_letter"),
+        0
+    );
+    assert!(a.fetch(10, Duration::ZERO).unwrap().is_empty());
+
+    let mut processed = Vec::new();
+    for batch in b.fetch(10, Duration::ZERO).unwrap() {
+        b.ack(batch.partition, batch.items.len()).unwrap();
+        processed.extend(batch.items);
+    }
+    processed.sort();
+    let mut expected: Vec<String> = emitted.into_iter().map(|e| e.json).collect();
+    expected.sort();
+    assert_eq!(processed, expected);
+    assert_eq!(redis.len("svc:0") + redis.len("svc:1"), 0);
+}
+
+/// Heartbeats every session until each owns exactly its share; returns the owned sets.
+fn settle(sessions: &[RedisSession], partitions: u32) -> Vec<Vec<u32>> {
+    let members: Vec<String> = sessions.iter().map(|s| s.member_id().to_owned()).collect();
+    let wanted: Vec<Vec<u32>> = members
+        .iter()
+        .map(|m| desired_partitions(&members, m, partitions))
+        .collect();
+    let mut owned = Vec::new();
+    wait_until(Duration::from_secs(5), "the split settles", || {
+        owned = sessions.iter().map(|s| s.heartbeat().unwrap()).collect();
+        owned == wanted
+    });
+    owned
+}
+
+/// Two and three workers split 4 partitions 2/2 and 2/1/1, each partition owned once.
+#[test]
+fn workers_split_partitions_evenly() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "svc", 4);
+    let mut sessions = vec![
+        backend.join_session("svc").unwrap(),
+        backend.join_session("svc").unwrap(),
+    ];
+    let mut sizes: Vec<usize> = settle(&sessions, 4).iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![2, 2]);
+
+    sessions.push(backend.join_session("svc").unwrap());
+    let owned = settle(&sessions, 4);
+    let mut sizes: Vec<usize> = owned.iter().map(Vec::len).collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, vec![1, 1, 2]);
+    let mut all: Vec<u32> = owned.concat();
+    all.sort_unstable();
+    assert_eq!(all, vec![0, 1, 2, 3]);
+}
+
+/// A worker that leaves releases its partitions at once: the remaining worker owns
+/// them after its very next heartbeat.
+#[test]
+fn leaving_worker_hands_over_within_one_heartbeat() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "svc", 4);
+    let sessions = vec![
+        backend.join_session("svc").unwrap(),
+        backend.join_session("svc").unwrap(),
+    ];
+    settle(&sessions, 4);
+    sessions[0].leave().unwrap();
+    assert_eq!(sessions[1].heartbeat().unwrap(), vec![0, 1, 2, 3]);
+}
+
+/// An idle fetch waiting for events returns as soon as one is emitted.
+#[test]
+fn idle_fetch_wakes_on_emit() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "svc", 1);
+    let session = backend.join_session("svc").unwrap();
+    session.heartbeat().unwrap();
+    let producer = redis.backend();
+    let started = Instant::now();
+    let emitter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        producer.publish(&envelope(0, 1)).unwrap();
+    });
+    let first = session.fetch(10, Duration::from_secs(20)).unwrap();
+    emitter.join().unwrap();
+    let batches = if first.is_empty() {
+        session.fetch(10, Duration::ZERO).unwrap()
+    } else {
+        first
+    };
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].items.len(), 1);
+}
+
+/// A full worker run (heartbeat thread, wake-ups, graceful stop) processes every
+/// event and leaves the group.
+#[test]
+fn worker_run_processes_and_leaves() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 2);
+    let seen = Arc::new(Mutex::new(0usize));
+    let sink = Arc::clone(&seen);
+    svc.signal("job").unwrap().receive(move |_| {
+        *sink.lock().unwrap() += 1;
+        Ok(())
+    });
+    // Registered before the first emit, which would otherwise reach no service.
+    svc.register().unwrap();
+    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let worker = {
+        let svc = svc.clone();
+        std::thread::spawn(move || svc.run(2, hivent_core::ConsumerOptions::default(), shutdown))
+    };
+    let signal = svc.signal("job").unwrap();
+    for n in 0..20 {
+        signal.emit(&json!({"n": n}), 1).unwrap();
+    }
+    wait_until(Duration::from_secs(10), "every event is processed", || {
+        *seen.lock().unwrap() == 20
+    });
+    drop(stop);
+    worker.join().unwrap().unwrap();
+    assert_eq!(redis.len("svc:0") + redis.len("svc:1"), 0);
+    let members: usize = redis::cmd("ZCARD")
+        .arg("svc:hivent:members")
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(members, 0);
+}

@@ -1,0 +1,226 @@
+//! Producing to Redis: the gem's keyspace and JSON, atomic and idempotent emits, batches.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use hivent_core::{Backend, EmitOptions, Envelope, Error};
+use serde_json::{json, Value};
+
+/// An emitted event lands where and as the Ruby gem's consumer reads it: one item in
+/// `svc:<crc32(key) % 4>`, readable with LINDEX -1, with `payload` and the six meta
+/// fields; the count and event set keep the gem's names.
+#[test]
+fn emit_writes_the_ruby_gem_keyspace_and_json() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 4);
+    svc.signal("user:created").unwrap().receive(|_| Ok(()));
+    svc.register().unwrap();
+
+    let producer = redis.hivent("producer_app", 1);
+    let event = producer
+        .signal("user:created")
+        .unwrap()
+        .emit_with(&json!({"user": 7}), EmitOptions::version(2).key("k"))
+        .unwrap();
+
+    // zlib.crc32(b"k") == 140662621, and 140662621 % 4 == 1.
+    for partition in 0..4 {
+        let expected = usize::from(partition == 1);
+        assert_eq!(
+            redis.len(&format!("svc:{partition}")),
+            expected,
+            "svc:{partition}"
+        );
+    }
+    let raw: String = redis::cmd("LINDEX")
+        .arg("svc:1")
+        .arg(-1)
+        .query(&mut redis.raw)
+        .unwrap();
+    let value: Value = serde_json::from_str(&raw).unwrap();
+    let top: BTreeSet<&str> = value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(top, BTreeSet::from(["meta", "payload"]));
+    assert_eq!(value["payload"], json!({"user": 7}));
+    let meta = value["meta"].as_object().unwrap();
+    let fields: BTreeSet<&str> = meta.keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from([
+            "cid",
+            "created_at",
+            "event_uuid",
+            "name",
+            "producer",
+            "version"
+        ])
+    );
+    assert_eq!(meta["event_uuid"], json!(event.meta.event_uuid));
+    assert_eq!(meta["name"], json!("user:created"));
+    assert_eq!(meta["version"], json!(2));
+    assert_eq!(meta["producer"], json!("producer_app"));
+    assert_eq!(redis.get("svc:partition_count").as_deref(), Some("4"));
+    assert_eq!(redis.members("user:created"), vec!["svc".to_string()]);
+}
+
+/// A receiving service without a partition count fails the emit with
+/// MissingPartitionCount before anything is written to any other service.
+#[test]
+fn missing_partition_count_fails_before_any_write() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let good = redis.hivent("good", 2);
+    good.signal("order:placed").unwrap().receive(|_| Ok(()));
+    good.register().unwrap();
+    redis.command("SADD", &["order:placed", "bad"]);
+
+    let producer = redis.hivent("shop", 1);
+    let signal = producer.signal("order:placed").unwrap();
+    let error = signal.emit(&json!({"order": 1}), 1).unwrap_err();
+    match error {
+        Error::EmitFailed { source, .. } => match *source {
+            Error::MissingPartitionCount {
+                service,
+                event,
+                found,
+            } => {
+                assert_eq!(
+                    (service.as_str(), event.as_str(), found),
+                    ("bad", "order:placed", None)
+                );
+            }
+            other => panic!("unexpected source {other:?}"),
+        },
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(redis.len("good:0") + redis.len("good:1"), 0);
+
+    // A count that is no positive integer is reported as found.
+    redis.command("SET", &["bad:partition_count", "zero"]);
+    let error = producer
+        .backend()
+        .publish(&envelope("order:placed", 3))
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::MissingPartitionCount { found: Some(f), .. } if f == "zero"),
+        "{error:?}"
+    );
+    assert_eq!(redis.len("good:0") + redis.len("good:1"), 0);
+}
+
+fn envelope(name: &str, hash: u32) -> Envelope {
+    let uuid = hivent_core::new_id();
+    Envelope {
+        name: name.to_owned(),
+        partition_hash: hash,
+        json: support::gem_event(name, r#"{"n":1}"#, &uuid),
+    }
+}
+
+/// An emit retried after its first try was stored (the marker exists) stores no
+/// second copy, in any receiving service.
+#[test]
+fn retried_emit_pushes_no_duplicate() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    for (service, count) in [("a", 2), ("b", 3)] {
+        let hivent = redis.hivent(service, count);
+        hivent.signal("*").unwrap().receive(|_| Ok(()));
+        hivent.register().unwrap();
+    }
+    let backend = redis.backend();
+    let event = envelope("thing:done", 5);
+    backend.publish(&event).unwrap();
+    backend.publish(&event).unwrap();
+    backend
+        .publish_batch(&[event.clone(), event.clone()])
+        .unwrap();
+    assert_eq!(redis.list("a:1"), vec![event.json.clone()]);
+    assert_eq!(redis.list("b:2"), vec![event.json.clone()]);
+    assert_eq!(redis.len("a:0") + redis.len("b:0") + redis.len("b:1"), 0);
+    let markers: Vec<String> = redis::cmd("KEYS")
+        .arg("hivent:emitted:*")
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(markers.len(), 1);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&markers[0])
+        .query(&mut redis.raw)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 300_000, "{ttl}");
+}
+
+/// A batch emit stores every event, each in its partition, in emit order.
+#[test]
+fn batch_emit_stores_all_events_in_order() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let one = redis.hivent("one", 1);
+    one.signal("tick").unwrap().receive(|_| Ok(()));
+    one.register().unwrap();
+    let three = redis.hivent("three", 3);
+    three.signal("tick").unwrap().receive(|_| Ok(()));
+    three.register().unwrap();
+
+    let producer = redis.hivent("clock", 1);
+    let signal = producer.signal("tick").unwrap();
+    let mut batch = producer.batch();
+    for i in 0..7 {
+        batch
+            .push(
+                &signal,
+                &json!({"i": i}),
+                EmitOptions::version(1).key(format!("k{i}")),
+            )
+            .unwrap();
+    }
+    let events = batch.emit().unwrap();
+    let uuids = |items: Vec<String>| -> Vec<String> {
+        items
+            .iter()
+            .rev()
+            .map(|raw| hivent_core::Event::from_json(raw).unwrap().meta.event_uuid)
+            .collect()
+    };
+    let emitted: Vec<String> = events.iter().map(|e| e.meta.event_uuid.clone()).collect();
+    assert_eq!(uuids(redis.list("one:0")), emitted);
+    for partition in 0..3u32 {
+        let expected: Vec<String> = events
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| {
+                hivent_core::partition_hash(Some(&format!("k{i}")), &Value::Null) % 3 == partition
+            })
+            .map(|(_, e)| e.meta.event_uuid.clone())
+            .collect();
+        assert_eq!(uuids(redis.list(&format!("three:{partition}"))), expected);
+    }
+}
+
+/// After SCRIPT FLUSH the next emit reloads the script instead of failing.
+#[test]
+fn emit_survives_script_flush() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 1);
+    svc.signal("e").unwrap().receive(|_| Ok(()));
+    svc.register().unwrap();
+    let producer = redis.hivent("p", 1);
+    let signal = producer.signal("e").unwrap();
+    signal.emit(&json!(1), 1).unwrap();
+    redis.command("SCRIPT", &["FLUSH"]);
+    signal.emit(&json!(2), 1).unwrap();
+    assert_eq!(redis.len("svc:0"), 2);
+}
