@@ -72,6 +72,7 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
         Some(p) => vec![p],
         None => (0..ops.service_status(&args.service)?.partition_count).collect(),
     };
+    let mut total = 0;
     for p in partitions {
         match command {
             DlqCommand::List(_) => {
@@ -88,19 +89,25 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
                     println!("{raw}");
                 }
             }
-            DlqCommand::Replay(_) => {
-                let n = ops.replay_dead_letters(&args.service, p, args.limit)?;
-                if n > 0 || args.partition.is_some() {
-                    println!("partition {p}: replayed {n} event(s)");
+            DlqCommand::Replay(_) | DlqCommand::Purge(_) => {
+                let (verb, n) = match command {
+                    DlqCommand::Replay(_) => (
+                        "replayed",
+                        ops.replay_dead_letters(&args.service, p, args.limit)?,
+                    ),
+                    _ => ("purged", ops.purge_dead_letters(&args.service, p)?),
+                };
+                if n > 0 {
+                    println!("partition {p}: {verb} {n} event(s)");
                 }
-            }
-            DlqCommand::Purge(_) => {
-                let n = ops.purge_dead_letters(&args.service, p)?;
-                if n > 0 || args.partition.is_some() {
-                    println!("partition {p}: purged {n} event(s)");
-                }
+                total += n;
             }
         }
+    }
+    match command {
+        DlqCommand::Replay(_) => println!("replayed {total} event(s) of service {}", args.service),
+        DlqCommand::Purge(_) => println!("purged {total} event(s) of service {}", args.service),
+        DlqCommand::List(_) | DlqCommand::Show(_) => {}
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ pub fn init(level: &str) -> Result<(), String> {
     // A second initialisation (tests running several workers) keeps the first.
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_max_level(filter)
         .with_target(false)
         .try_init();

@@ -20,7 +20,7 @@ pub struct ConnectionArgs {
     /// Partitions of this service's event streams [env: HIVENT_PARTITION_COUNT]
     #[arg(long, value_name = "N")]
     pub partition_count: Option<u32>,
-    /// A TOML file with backend, endpoint, partition_count and client_id [env: HIVENT_CONFIG]
+    /// A TOML file with backend, endpoint, partition_count and client_id
     #[arg(long = "config", value_name = "FILE", env = "HIVENT_CONFIG")]
     pub config_file: Option<PathBuf>,
 }

@@ -92,8 +92,9 @@
 //! dead-letter there any more, and the new owner processes the items again. Every
 //! receiving service gets exactly one copy of each emit, even when the emit is retried.
 //! Fetch-then-trim from the right end is sound because only the owner removes items
-//! and producers only push on the left: anything else that writes to a partition (a
-//! dead-letter replay, say) must push on the left too.
+//! and producers only push on the left: anything else that writes to a partition must
+//! push on the left too, or void the partition's claim in the same step, as a
+//! dead-letter replay does.
 //!
 //! # Compatibility with the Ruby gem
 //!
