@@ -20,12 +20,11 @@ impl Endpoint {
         let redacted = hivent_core::redact_endpoint(url);
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         match scheme {
-            Some("redis") => {}
-            Some("rediss") => return Err(Error::TlsNotCompiledIn { endpoint: redacted }),
+            Some("redis" | "rediss") => {}
             Some(other) => {
                 return Err(Error::InvalidEndpoint {
                     endpoint: redacted,
-                    reason: format!("the scheme `{other}` is not redis://"),
+                    reason: format!("the scheme `{other}` is neither redis:// nor rediss://"),
                 })
             }
             None => {
@@ -161,15 +160,12 @@ mod tests {
         Endpoint::parse(url, RedisOptions::default())
     }
 
-    /// Plain redis URLs parse; others are refused with a reason and no password.
+    /// redis:// and rediss:// URLs parse; others are refused with a reason and no password.
     #[test]
     fn parses_and_refuses_endpoints() {
         assert!(parse("redis://127.0.0.1:6379/0").is_ok());
         assert!(parse("redis://app:pw@127.0.0.1:6379/3").is_ok());
-        assert!(matches!(
-            parse("rediss://app:s3cret@127.0.0.1:6380/0"),
-            Err(Error::TlsNotCompiledIn { endpoint }) if endpoint == "rediss://app:***@127.0.0.1:6380/0"
-        ));
+        assert!(parse("rediss://app:s3cret@127.0.0.1:6380/0").is_ok());
         for bad in [
             "127.0.0.1:6379",
             "http://h/0",

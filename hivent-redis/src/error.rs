@@ -12,18 +12,12 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 #[non_exhaustive]
 pub enum Error {
     /// The endpoint is not a Redis URL this crate can use.
-    #[error("the Redis endpoint {endpoint:?} is not valid: {reason}; expected redis://[user:password@]host:port/db")]
+    #[error("the Redis endpoint {endpoint:?} is not valid: {reason}; expected redis://[user:password@]host:port/db (rediss:// for TLS)")]
     InvalidEndpoint {
         /// The endpoint, redacted.
         endpoint: String,
         /// What is wrong with it.
         reason: String,
-    },
-    /// A `rediss://` endpoint was given, but this build has no TLS support.
-    #[error("the Redis endpoint {endpoint:?} asks for TLS (rediss://), but hivent-redis was built without TLS support; use redis:// through a TLS tunnel instead")]
-    TlsNotCompiledIn {
-        /// The endpoint, redacted.
-        endpoint: String,
     },
     /// An option value that cannot work.
     #[error("invalid Redis option `{option}`: {reason}")]

@@ -103,8 +103,9 @@
 //! service's consumers is hivent-rs's own, so **all consumers of one service must be
 //! hivent-rs workers**; a Ruby consumer of the same service would pop items this
 //! protocol believes it owns. Like the gem, scripts compute keys at run time, so Redis
-//! Cluster is not supported. `rediss://` (TLS) is not compiled in; [`RedisBackend`]
-//! refuses it with [`Error::TlsNotCompiledIn`]. Redis should run with
+//! Cluster is not supported. `rediss://` connects with TLS (rustls); the server's
+//! certificate is checked against the system's roots, or against the file named by
+//! `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a private CA. Redis should run with
 //! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
 
 mod backend;

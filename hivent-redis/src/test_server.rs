@@ -74,13 +74,19 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server and waits until it answers PING.
     pub fn start() -> Result<RedisServer, ServerError> {
+        RedisServer::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `--tls-port`) and
+    /// waits until it answers PING on its plain port.
+    pub fn start_with(extra: &[String]) -> Result<RedisServer, ServerError> {
         let binary =
             std::env::var("HIVENT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
         // The free port is found by binding port 0 and letting go; another process may
         // take it in between, so a failed start is tried again on a new port.
         let mut last = None;
         for _ in 0..3 {
-            match RedisServer::start_once(&binary) {
+            match RedisServer::start_once(&binary, extra) {
                 Err(ServerError::DidNotStart { reason, log }) => {
                     last = Some(ServerError::DidNotStart { reason, log })
                 }
@@ -90,7 +96,7 @@ impl RedisServer {
         Err(last.unwrap_or(ServerError::NotInstalled))
     }
 
-    fn start_once(binary: &str) -> Result<RedisServer, ServerError> {
+    fn start_once(binary: &str, extra: &[String]) -> Result<RedisServer, ServerError> {
         let port = free_port()?;
         let dir = temp_dir()?;
         let log = dir.join("redis.log");
@@ -102,6 +108,7 @@ impl RedisServer {
             .arg(&dir)
             .arg("--logfile")
             .arg(&log)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
