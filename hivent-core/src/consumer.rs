@@ -243,14 +243,23 @@ impl Consumer {
 
     fn process(&self, batches: &[Batch]) -> Result<usize> {
         let mut processed = 0;
+        let mut fenced = false;
         for batch in batches {
             match self.process_batch(batch) {
                 Ok(n) => processed += n,
                 // The new owner processes the rest; other partitions may still be ours.
                 Err(error) if error.is_fenced() => {
                     tracing::warn!(%error, "lost a partition while processing; dropping its batch");
+                    fenced = true;
                 }
                 Err(error) => return Err(error),
+            }
+        }
+        if fenced {
+            // Learn the new assignment now rather than at the next heartbeat: after a
+            // dead-letter replay the partition is ours again at once.
+            if let Err(error) = self.heartbeat() {
+                tracing::warn!(%error, "heartbeat after losing a partition failed");
             }
         }
         Ok(processed)
