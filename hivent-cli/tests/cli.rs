@@ -90,6 +90,20 @@ impl Drop for Worker {
     }
 }
 
+/// The shell words that append the event on stdin, and a newline, to `out`.
+fn append_to(out: &Path) -> String {
+    format!("cat >> {0}; echo >> {0}", out.display())
+}
+
+/// Starts a worker and waits until it is the service's one live consumer.
+fn start_registered(server: &RedisServer, service: &str, receivers: &Path) -> Worker {
+    let worker = Worker::start(server, service, receivers, &[]);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(server, service, 1)
+    });
+    worker
+}
+
 /// A receivers file whose handler runs `script` with `sh -c`.
 fn receivers(dir: &Path, signal: &str, script: &str) -> PathBuf {
     let path = dir.join("receivers.toml");
@@ -162,15 +176,8 @@ fn start_runs_command_handlers() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seen.jsonl");
-    let file = receivers(
-        dir.path(),
-        "user:created",
-        &format!("cat >> {}; echo >> {}", out.display(), out.display()),
-    );
-    let worker = Worker::start(&server, "mailer", &file, &[]);
-    wait_for("the worker to register", Duration::from_secs(20), || {
-        has_consumers(&server, "mailer", 1)
-    });
+    let file = receivers(dir.path(), "user:created", &append_to(&out));
+    let worker = start_registered(&server, "mailer", &file);
     let event = emit(
         &server,
         "user:created",
@@ -200,15 +207,12 @@ fn failed_events_can_be_listed_and_replayed() {
     let out = dir.path().join("seen.jsonl");
     let flag = dir.path().join("healthy");
     let script = format!(
-        "if [ -e {flag} ]; then cat >> {out}; echo >> {out}; else echo database is down >&2; exit 3; fi",
+        "if [ -e {flag} ]; then {append}; else echo database is down >&2; exit 3; fi",
         flag = flag.display(),
-        out = out.display()
+        append = append_to(&out)
     );
     let file = receivers(dir.path(), "pay:due", &script);
-    let worker = Worker::start(&server, "billing", &file, &[]);
-    wait_for("the worker to register", Duration::from_secs(20), || {
-        has_consumers(&server, "billing", 1)
-    });
+    let worker = start_registered(&server, "billing", &file);
     let event = emit(&server, "pay:due", r#"{"amount":5}"#, "inv-1");
     let url = server.url();
     let dlq = |cmd: &str| {
@@ -273,16 +277,9 @@ fn status_shows_lag_and_two_workers() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seen.jsonl");
-    let file = receivers(
-        dir.path(),
-        "job:queued",
-        &format!("cat >> {}; echo >> {}", out.display(), out.display()),
-    );
+    let file = receivers(dir.path(), "job:queued", &append_to(&out));
     // Register without consuming: a worker that stops at once leaves the registration.
-    let first = Worker::start(&server, "jobs", &file, &[]);
-    wait_for("registration", Duration::from_secs(20), || {
-        has_consumers(&server, "jobs", 1)
-    });
+    let first = start_registered(&server, "jobs", &file);
     assert_eq!(first.terminate().0, Some(0));
     for i in 0..8 {
         emit(
@@ -355,16 +352,9 @@ fn sigterm_during_a_batch_loses_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("seen.jsonl");
-    let script = format!(
-        "sleep 0.1; cat >> {}; echo >> {}",
-        out.display(),
-        out.display()
-    );
+    let script = format!("sleep 0.1; {}", append_to(&out));
     let file = receivers(dir.path(), "slow:job", &script);
-    let worker = Worker::start(&server, "slow", &file, &[]);
-    wait_for("registration", Duration::from_secs(20), || {
-        has_consumers(&server, "slow", 1)
-    });
+    let worker = start_registered(&server, "slow", &file);
     let uuids: Vec<String> = (0..12)
         .map(|i| {
             emit(&server, "slow:job", &format!(r#"{{"n":{i}}}"#), "one-key")["meta"]["event_uuid"]
