@@ -4,12 +4,17 @@
 //! binary `start` (with `--backend`, `--endpoint`, `--client-id`, `--partition-count`,
 //! `--config FILE`, `--concurrency N`, `--log-level`, each also from `HIVENT_*`
 //! variables and `REDIS_URL`), `--help` and `start --help`. The standalone `hivent`
-//! binary adds `start -r FILE` (receivers that run commands), `emit`, `status` and `dlq`.
+//! binary adds `start -r FILE` (receivers that run commands), `emit`, `status`, `dlq`
+//! and `bench`.
 //!
 //! Exit codes: 0 after a clean stop (SIGINT/SIGTERM: stop fetching, finish and
 //! acknowledge the events in hand, leave the group), 2 for usage and configuration
 //! errors (one line), 1 for runtime failures (the error chain), 130 on a second signal.
 
+pub mod bench;
+mod bench_hivent;
+mod bench_raw;
+pub mod bench_report;
 pub mod command_receiver;
 pub mod dlq;
 pub mod emit;

@@ -1,4 +1,4 @@
-//! The standalone `hivent` binary: start, emit, status and dlq.
+//! The standalone `hivent` binary: start, emit, status, dlq and bench.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use hivent::NoopLifeCycleEventHandler;
+use hivent_cli::bench::BenchArgs;
 use hivent_cli::command_receiver::ReceiversFile;
 use hivent_cli::dlq::DlqCommand;
 use hivent_cli::emit::EmitArgs;
@@ -41,6 +42,8 @@ enum Command {
     /// List, show, replay or purge dead letter queues
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Measure hivent against raw Redis (a throwaway redis-server unless --endpoint) and print figures and ratios
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Emit(args) => hivent_cli::emit::run(args),
         Command::Status(args) => hivent_cli::status::run(args),
         Command::Dlq(command) => hivent_cli::dlq::run(command),
+        Command::Bench(args) => hivent_cli::bench::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -60,19 +60,124 @@ impl Event {
         // Serializing a `Value` and plain strings into a String cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// [`Event::to_json`], given the payload's compact JSON (`payload.to_string()`)
+    /// already encoded, so that an emit encodes its payload once.
+    pub(crate) fn to_json_with_payload(&self, payload_text: &str) -> String {
+        let meta = serde_json::to_string(&self.meta).unwrap_or_default();
+        let mut json = String::with_capacity(payload_text.len() + meta.len() + 21);
+        json.push_str(r#"{"payload":"#);
+        json.push_str(payload_text);
+        json.push_str(r#","meta":"#);
+        json.push_str(&meta);
+        json.push('}');
+        json
+    }
+}
+
+/// How many random bytes a thread draws from the OS at once for [`new_id`].
+const RANDOM_POOL: usize = 16 * 64;
+
+thread_local! {
+    static RANDOMNESS: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// 16 random bytes from a per-thread pool filled from the OS (`/dev/urandom`), so an id
+/// costs no system call; falls back to one `getrandom` per id where that file is missing.
+fn random_bytes() -> [u8; 16] {
+    use std::io::Read;
+    RANDOMNESS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used + 16 > bytes.len() {
+            bytes.resize(RANDOM_POOL, 0);
+            let filled = std::fs::File::open("/dev/urandom")
+                .and_then(|mut urandom| urandom.read_exact(bytes))
+                .is_ok();
+            if !filled {
+                bytes.clear();
+                return uuid::Uuid::new_v4().into_bytes();
+            }
+            *used = 0;
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&bytes[*used..*used + 16]);
+        *used += 16;
+        out
+    })
 }
 
 /// A new 32-hex identifier (a v4 UUID without dashes), used for `event_uuid` and default `cid`s.
+///
+/// The randomness comes from the OS in blocks of 64 ids per thread. A process that
+/// forks without `exec` and emits from both sides of the fork should not rely on a
+/// block drawn before the fork: such a child starts a new thread for its emits.
 pub fn new_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Builder::from_random_bytes(random_bytes())
+        .into_uuid()
+        .simple()
+        .to_string()
 }
 
 fn serialize_created_at<S: Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+    match format_millis(at) {
+        Some(buffer) => s.serialize_str(std::str::from_utf8(&buffer).unwrap_or_default()),
+        None => s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` without going through a formatter; `None` for years
+/// outside 0..=9999 and leap seconds, which take chrono's general path.
+fn format_millis(at: &DateTime<Utc>) -> Option<[u8; 24]> {
+    use chrono::{Datelike, Timelike};
+    let year = u32::try_from(at.year()).ok().filter(|y| *y <= 9999)?;
+    // A leap second (nanoseconds ≥ 1e9) takes chrono's path, which writes `:60`.
+    let millis = Some(at.nanosecond() / 1_000_000).filter(|m| *m < 1000)?;
+    let mut b = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u32| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    put(17, 2, at.second());
+    put(20, 3, millis);
+    Some(b)
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form hivent writes, without the general
+/// RFC 3339 parser; `None` for any other form.
+fn parse_millis(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != 24 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || b[19] != b'.' || b[23] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 7)?, num(8, 10)?)?;
+    let time = chrono::NaiveTime::from_hms_milli_opt(
+        num(11, 13)?,
+        num(14, 16)?,
+        num(17, 19)?,
+        num(20, 23)?,
+    )?;
+    Some(date.and_time(time).and_utc())
 }
 
 fn deserialize_created_at<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-    let text = String::deserialize(d)?;
+    let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
     parse_timestamp(&text).ok_or_else(|| {
         serde::de::Error::custom(format!("created_at {text:?} is not an RFC 3339 time"))
     })
@@ -81,6 +186,9 @@ fn deserialize_created_at<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Ut
 /// Parses RFC 3339 in any offset, plus the `2026-12-01 04:56:33 UTC` form that Ruby's
 /// plain `Time#to_s` writes when a producer serializes without ActiveSupport.
 fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    if let Some(at) = parse_millis(text) {
+        return Some(at);
+    }
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return Some(at.with_timezone(&Utc));
     }
@@ -163,6 +271,58 @@ mod tests {
             Utc.with_ymd_and_hms(2026, 12, 1, 4, 56, 33).single()
         );
         assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    /// The fast time paths agree with chrono's general ones.
+    #[test]
+    fn fast_time_paths_agree_with_chrono() {
+        let mut at = Utc
+            .with_ymd_and_hms(2026, 12, 1, 4, 56, 33)
+            .single()
+            .unwrap();
+        for step in 0..2000 {
+            at += chrono::Duration::milliseconds(7_919_311 * step + 1);
+            let general = at.to_rfc3339_opts(SecondsFormat::Millis, true);
+            let fast = format_millis(&at).unwrap();
+            assert_eq!(std::str::from_utf8(&fast).unwrap(), general);
+            assert_eq!(
+                parse_millis(&general),
+                Some(
+                    DateTime::parse_from_rfc3339(&general)
+                        .unwrap()
+                        .with_timezone(&Utc)
+                )
+            );
+        }
+        assert_eq!(parse_millis("2026-02-30T00:00:00.000Z"), None);
+        assert_eq!(parse_millis("2026-12-01T04:56:33.123+00:00"), None);
+        let early = Utc.with_ymd_and_hms(12, 1, 2, 3, 4, 5).single().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&format_millis(&early).unwrap()).unwrap(),
+            early.to_rfc3339_opts(SecondsFormat::Millis, true)
+        );
+    }
+
+    /// Encoding with the payload given as text is the same as encoding the event.
+    #[test]
+    fn encodes_with_a_pre_encoded_payload() {
+        let e = sample();
+        assert_eq!(e.to_json_with_payload(&e.payload.to_string()), e.to_json());
+    }
+
+    /// Ids stay v4 UUIDs and unique across many draws and threads.
+    #[test]
+    fn ids_are_unique_v4() {
+        let mut ids: Vec<String> = (0..5000).map(|_| new_id()).collect();
+        let other = std::thread::spawn(|| (0..5000).map(|_| new_id()).collect::<Vec<_>>());
+        ids.extend(other.join().unwrap());
+        for id in &ids {
+            assert_eq!(&id[12..13], "4", "{id}");
+            assert!(matches!(&id[16..17], "8" | "9" | "a" | "b"), "{id}");
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 10_000);
     }
 
     /// Decoding and encoding again gives the same event.

@@ -10,9 +10,10 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::panic_message;
+use crate::partition::partition_hash_of_text;
 use crate::{
-    new_id, partition_hash, Backend, Config, Consumer, ConsumerOptions, EmitOptions, Envelope,
-    Error, Event, Meta, Receivers, Registration, Result, Signal,
+    new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, Envelope, Error, Event, Meta,
+    Receivers, Registration, Result, Signal,
 };
 
 /// The handle an application uses: signals to emit to and receive from, and consumers.
@@ -127,7 +128,9 @@ impl Hivent {
                 name: name.to_owned(),
                 source,
             })?;
-        let hash = partition_hash(options.key.as_deref(), &payload);
+        // Encoded once: for the partition hash and inside the event's JSON.
+        let payload_text = payload.to_string();
+        let hash = partition_hash_of_text(options.key.as_deref(), &payload_text);
         let event = Event {
             payload,
             meta: Meta {
@@ -143,7 +146,7 @@ impl Hivent {
         let envelope = Envelope {
             name: name.to_owned(),
             partition_hash: hash,
-            json: event.to_json(),
+            json: event.to_json_with_payload(&payload_text),
         };
         Ok((event, envelope))
     }

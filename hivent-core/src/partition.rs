@@ -1,5 +1,7 @@
 //! Partition keys: CRC-32 of the explicit key, else of the payload's Ruby-compatible JSON.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// The 32-bit partition hash of an event: CRC-32 (IEEE) of `key` when given, else of
@@ -19,6 +21,15 @@ pub fn partition_hash(key: Option<&str>, payload: &Value) -> u32 {
     }
 }
 
+/// [`partition_hash`] given the payload's compact JSON text (`payload.to_string()`),
+/// for callers that encode the payload anyway.
+pub(crate) fn partition_hash_of_text(key: Option<&str>, payload_text: &str) -> u32 {
+    match key {
+        Some(key) => crc32fast::hash(key.as_bytes()),
+        None => crc32fast::hash(ruby_escape(payload_text).as_bytes()),
+    }
+}
+
 /// The partition (`0..partition_count`) a hash falls into. A count of 0 is treated as 1.
 pub fn partition_for(hash: u32, partition_count: u32) -> u32 {
     hash % partition_count.max(1)
@@ -34,8 +45,16 @@ pub fn partition_for(hash: u32, partition_count: u32) -> u32 {
 /// key when such payloads must line up across languages.
 pub fn ruby_json(payload: &Value) -> String {
     let text = payload.to_string();
+    match ruby_escape(&text) {
+        Cow::Borrowed(_) => text,
+        Cow::Owned(escaped) => escaped,
+    }
+}
+
+/// Compact JSON text with the characters the Ruby gem escapes escaped.
+fn ruby_escape(text: &str) -> Cow<'_, str> {
     if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
-        return text;
+        return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
@@ -48,7 +67,7 @@ pub fn ruby_json(payload: &Value) -> String {
             c => out.push(c),
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -88,6 +107,10 @@ mod tests {
             r#"{"html":"\u003ca href=\"x\"\u003e\u0026\u003c/a\u003e","ls":"\u2028\u2029"}"#
         );
         assert_eq!(partition_hash(None, &payload), 0x27b9_5da1);
+        assert_eq!(
+            partition_hash_of_text(None, &payload.to_string()),
+            0x27b9_5da1
+        );
         // The escaped text still decodes to the same payload.
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), payload);
     }

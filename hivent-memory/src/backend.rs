@@ -164,26 +164,36 @@ impl Backend for MemoryBackend {
     }
 
     fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
-        let mut state = self.shared.state.lock();
-        for envelope in envelopes {
-            let mut targets: BTreeSet<String> = BTreeSet::new();
+        // Copies are made before taking the lock: consumers wait for it meanwhile.
+        let mut copies: Vec<String> = envelopes.iter().map(|e| e.json.clone()).collect();
+        let mut guard = self.shared.state.lock();
+        let state = &mut *guard;
+        for (envelope, copy) in envelopes.iter().zip(copies.iter_mut()) {
+            let mut targets: BTreeSet<&String> = BTreeSet::new();
             for name in [envelope.name.as_str(), WILDCARD] {
                 if let Some(services) = state.receivers.get(name) {
-                    targets.extend(services.iter().cloned());
+                    targets.extend(services.iter());
                 }
             }
-            for service in targets {
+            let last = targets.len();
+            for (i, service) in targets.into_iter().enumerate() {
                 // Registered services always have partitions; a missing one is skipped
                 // like an unregistered service rather than failing the other copies.
-                if let Some(svc) = state.services.get_mut(&service) {
+                if let Some(svc) = state.services.get_mut(service) {
                     let p = partition_for(envelope.partition_hash, svc.partition_count());
                     if let Some(queue) = svc.partitions.get_mut(p as usize) {
-                        queue.push_back(envelope.json.clone());
+                        let json = if i + 1 == last {
+                            std::mem::take(copy)
+                        } else {
+                            copy.clone()
+                        };
+                        queue.push_back(json);
                     }
                 }
             }
         }
         state.generation += 1;
+        drop(guard);
         self.shared.emitted.notify_all();
         Ok(())
     }

@@ -141,11 +141,16 @@ impl ConsumerSession for MemorySession {
         if !svc.holds(&self.member, partition, token) {
             return Err(self.fenced(partition));
         }
-        if let Some(queue) = svc.partitions.get_mut(partition as usize) {
-            let n = count.min(queue.len());
-            queue.drain(..n);
-        }
+        // The items are freed after the lock is released: emits wait for it meanwhile.
+        let removed: Vec<String> = match svc.partitions.get_mut(partition as usize) {
+            Some(queue) => {
+                let n = count.min(queue.len());
+                queue.drain(..n).collect()
+            }
+            None => Vec::new(),
+        };
         drop(state);
+        drop(removed);
         self.settle(partition, count);
         Ok(())
     }

@@ -1,0 +1,442 @@
+//! `hivent bench`: measures hivent against raw Redis in one run and prints figures and ratios.
+//!
+//! Without `--endpoint` it starts a throwaway `redis-server` on a free loopback port
+//! and stops it on every way out: success, error, panic, SIGINT and SIGTERM. With
+//! `--endpoint` it works under unique `hivent-bench-…` names and deletes them at the
+//! end (emit markers expire by themselves after a minute). Benchmarks assert nothing
+//! about time: the targets column is information for people.
+
+use std::io::{IsTerminal, Write as _};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use clap::Args;
+use hivent::{Backend, MemoryBackend, RedisBackend, RedisOptions};
+use hivent_redis::test_server::{RedisServer, ServerError};
+use parking_lot::Mutex;
+
+use crate::bench_hivent::{bench_error, Scene};
+use crate::bench_raw;
+use crate::bench_report::{Machine, Report, Settings};
+use crate::exit::Failure;
+
+/// The options of `bench`.
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Redis to measure against (default: a throwaway redis-server on a free loopback port)
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Events per throughput figure, the drain backlog, and raw Redis operations per figure
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub events: u64,
+    /// Payload size in bytes (JSON text)
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    pub payload_bytes: usize,
+    /// Partitions of the receiving service
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub partitions: u32,
+    /// Consumer threads of the second drain figure (the first always uses 1)
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub workers: usize,
+    /// Events per EmitBatch in the batch emit figure
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub emit_batch: usize,
+    /// Most events a consumer reads from one partition per fetch
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub fetch_batch: usize,
+    /// Seconds each latency rate (50/s and 5,000/s) runs
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub latency_secs: f64,
+    /// Events of the memory backend figure
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub memory_events: u64,
+    /// Print the figures as JSON on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    fn validate(&self) -> Result<(), Failure> {
+        let positive = [
+            ("--events", self.events as f64),
+            ("--partitions", f64::from(self.partitions)),
+            ("--workers", self.workers as f64),
+            ("--emit-batch", self.emit_batch as f64),
+            ("--fetch-batch", self.fetch_batch as f64),
+            ("--memory-events", self.memory_events as f64),
+        ];
+        for (option, value) in positive {
+            if value < 1.0 {
+                return Err(Failure::Usage(format!("{option} must be at least 1")));
+            }
+        }
+        if !(self.latency_secs.is_finite() && self.latency_secs > 0.0) {
+            return Err(Failure::Usage(format!(
+                "--latency-secs must be a positive number of seconds, not {}",
+                self.latency_secs
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn run(args: &BenchArgs) -> Result<(), Failure> {
+    args.validate()?;
+    let server = ServerGuard::default();
+    let endpoint = match &args.endpoint {
+        Some(endpoint) => endpoint.clone(),
+        None => {
+            server.watch_signals()?;
+            let started = RedisServer::start().map_err(|e| match e {
+                ServerError::NotInstalled => Failure::Usage(format!(
+                    "{e}; install it, or measure an existing Redis with --endpoint"
+                )),
+                other => Failure::Runtime(bench_error(&other.to_string())),
+            })?;
+            let url = started.url();
+            server.hold(started);
+            url
+        }
+    };
+    let report = measure(args, &endpoint, args.endpoint.is_none());
+    drop(server);
+    let report = report?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::Runtime(bench_error(&e.to_string())))?;
+        println!("{text}");
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, Failure> {
+    let progress = Progress::start(12);
+    let prefix = format!(
+        "hivent-bench-{}-{}",
+        std::process::id(),
+        &hivent::new_id()[..8]
+    );
+    let options = RedisOptions::default().emit_marker_ttl(Duration::from_secs(60));
+    let backend = Arc::new(RedisBackend::with_options(endpoint, options).map_err(redis_failure)?);
+    let shared: Arc<dyn Backend> = backend.clone();
+    let scene = Scene::new(
+        shared,
+        &prefix,
+        args.partitions,
+        args.payload_bytes,
+        args.fetch_batch,
+    );
+    let mut connection = redis::Client::open(endpoint)
+        .and_then(|client| client.get_connection())
+        .map_err(|e| Failure::Runtime(bench_error(&format!("raw connection: {e}"))))?;
+    let result = measure_with(args, &scene, &mut connection, &prefix, &progress);
+    let cleaned = delete_keys(&mut connection, &prefix);
+    progress.finish();
+    let (throughput, latency) = result?;
+    cleaned.map_err(|e| Failure::Runtime(bench_error(&format!("cleaning up: {e}"))))?;
+    let mut machine = machine();
+    machine.redis_version = redis_version(&mut connection);
+    machine.redis = if throwaway { "throwaway" } else { "given" };
+    let mut report = Report {
+        machine,
+        settings: Settings {
+            events: args.events,
+            payload_bytes: args.payload_bytes,
+            event_bytes: scene.event_bytes(),
+            partitions: args.partitions,
+            workers: args.workers,
+            emit_batch: args.emit_batch,
+            fetch_batch: args.fetch_batch,
+            latency_secs: args.latency_secs,
+        },
+        throughput,
+        latency,
+    };
+    report.compute_ratios();
+    Ok(report)
+}
+
+type Figures = (
+    Vec<crate::bench_report::Throughput>,
+    Vec<crate::bench_report::Latency>,
+);
+
+fn measure_with(
+    args: &BenchArgs,
+    scene: &Scene,
+    connection: &mut redis::Connection,
+    prefix: &str,
+    progress: &Progress,
+) -> Result<Figures, Failure> {
+    let n = args.events;
+    let mut throughput = bench_raw::measure(
+        connection,
+        &format!("{prefix}:raw"),
+        n,
+        scene.event_bytes(),
+        progress,
+    )
+    .map_err(|e| Failure::Runtime(bench_error(&format!("raw Redis: {e}"))))?;
+
+    throughput.push(
+        scene
+            .single_emit(n, progress)?
+            .against("raw_lpush", Some(0.5)),
+    );
+    clear_partitions(connection, scene, args.partitions)?;
+    // The batch emit leaves the backlog the first drain works through.
+    throughput.push(
+        scene
+            .batch_emit(n, args.emit_batch, progress, "batch emit")?
+            .against("raw_lpush_pipelined", Some(0.3)),
+    );
+    throughput.push(
+        scene
+            .drain("drain_1", 1, n, progress)?
+            .against("raw_rpop_pipelined", Some(0.25)),
+    );
+    scene.batch_emit(n, args.emit_batch, progress, "refill the backlog")?;
+    throughput.push(
+        scene
+            .drain("drain_n", args.workers, n, progress)?
+            .against("raw_rpop_pipelined", None),
+    );
+    clear_partitions(connection, scene, args.partitions)?;
+
+    let latency = vec![
+        scene.latency(
+            "latency_50",
+            50.0,
+            args.latency_secs,
+            Some((1.0, 5.0)),
+            progress,
+        )?,
+        scene.latency("latency_5000", 5000.0, args.latency_secs, None, progress)?,
+    ];
+
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+    let memory_scene = Scene::new(
+        memory,
+        prefix,
+        args.partitions,
+        args.payload_bytes,
+        args.fetch_batch,
+    );
+    throughput.push(
+        memory_scene
+            .emit_and_dispatch(args.memory_events, progress)?
+            .aiming_at(1_000_000.0),
+    );
+    Ok((throughput, latency))
+}
+
+fn redis_failure(error: hivent_redis::Error) -> Failure {
+    Failure::from(hivent::Error::from(error))
+}
+
+fn clear_partitions(
+    connection: &mut redis::Connection,
+    scene: &Scene,
+    partitions: u32,
+) -> Result<(), Failure> {
+    let mut del = redis::cmd("DEL");
+    for p in 0..partitions {
+        del.arg(hivent_redis::keys::partition(&scene.service(), p));
+    }
+    del.query::<i64>(connection)
+        .map(|_| ())
+        .map_err(|e| Failure::Runtime(bench_error(&format!("clearing partitions: {e}"))))
+}
+
+/// Deletes every key the run made (all start with `prefix`).
+fn delete_keys(connection: &mut redis::Connection, prefix: &str) -> redis::RedisResult<()> {
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{prefix}*"))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter(connection)?
+        .collect::<redis::RedisResult<Vec<String>>>()?;
+    for chunk in keys.chunks(500) {
+        redis::cmd("DEL").arg(chunk).query::<i64>(connection)?;
+    }
+    Ok(())
+}
+
+fn redis_version(connection: &mut redis::Connection) -> String {
+    redis::cmd("INFO")
+        .arg("server")
+        .query::<String>(connection)
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned());
+    Machine {
+        cores: thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu,
+        kernel,
+        redis_version: String::new(),
+        redis: "throwaway",
+    }
+}
+
+/// The throwaway server, stopped when the guard drops or on SIGINT/SIGTERM.
+#[derive(Default, Clone)]
+struct ServerGuard {
+    server: Arc<Mutex<Option<RedisServer>>>,
+}
+
+impl ServerGuard {
+    fn hold(&self, server: RedisServer) {
+        *self.server.lock() = Some(server);
+    }
+
+    /// On SIGINT or SIGTERM: stop the server, then exit with 130.
+    fn watch_signals(&self) -> Result<(), Failure> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| Failure::Usage(format!("could not listen for signals: {e}")))?;
+        let guard = self.clone();
+        thread::Builder::new()
+            .name("bench-signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    guard.server.lock().take();
+                    eprintln!("\nhivent bench: interrupted; the Redis server was stopped");
+                    std::process::exit(130);
+                }
+            })
+            .map_err(|e| Failure::Usage(format!("could not listen for signals: {e}")))?;
+        Ok(())
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        // The last clone lives in the signal thread; the main one stops the server.
+        if let Some(mut server) = self.server.try_lock() {
+            server.take();
+        }
+    }
+}
+
+/// The progress line on stderr: the phase and, on a terminal, a live count.
+pub struct Progress {
+    state: Arc<ProgressState>,
+    phases: usize,
+}
+
+struct ProgressState {
+    label: Mutex<(usize, String, u64)>,
+    done: AtomicU64,
+    finished: AtomicBool,
+    terminal: bool,
+}
+
+/// Counts the events of the current phase.
+#[derive(Clone)]
+pub struct Tick {
+    state: Arc<ProgressState>,
+}
+
+impl Tick {
+    /// One more event done.
+    pub fn tick(&self) {
+        self.state.done.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `n` more events done.
+    pub fn add(&self, n: u64) {
+        self.state.done.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Progress {
+    /// Starts the progress line for a run of `phases` phases.
+    pub fn start(phases: usize) -> Progress {
+        let state = Arc::new(ProgressState {
+            label: Mutex::new((0, String::new(), 0)),
+            done: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            terminal: std::io::stderr().is_terminal(),
+        });
+        if state.terminal {
+            let ticker = Arc::clone(&state);
+            let _ = thread::Builder::new()
+                .name("bench-progress".into())
+                .spawn(move || {
+                    while !ticker.finished.load(Ordering::Relaxed) {
+                        ticker.draw(phases);
+                        thread::sleep(Duration::from_millis(250));
+                    }
+                });
+        }
+        Progress { state, phases }
+    }
+
+    /// Begins a phase of `total` events; the returned counter advances the line.
+    pub fn phase(&self, label: &str, total: u64) -> Tick {
+        {
+            let mut current = self.state.label.lock();
+            current.0 += 1;
+            current.1 = label.to_owned();
+            current.2 = total;
+            self.state.done.store(0, Ordering::Relaxed);
+            if !self.state.terminal {
+                eprintln!(
+                    "hivent bench [{}/{}] {label} ({total} events)",
+                    current.0, self.phases
+                );
+            }
+        }
+        Tick {
+            state: Arc::clone(&self.state),
+        }
+    }
+
+    /// Clears the line.
+    pub fn finish(&self) {
+        self.state.finished.store(true, Ordering::Relaxed);
+        if self.state.terminal {
+            eprint!("\r\x1b[K");
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+impl ProgressState {
+    fn draw(&self, phases: usize) {
+        let (index, label, total) = self.label.lock().clone();
+        if index == 0 {
+            return;
+        }
+        let done = self.done.load(Ordering::Relaxed).min(total);
+        eprint!("\r\x1b[Khivent bench [{index}/{phases}] {label}: {done}/{total}");
+        let _ = std::io::stderr().flush();
+    }
+}

@@ -1,0 +1,144 @@
+//! `hivent bench` with tiny counts, so that it keeps working; nothing about time is asserted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::{Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hivent");
+
+const TINY: &[&str] = &[
+    "bench",
+    "--events",
+    "64",
+    "--memory-events",
+    "64",
+    "--latency-secs",
+    "0.05",
+    "--emit-batch",
+    "10",
+    "--fetch-batch",
+    "7",
+    "--payload-bytes",
+    "20",
+    "--partitions",
+    "3",
+    "--workers",
+    "2",
+];
+
+fn bench(extra: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(TINY)
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn redis_installed() -> bool {
+    let binary = std::env::var("HIVENT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let found = Command::new(binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("HIVENT_REQUIRE_REDIS").map_or(true, |v| v != "1"),
+            "HIVENT_REQUIRE_REDIS=1 but redis-server is not installed"
+        );
+        eprintln!("skipped: redis-server not installed");
+    }
+    found
+}
+
+/// The JSON report has every figure, with ratios against the raw Redis figures.
+#[test]
+fn bench_reports_every_figure_as_json() {
+    if !redis_installed() {
+        return;
+    }
+    let output = bench(&["--json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let keys: Vec<&str> = report["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "raw_lpush",
+            "raw_rpop",
+            "raw_lpush_pipelined",
+            "raw_rpop_pipelined",
+            "single_emit",
+            "batch_emit",
+            "drain_1",
+            "drain_n",
+            "memory_emit_dispatch"
+        ]
+    );
+    for figure in report["throughput"].as_array().unwrap() {
+        assert_eq!(figure["count"], 64, "{figure}");
+        assert!(figure["per_second"].as_f64().unwrap() > 0.0, "{figure}");
+    }
+    let single = &report["throughput"][4];
+    assert_eq!(single["reference"], "raw_lpush");
+    assert!(single["ratio"].as_f64().is_some(), "{single}");
+    let latency = report["latency"].as_array().unwrap();
+    assert_eq!(latency.len(), 2);
+    assert_eq!(latency[0]["rate"], 50.0);
+    assert_eq!(latency[1]["rate"], 5000.0);
+    assert_eq!(latency[0]["samples"], 3); // ceil(50 × 0.05)
+    assert_eq!(latency[1]["samples"], 250);
+    assert_eq!(report["settings"]["partitions"], 3);
+    assert_eq!(report["machine"]["redis"], "throwaway");
+    // The progress line names the phases while it runs.
+    assert!(stderr.contains("drain, 2 workers"), "stderr: {stderr}");
+}
+
+/// The table names the figures and the references they are compared with.
+#[test]
+fn bench_prints_a_table() {
+    if !redis_installed() {
+        return;
+    }
+    let output = bench(&[]);
+    assert!(
+        output.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "raw LPUSH, pipelined ×16",
+        "single emit, 1 thread",
+        "batch emit, 10 per batch",
+        "drain, 1 worker",
+        "drain, 2 workers",
+        "memory backend emit+dispatch",
+        "at 50/s",
+        "at 5,000/s",
+        "ratio",
+    ] {
+        assert!(
+            table.contains(expected),
+            "{expected:?} missing from:\n{table}"
+        );
+    }
+}
+
+/// Bad options are usage errors (exit 2, one line), before any server starts.
+#[test]
+fn bench_rejects_bad_options() {
+    let output = Command::new(BIN)
+        .args(["bench", "--events", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--events must be at least 1"), "{stderr}");
+}
