@@ -41,6 +41,30 @@ impl From<hivent::Error> for Failure {
     }
 }
 
+/// Reports a command-line parse result that is not a parsed command: help and version
+/// go to stdout with status 0; a usage error becomes one line on stderr with status 2.
+pub fn parse_failure(error: &clap::Error) -> ExitCode {
+    if !error.use_stderr() {
+        let _ = error.print();
+        return ExitCode::SUCCESS;
+    }
+    if error.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // No command at all: the help is the most useful answer.
+        let _ = error.print();
+        return ExitCode::from(2);
+    }
+    // The first paragraph holds the message (and, e.g., the missing arguments).
+    let rendered = error.to_string();
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let text = paragraph.join(" ");
+    let message = text.strip_prefix("error: ").unwrap_or(&text);
+    Failure::Usage(format!("{message} (see --help)")).report()
+}
+
 /// The error and its sources, joined by ": caused by: ".
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

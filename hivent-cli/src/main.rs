@@ -49,10 +49,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(e) => return hivent_cli::exit::parse_failure(&e),
     };
     let outcome = match &cli.command {
         Command::Start { receivers, args } => start(receivers, args),

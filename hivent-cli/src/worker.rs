@@ -77,10 +77,7 @@ impl Worker {
     {
         let cli = match WorkerCli::try_parse_from(args) {
             Ok(cli) => cli,
-            Err(e) => {
-                let _ = e.print();
-                return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-            }
+            Err(e) => return crate::exit::parse_failure(&e),
         };
         let WorkerCommand::Start(args) = cli.command;
         let shutdown = match crate::shutdown::on_signals() {
