@@ -402,7 +402,7 @@ fn sigterm_during_a_batch_loses_nothing() {
     );
 }
 
-/// Bad flags, bad values and bad files exit 2 with one clear line.
+/// Bad flags, bad values and bad files exit 2 with one clear line on stderr.
 #[test]
 fn usage_and_config_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -479,6 +479,11 @@ fn usage_and_config_errors_exit_2() {
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{args:?}: one line, not {stderr}"
+        );
     }
 }
 
