@@ -148,9 +148,15 @@ impl RedisBackend {
     }
 
     fn publish_chunk(&self, envelopes: &[Envelope]) -> Result<(), Error> {
+        self.publish_call(envelopes, &hivent_core::new_id())
+    }
+
+    /// One atomic publish call, tried again on transient failures with the same
+    /// `call_id`, whose marker makes a try after a stored one write nothing.
+    pub(crate) fn publish_call(&self, envelopes: &[Envelope], call_id: &str) -> Result<(), Error> {
         let ttl = self.endpoint.options().emit_marker_ttl;
         let reply = self.with_retries("publish events", |connection| {
-            PublishScript::invoke(connection, envelopes, ttl)
+            PublishScript::invoke(connection, envelopes, call_id, ttl)
         })?;
         match reply {
             PublishReply::Stored { already, .. } => {
@@ -242,5 +248,52 @@ impl Backend for RedisBackend {
 
     fn operations(&self) -> Option<&dyn Operations> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::server_for_tests;
+
+    fn envelope(name: &str, hash: u32, json: &str) -> Envelope {
+        Envelope {
+            name: name.into(),
+            partition_hash: hash,
+            json: json.into(),
+        }
+    }
+
+    /// A call retried with its call id after it was stored (the reply was lost) writes
+    /// nothing the second time, in any receiving service; a new call id stores again.
+    #[test]
+    fn retried_call_stores_no_second_copy() {
+        let Some(server) = server_for_tests() else {
+            return;
+        };
+        let backend = RedisBackend::connect(&server.url()).unwrap();
+        for (service, count) in [("a", 2), ("b", 3)] {
+            backend
+                .register_service(&Registration {
+                    service: service.into(),
+                    events: vec!["*".into()],
+                    partition_count: count,
+                })
+                .unwrap();
+        }
+        let events = [envelope("x", 5, "one"), envelope("y", 5, "two")];
+        backend.publish_call(&events, "call-1").unwrap();
+        backend.publish_call(&events, "call-1").unwrap();
+        let list = |key: &str| -> Vec<String> {
+            backend
+                .run("read", |c| {
+                    redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query(c)
+                })
+                .unwrap()
+        };
+        assert_eq!(list("a:1"), ["two", "one"]);
+        assert_eq!(list("b:2"), ["two", "one"]);
+        backend.publish_call(&events, "call-2").unwrap();
+        assert_eq!(list("a:1"), ["two", "one", "two", "one"]);
     }
 }

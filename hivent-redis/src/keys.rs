@@ -90,9 +90,14 @@ pub fn wake_channel(service: &str) -> String {
 /// appends it to each receiving service.
 pub const WAKE_CHANNEL_SUFFIX: &str = ":hivent:wake";
 
-/// What precedes the SHA-1 of an event's JSON in the key that marks it as emitted
-/// (`hivent:emitted:<sha1>`), so a retried emit is not stored twice.
+/// What precedes a publish call's id in the key that marks the call as stored
+/// (`hivent:emitted:<call id>`), so a retried call is not stored twice.
 pub const EMITTED_MARKER_PREFIX: &str = "hivent:emitted:";
+
+/// `hivent:emitted:<call id>`: set by a publish call that stored its events.
+pub fn emitted_marker(call_id: &str) -> String {
+    format!("{EMITTED_MARKER_PREFIX}{call_id}")
+}
 
 #[cfg(test)]
 mod tests {

@@ -23,7 +23,7 @@
 //! | `<service>:hivent:tokens` | hash | partition → fencing token of its claim |
 //! | `<service>:hivent:fence` | string | counter the tokens come from; only grows |
 //! | `<service>:hivent:wake` | channel | wake-up notices after a push |
-//! | `hivent:emitted:<sha1 of the JSON>` | string | marks an event as stored, for 5 min |
+//! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for 5 min |
 //!
 //! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
 //! reloaded after NOSCRIPT (a restarted Redis or `SCRIPT FLUSH`).
@@ -33,12 +33,15 @@
 //! One script per emit (or per chunk of up to 500 events for a batch) reads each
 //! event's set and `*`, checks that every receiving service has a valid partition
 //! count before it writes anything, then `LPUSH`es one copy per service into
-//! `<service>:<hash % count>` and `PUBLISH`es a wake-up notice per service. The script
-//! also sets `hivent:emitted:<sha1>` for the event; when that marker exists the event
-//! is skipped, so an emit retried after an ambiguous failure (sent, reply lost) is not
-//! stored twice. The marker is the SHA-1 of the event's JSON, which carries its
-//! `event_uuid`, so no JSON is parsed on the Rust side and any JSON works. Transient
-//! failures are retried with doubling pauses (4 tries by default).
+//! `<service>:<hash % count>` and `PUBLISH`es a wake-up notice per service. Each call
+//! carries a fresh random call id, and the script sets `hivent:emitted:<call id>` in
+//! the same atomic step as its pushes; a try of a call whose marker exists writes
+//! nothing. A call retried after an ambiguous failure (sent, reply lost) therefore
+//! stores no second copy. One marker per call rather than per event keeps the script's
+//! work per event to the `LPUSH`es: with a marker per event (SHA-1 of the JSON,
+//! `EXISTS`, `SET`) batch emit measured ~112k events/s, with one per call ~246k/s (see
+//! BENCHMARKS.md). Transient failures are retried with doubling pauses (4 tries by
+//! default).
 //!
 //! # Registering
 //!

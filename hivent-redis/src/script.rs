@@ -63,9 +63,9 @@ fn tagged(value: Value) -> Result<(String, Vec<Value>), ParsingError> {
 /// `publish.lua`: stores one copy of each event in every receiving service.
 ///
 /// - KEYS: none; the receiving services are read from each event's set and `*`.
-/// - ARGV: the emit-marker prefix and lifetime (ms), the `:partition_count` suffix,
-///   the partition separator, the wake channel suffix, `*`, then for each event its
-///   name, partition hash and JSON.
+/// - ARGV: the call's marker key (`hivent:emitted:<call id>`) and its lifetime (ms),
+///   the `:partition_count` suffix, the partition separator, the wake channel suffix,
+///   `*`, then for each event its name, partition hash and JSON.
 /// - Reply: [`PublishReply`].
 pub(crate) struct PublishScript;
 
@@ -102,14 +102,15 @@ impl FromRedisValue for PublishReply {
 }
 
 impl PublishScript {
-    /// Publishes `envelopes` in one atomic call.
+    /// Publishes `envelopes` in one atomic call; a retry must pass the same `call_id`.
     pub(crate) fn invoke(
         connection: &mut Connection,
         envelopes: &[Envelope],
+        call_id: &str,
         marker_ttl: Duration,
     ) -> RedisResult<PublishReply> {
         let mut call = PUBLISH.prepare_invoke();
-        call.arg(keys::EMITTED_MARKER_PREFIX)
+        call.arg(keys::emitted_marker(call_id))
             .arg(millis(marker_ttl))
             .arg(keys::PARTITION_COUNT_SUFFIX)
             .arg(keys::PARTITION_SEPARATOR)
