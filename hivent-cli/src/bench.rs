@@ -232,6 +232,14 @@ fn measure_with(
             .emit_and_dispatch(args.memory_events, progress)?
             .aiming_at(1_000_000.0),
     );
+    let apart = Scene::new(
+        Arc::new(MemoryBackend::new()),
+        prefix,
+        args.partitions,
+        args.payload_bytes,
+        args.fetch_batch,
+    );
+    throughput.extend(apart.emit_then_dispatch(args.memory_events, progress)?);
     Ok((throughput, latency))
 }
 

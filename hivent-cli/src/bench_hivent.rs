@@ -352,6 +352,55 @@ impl Scene {
     }
 }
 
+impl Scene {
+    /// The memory figure taken apart, on one thread: `count` emits with no consumer
+    /// running, then one consumer dispatching that backlog. Shows what each side costs
+    /// without the two threads contending for the store's lock and the allocator.
+    pub fn emit_then_dispatch(&self, count: u64, progress: &Progress) -> Result<[Throughput; 2]> {
+        let seen = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&seen);
+        let receiver = self.receiver(move |_event| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })?;
+        let consumer = receiver.join(ConsumerOptions::default().batch_size(self.fetch_batch))?;
+        consumer.heartbeat()?;
+        let signal = self.producer()?.signal(&self.signal_name())?;
+        let tick = progress.phase("memory emit, then dispatch", count);
+        let start = Instant::now();
+        for n in 0..count {
+            signal.emit(&self.payload(n), 1)?;
+            tick.tick();
+        }
+        let emitted = start.elapsed().as_secs_f64();
+        let start = Instant::now();
+        let handled = consumer.run_until_idle()?;
+        let dispatched = start.elapsed().as_secs_f64();
+        consumer.leave()?;
+        if handled as u64 != count || seen.load(Ordering::Relaxed) != count {
+            return Err(Error::Backend {
+                backend: "memory",
+                transient: false,
+                source: format!("dispatched {handled} of {count} events").into(),
+            });
+        }
+        Ok([
+            Throughput::new(
+                "memory_emit_only",
+                "memory emit alone, 1 thread",
+                count,
+                emitted,
+            ),
+            Throughput::new(
+                "memory_dispatch_only",
+                "memory dispatch alone, 1 thread",
+                count,
+                dispatched,
+            ),
+        ])
+    }
+}
+
 /// Heartbeats the consumers until they split the partitions among them, so that no
 /// figure includes the cooperative hand-over.
 fn settle(consumers: &[Consumer], partitions: u32) -> Result<()> {

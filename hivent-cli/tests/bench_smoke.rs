@@ -78,7 +78,9 @@ fn bench_reports_every_figure_as_json() {
             "batch_emit",
             "drain_1",
             "drain_n",
-            "memory_emit_dispatch"
+            "memory_emit_dispatch",
+            "memory_emit_only",
+            "memory_dispatch_only",
         ]
     );
     for figure in report["throughput"].as_array().unwrap() {
@@ -120,6 +122,8 @@ fn bench_prints_a_table() {
         "drain, 1 worker",
         "drain, 2 workers",
         "memory backend emit+dispatch",
+        "memory emit alone, 1 thread",
+        "memory dispatch alone, 1 thread",
         "at 50/s",
         "at 5,000/s",
         "ratio",
