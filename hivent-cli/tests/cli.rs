@@ -502,3 +502,128 @@ fn unreachable_redis_exits_1_without_credentials() {
     assert!(!stderr.contains("hunter2"), "{stderr}");
     assert!(stderr.contains("127.0.0.1:1"), "{stderr}");
 }
+
+/// `emit` without `--payload` reads the payload from stdin, with `--cid`; the event
+/// lands in the receiving service's partition as printed.
+#[test]
+fn emit_reads_the_payload_from_stdin() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = receivers(dir.path(), "note:taken", "cat > /dev/null");
+    let worker = start_registered(&server, "notes", &file);
+    assert_eq!(worker.terminate().0, Some(0));
+    let mut child = Command::new(BIN)
+        .args([
+            "emit",
+            "note:taken",
+            "--version",
+            "3",
+            "--cid",
+            "0123456789abcdef0123456789abcdef",
+        ])
+        .args([
+            "--backend",
+            "redis",
+            "--endpoint",
+            &server.url(),
+            "--client-id",
+            "notebook",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(br#"{"text": "from stdin"}"#).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let event: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    assert_eq!(event["payload"], serde_json::json!({"text": "from stdin"}));
+    assert_eq!(event["meta"]["version"], 3);
+    assert_eq!(event["meta"]["cid"], "0123456789abcdef0123456789abcdef");
+    assert_eq!(event["meta"]["producer"], "notebook");
+    let status = status_json(&server, "notes");
+    let waiting: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["waiting"].as_u64().unwrap())
+        .sum();
+    assert_eq!(waiting, 1);
+}
+
+/// A second SIGTERM while the first waits for a slow handler exits at once with 130.
+#[test]
+fn second_signal_exits_at_once() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let handler_pid = dir.path().join("handler.pid");
+    let script = format!("echo $$ > {}; exec sleep 20", handler_pid.display());
+    let file = receivers(dir.path(), "slow:thing", &script);
+    let log = dir.path().join("worker.log");
+    let mut worker = Command::new(BIN)
+        .args(["start", "-r"])
+        .arg(&file)
+        .args([
+            "--backend",
+            "redis",
+            "--endpoint",
+            &server.url(),
+            "--client-id",
+            "stubborn",
+            "--partition-count",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "stubborn", 1)
+    });
+    emit(&server, "slow:thing", "{}", "k");
+    wait_for("the handler to start", Duration::from_secs(20), || {
+        std::fs::read_to_string(&handler_pid).is_ok_and(|p| p.ends_with('\n'))
+    });
+    let pid = worker.id().to_string();
+    let began = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for(
+        "the first signal to be honoured",
+        Duration::from_secs(10),
+        || std::fs::read_to_string(&log).is_ok_and(|l| l.contains("stopping")),
+    );
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = worker.wait().unwrap();
+    let elapsed = began.elapsed();
+    // The abandoned handler is the test's to clean up.
+    let handler = std::fs::read_to_string(&handler_pid).unwrap();
+    let _ = Command::new("kill")
+        .args(["-KILL", handler.trim()])
+        .status();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "it waited for the handler: {elapsed:?}"
+    );
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("second signal: exiting at once"));
+}
