@@ -226,3 +226,31 @@ fn emit_survives_script_flush() {
     signal.emit(&json!(2), 1).unwrap();
     assert_eq!(redis.len("svc:0"), 2);
 }
+
+/// When Redis goes away, an emit is tried again (4 tries by default) and then fails with
+/// a transient error that names the signal that was not emitted.
+#[test]
+fn emit_to_a_vanished_redis_names_the_signal() {
+    let Some(redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 1);
+    svc.signal("order:placed").unwrap().receive(|_| Ok(()));
+    svc.register().unwrap();
+    let producer = redis.hivent("shop", 1);
+    let signal = producer.signal("order:placed").unwrap();
+    signal.emit(&json!({"n": 1}), 1).unwrap();
+    drop(redis);
+    let error = signal.emit(&json!({"n": 2}), 1).unwrap_err();
+    assert!(error.is_transient(), "{error:?}");
+    assert!(
+        matches!(&error, Error::EmitFailed { name, .. } if name == "order:placed"),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("signal \"order:placed\" (event "),
+        "{error}"
+    );
+}
