@@ -69,6 +69,8 @@ pub struct RedisServer {
     child: Child,
     port: u16,
     dir: PathBuf,
+    binary: String,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -99,50 +101,50 @@ impl RedisServer {
     fn start_once(binary: &str, extra: &[String]) -> Result<RedisServer, ServerError> {
         let port = free_port()?;
         let dir = temp_dir()?;
-        let log = dir.join("redis.log");
-        let spawned = Command::new(binary)
-            .arg("--port")
-            .arg(port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(&log)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
+        let child = match spawn(binary, port, &dir, extra) {
             Ok(child) => child,
             Err(error) => {
                 let _ = std::fs::remove_dir_all(&dir);
-                return Err(if error.kind() == std::io::ErrorKind::NotFound {
-                    ServerError::NotInstalled
-                } else {
-                    ServerError::Io {
-                        action: format!("start {binary}"),
-                        source: error,
-                    }
-                });
+                return Err(error);
             }
         };
-        let mut server = RedisServer { child, port, dir };
+        let mut server = RedisServer {
+            child,
+            port,
+            dir,
+            binary: binary.to_owned(),
+            extra: extra.to_vec(),
+        };
+        server.wait_until_ready()?;
+        Ok(server)
+    }
+
+    /// Kills the server and starts it again on the same port and directory, with the
+    /// same arguments: what clients see when Redis restarts. Data survives only if the
+    /// server was started with persistence (e.g. `--appendonly yes --appendfsync always`).
+    pub fn restart(&mut self) -> Result<(), ServerError> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.binary, self.port, &self.dir, &self.extra)?;
+        self.wait_until_ready()
+    }
+
+    fn wait_until_ready(&mut self) -> Result<(), ServerError> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {
-            if server.answers_ping() {
-                return Ok(server);
+            if self.answers_ping() {
+                return Ok(());
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(ServerError::DidNotStart {
                     reason: format!("it exited with {status}"),
-                    log: server.log(),
+                    log: self.log(),
                 });
             }
             if Instant::now() >= deadline {
                 return Err(ServerError::DidNotStart {
                     reason: format!("it did not answer PING within {START_DEADLINE:?}"),
-                    log: server.log(),
+                    log: self.log(),
                 });
             }
             thread::sleep(Duration::from_millis(10));
@@ -189,6 +191,34 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `binary` on `port` with its files in `dir`: loopback only, no persistence
+/// unless `extra` asks for it.
+fn spawn(binary: &str, port: u16, dir: &Path, extra: &[String]) -> Result<Child, ServerError> {
+    Command::new(binary)
+        .arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::NotFound {
+                ServerError::NotInstalled
+            } else {
+                ServerError::Io {
+                    action: format!("start {binary}"),
+                    source: error,
+                }
+            }
+        })
 }
 
 fn free_port() -> Result<u16, ServerError> {
