@@ -115,56 +115,58 @@ fn receivers(dir: &Path, signal: &str, script: &str) -> PathBuf {
     path
 }
 
+/// Runs `hivent ARGS --backend redis --endpoint URL`.
+fn on_redis(server: &RedisServer, args: &[&str]) -> Output {
+    let url = server.url();
+    let mut all = args.to_vec();
+    all.extend(["--backend", "redis", "--endpoint", &url]);
+    hivent(&all)
+}
+
 fn emit(server: &RedisServer, name: &str, payload: &str, key: &str) -> serde_json::Value {
-    let out = hivent(&[
-        "emit",
-        name,
-        "--version",
-        "1",
-        "--payload",
-        payload,
-        "--key",
-        key,
-        "--backend",
-        "redis",
-        "--endpoint",
-        &server.url(),
-    ]);
+    let out = on_redis(
+        server,
+        &[
+            "emit",
+            name,
+            "--version",
+            "1",
+            "--payload",
+            payload,
+            "--key",
+            key,
+        ],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     serde_json::from_str(&text(&out.stdout)).unwrap()
 }
 
+/// `hivent status --json --service SERVICE`, `None` while the service is unknown.
+fn try_status_json(server: &RedisServer, service: &str) -> Option<serde_json::Value> {
+    let out = on_redis(server, &["status", "--json", "--service", service]);
+    out.status
+        .success()
+        .then(|| serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()[0].clone())
+}
+
 fn status_json(server: &RedisServer, service: &str) -> serde_json::Value {
-    let out = hivent(&[
-        "status",
-        "--json",
-        "--service",
-        service,
-        "--backend",
-        "redis",
-        "--endpoint",
-        &server.url(),
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()[0].clone()
+    try_status_json(server, service).expect("hivent status failed")
+}
+
+/// Events waiting in all partitions of a `status --json` entry.
+fn waiting(status: &serde_json::Value) -> u64 {
+    status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["waiting"].as_u64().unwrap())
+        .sum()
 }
 
 /// Whether `service` is registered and has exactly `n` live consumers.
 fn has_consumers(server: &RedisServer, service: &str, n: usize) -> bool {
-    let out = hivent(&[
-        "status",
-        "--json",
-        "--service",
-        service,
-        "--backend",
-        "redis",
-        "--endpoint",
-        &server.url(),
-    ]);
-    out.status.success()
-        && serde_json::from_str::<serde_json::Value>(&text(&out.stdout)).unwrap()[0]["consumers"]
-            .as_array()
-            .is_some_and(|c| c.len() == n)
+    try_status_json(server, service)
+        .is_some_and(|s| s["consumers"].as_array().is_some_and(|c| c.len() == n))
 }
 
 /// emit → start with a command handler → the handler got the event JSON on stdin;
@@ -214,19 +216,7 @@ fn failed_events_can_be_listed_and_replayed() {
     let file = receivers(dir.path(), "pay:due", &script);
     let worker = start_registered(&server, "billing", &file);
     let event = emit(&server, "pay:due", r#"{"amount":5}"#, "inv-1");
-    let url = server.url();
-    let dlq = |cmd: &str| {
-        hivent(&[
-            "dlq",
-            cmd,
-            "--service",
-            "billing",
-            "--backend",
-            "redis",
-            "--endpoint",
-            &url,
-        ])
-    };
+    let dlq = |cmd: &str| on_redis(&server, &["dlq", cmd, "--service", "billing"]);
     wait_for("the dead letter", Duration::from_secs(20), || {
         !text(&dlq("list").stdout).is_empty()
     });
@@ -290,20 +280,14 @@ fn status_shows_lag_and_two_workers() {
         );
     }
     let status = status_json(&server, "jobs");
-    let waiting: u64 = status["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["waiting"].as_u64().unwrap())
-        .sum();
+    let waiting = waiting(&status);
     assert_eq!(waiting, 8);
     assert!(status["partitions"]
         .as_array()
         .unwrap()
         .iter()
         .any(|p| p["oldest_created_at"].is_string()));
-    let table =
-        text(&hivent(&["status", "--backend", "redis", "--endpoint", &server.url()]).stdout);
+    let table = text(&on_redis(&server, &["status"]).stdout);
     assert!(
         table.contains("service jobs: 4 partitions, 0 consumers, 8 waiting, 0 dead letters"),
         "{table}"
@@ -333,8 +317,7 @@ fn status_shows_lag_and_two_workers() {
     wait_for("the backlog", Duration::from_secs(20), || {
         lines(&out).len() == 8
     });
-    let table =
-        text(&hivent(&["status", "--backend", "redis", "--endpoint", &server.url()]).stdout);
+    let table = text(&on_redis(&server, &["status"]).stdout);
     assert!(
         table.contains("service jobs: 4 partitions, 2 consumers, 0 waiting, 0 dead letters"),
         "{table}"
@@ -378,12 +361,7 @@ fn sigterm_during_a_batch_loses_nothing() {
         })
         .collect();
     let status = status_json(&server, "slow");
-    let waiting: u64 = status["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["waiting"].as_u64().unwrap())
-        .sum();
+    let waiting = waiting(&status);
     assert_eq!(
         processed,
         uuids[..processed.len()],
@@ -549,12 +527,7 @@ fn emit_reads_the_payload_from_stdin() {
     assert_eq!(event["meta"]["cid"], "0123456789abcdef0123456789abcdef");
     assert_eq!(event["meta"]["producer"], "notebook");
     let status = status_json(&server, "notes");
-    let waiting: u64 = status["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["waiting"].as_u64().unwrap())
-        .sum();
+    let waiting = waiting(&status);
     assert_eq!(waiting, 1);
 }
 
