@@ -296,11 +296,12 @@ pub(crate) enum DeadLetterReply {
 }
 
 impl DeadLetterScript {
-    /// Dead-letters `raw`, which must be the oldest item of the claimed partition.
+    /// Dead-letters `raw` (the item's bytes as stored), which must be the oldest item
+    /// of the claimed partition.
     pub(crate) fn invoke(
         connection: &mut Connection,
         claim: &Claim<'_>,
-        raw: &str,
+        raw: &[u8],
     ) -> RedisResult<DeadLetterReply> {
         let reply: i64 = DEAD_LETTER
             .key(keys::owners(claim.service))

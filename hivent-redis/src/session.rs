@@ -1,7 +1,7 @@
 //! A consumer's membership in its service's group: heartbeats, fenced fetch, ack,
 //! dead-letter and leave.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,10 @@ pub struct RedisSession {
 struct InHand {
     left: usize,
     token: u64,
+    /// The bytes as stored of items that are not UTF-8 (rare: written by some other
+    /// tool), keyed by the lossy text handed to the consumer, so that dead-lettering
+    /// names the exact item Redis holds.
+    not_utf8: HashMap<String, Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -185,7 +189,14 @@ impl RedisSession {
                 let owned: Vec<(u32, u64)> = state.owned.iter().map(|(&p, &t)| (p, t)).collect();
                 state.in_hand = owned
                     .iter()
-                    .map(|&(p, token)| (p, InHand { left: 0, token }))
+                    .map(|&(p, token)| {
+                        let batch = InHand {
+                            left: 0,
+                            token,
+                            not_utf8: HashMap::new(),
+                        };
+                        (p, batch)
+                    })
                     .collect();
                 owned
             } else {
@@ -222,16 +233,30 @@ impl RedisSession {
                 continue;
             }
             let left = items.len();
-            in_hand.insert(partition, InHand { left, token });
-            batches.push(Batch {
+            let mut not_utf8 = HashMap::new();
+            // LRANGE lists newest first; the oldest item is at the right end.
+            let items = items
+                .into_iter()
+                .rev()
+                .map(|item| match String::from_utf8(item) {
+                    Ok(text) => text,
+                    Err(error) => {
+                        let bytes = error.into_bytes();
+                        let text = String::from_utf8_lossy(&bytes).into_owned();
+                        not_utf8.insert(text.clone(), bytes);
+                        text
+                    }
+                })
+                .collect();
+            in_hand.insert(
                 partition,
-                // LRANGE lists newest first; the oldest item is at the right end.
-                items: items
-                    .into_iter()
-                    .rev()
-                    .map(|item| String::from_utf8_lossy(&item).into_owned())
-                    .collect(),
-            });
+                InHand {
+                    left,
+                    token,
+                    not_utf8,
+                },
+            );
+            batches.push(Batch { partition, items });
         }
         self.state.lock().in_hand = in_hand;
         if batches.is_empty() {
@@ -259,8 +284,15 @@ impl RedisSession {
 
     fn dead_letter_inner(&self, partition: u32, raw: &str) -> Result<(), Error> {
         let claim = self.claim(partition)?;
+        let stored: Vec<u8> = self
+            .state
+            .lock()
+            .in_hand
+            .get(&partition)
+            .and_then(|batch| batch.not_utf8.get(raw).cloned())
+            .unwrap_or_else(|| raw.as_bytes().to_vec());
         let reply = self.run("dead-letter an event", |connection| {
-            DeadLetterScript::invoke(connection, &claim, raw)
+            DeadLetterScript::invoke(connection, &claim, &stored)
         })?;
         match reply {
             DeadLetterReply::Moved => {

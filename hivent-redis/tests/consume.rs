@@ -252,3 +252,42 @@ fn worker_run_processes_and_leaves() {
         .unwrap();
     assert_eq!(members, 0);
 }
+
+/// An item that is not UTF-8 (written by some other tool) is dead-lettered byte for byte
+/// and the consumer goes on: it is no poison pill.
+#[test]
+fn non_utf8_item_is_dead_lettered_exactly() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("bytes", 1);
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    svc.signal("ok:event").unwrap().receive(move |e| {
+        sink.lock().push(e.payload.clone());
+        Ok(())
+    });
+    let consumer = svc.consumer().unwrap();
+    let garbage: &[u8] = b"\xff\xfe not utf-8 \xc3";
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("bytes:0")
+        .arg(garbage)
+        .query(&mut redis.raw)
+        .unwrap();
+    redis
+        .hivent("producer", 1)
+        .signal("ok:event")
+        .unwrap()
+        .emit(&serde_json::json!({"fine": true}), 1)
+        .unwrap();
+    assert_eq!(consumer.run_until_idle().unwrap(), 2);
+    assert_eq!(*seen.lock(), [serde_json::json!({"fine": true})]);
+    let dead: Vec<Vec<u8>> = redis::cmd("LRANGE")
+        .arg("bytes:0:dead_letter")
+        .arg(0)
+        .arg(-1)
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(dead, [garbage.to_vec()]);
+    assert_eq!(redis.len("bytes:0"), 0);
+}
