@@ -18,10 +18,7 @@ end
 
 local member = ARGV[1]
 local count_text = redis.call('GET', KEYS[5])
-local count = nil
-if type(count_text) == 'string' and #count_text <= 10 and string.match(count_text, '^[1-9]%d*$') then
-  count = tonumber(count_text)
-end
+local count = partition_count(count_text)
 if not count then
   return { 'unregistered', count_text }
 end

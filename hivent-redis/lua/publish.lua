@@ -18,7 +18,8 @@
 -- count makes the whole call a no-op. The call is atomic, so one marker per call makes
 -- a retry after a lost reply harmless: the client sends the same call id again, and a
 -- call whose marker exists writes nothing. Receivers and counts are read once per
--- event name and service, not once per event.
+-- event name and service, not once per event. `partition_count` comes from
+-- partition_count.lua.
 
 local marker = ARGV[1]
 local marker_ttl = ARGV[2]
@@ -30,17 +31,6 @@ local events = (#ARGV - 6) / 3
 
 if redis.call('EXISTS', marker) == 1 then
   return { 'ok', 0, events }
-end
-
-local function partition_count(text)
-  if type(text) ~= 'string' or #text > 10 or not string.match(text, '^[1-9]%d*$') then
-    return nil
-  end
-  local n = tonumber(text)
-  if n > 4294967295 then
-    return nil
-  end
-  return n
 end
 
 local counts = {}

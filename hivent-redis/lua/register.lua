@@ -13,11 +13,7 @@ local service = ARGV[1]
 local requested = tonumber(ARGV[2])
 local prefix = ARGV[3]
 
-local stored_text = redis.call('GET', KEYS[1])
-local stored = nil
-if type(stored_text) == 'string' and #stored_text <= 10 and string.match(stored_text, '^[1-9]%d*$') then
-  stored = tonumber(stored_text)
-end
+local stored = partition_count(redis.call('GET', KEYS[1]))
 
 if stored and stored ~= requested then
   -- Events in the old partitions were placed by the old count; reading them under a

@@ -12,12 +12,22 @@ use redis::{Connection, FromRedisValue, ParsingError, RedisResult, Script, Value
 
 use crate::keys;
 
+/// The scripts that read a partition count get its one parser prepended.
+macro_rules! with_partition_count {
+    ($file:literal) => {
+        concat!(
+            include_str!("../lua/partition_count.lua"),
+            include_str!($file)
+        )
+    };
+}
+
 static PUBLISH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/publish.lua")));
+    LazyLock::new(|| Script::new(with_partition_count!("../lua/publish.lua")));
 static REGISTER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/register.lua")));
+    LazyLock::new(|| Script::new(with_partition_count!("../lua/register.lua")));
 static HEARTBEAT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/heartbeat.lua")));
+    LazyLock::new(|| Script::new(with_partition_count!("../lua/heartbeat.lua")));
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
 static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
