@@ -23,76 +23,76 @@ pub fn measure(
     let mut figures = Vec::new();
     redis::cmd("DEL").arg(key).query::<i64>(connection)?;
 
-    let done = progress.phase("raw LPUSH", count);
-    let start = Instant::now();
-    for _ in 0..count {
+    let depth = PIPELINE_DEPTH as u64;
+    figures.push(timed("raw_lpush", "raw LPUSH", count, 1, progress, |_| {
         redis::cmd("LPUSH")
             .arg(key)
             .arg(&value)
             .query::<i64>(connection)?;
-        done.tick();
-    }
-    figures.push(Throughput::new(
-        "raw_lpush",
-        "raw LPUSH",
-        count,
-        start.elapsed().as_secs_f64(),
-    ));
-
-    let done = progress.phase("raw RPOP", count);
-    let start = Instant::now();
-    for _ in 0..count {
+        Ok(())
+    })?);
+    figures.push(timed("raw_rpop", "raw RPOP", count, 1, progress, |_| {
         redis::cmd("RPOP")
             .arg(key)
             .query::<Option<Vec<u8>>>(connection)?;
-        done.tick();
-    }
-    figures.push(Throughput::new(
-        "raw_rpop",
-        "raw RPOP",
-        count,
-        start.elapsed().as_secs_f64(),
-    ));
-
-    let done = progress.phase("raw LPUSH pipelined", count);
-    let start = Instant::now();
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(PIPELINE_DEPTH as u64);
-        let mut pipe = redis::pipe();
-        for _ in 0..n {
-            pipe.cmd("LPUSH").arg(key).arg(&value);
-        }
-        let _: Vec<i64> = pipe.query(connection)?;
-        left -= n;
-        done.add(n);
-    }
-    figures.push(Throughput::new(
+        Ok(())
+    })?);
+    figures.push(timed(
         "raw_lpush_pipelined",
         "raw LPUSH, pipelined ×16",
         count,
-        start.elapsed().as_secs_f64(),
-    ));
-
-    let done = progress.phase("raw RPOP pipelined", count);
-    let start = Instant::now();
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(PIPELINE_DEPTH as u64);
-        let mut pipe = redis::pipe();
-        for _ in 0..n {
-            pipe.cmd("RPOP").arg(key);
-        }
-        let _: Vec<Option<Vec<u8>>> = pipe.query(connection)?;
-        left -= n;
-        done.add(n);
-    }
-    figures.push(Throughput::new(
+        depth,
+        progress,
+        |n| {
+            let mut pipe = redis::pipe();
+            for _ in 0..n {
+                pipe.cmd("LPUSH").arg(key).arg(&value);
+            }
+            pipe.query::<Vec<i64>>(connection)?;
+            Ok(())
+        },
+    )?);
+    figures.push(timed(
         "raw_rpop_pipelined",
         "raw RPOP, pipelined ×16",
         count,
-        start.elapsed().as_secs_f64(),
-    ));
+        depth,
+        progress,
+        |n| {
+            let mut pipe = redis::pipe();
+            for _ in 0..n {
+                pipe.cmd("RPOP").arg(key);
+            }
+            pipe.query::<Vec<Option<Vec<u8>>>>(connection)?;
+            Ok(())
+        },
+    )?);
     redis::cmd("DEL").arg(key).query::<i64>(connection)?;
     Ok(figures)
+}
+
+/// Times `count` operations done `per_trip` at a time by `trip` (one round trip each).
+fn timed(
+    key: &'static str,
+    name: &str,
+    count: u64,
+    per_trip: u64,
+    progress: &Progress,
+    mut trip: impl FnMut(u64) -> RedisResult<()>,
+) -> RedisResult<Throughput> {
+    let done = progress.phase(name, count);
+    let start = Instant::now();
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(per_trip.max(1));
+        trip(n)?;
+        left -= n;
+        done.add(n);
+    }
+    Ok(Throughput::new(
+        key,
+        name,
+        count,
+        start.elapsed().as_secs_f64(),
+    ))
 }
