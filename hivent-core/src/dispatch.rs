@@ -23,6 +23,7 @@ use crate::{Error, Event, HandlerError, Result};
 /// A handler of raw events.
 pub type Handler = Arc<dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync>;
 
+#[derive(Clone)]
 struct Receiver {
     signal: String,
     version: Option<i64>,
@@ -39,19 +40,25 @@ pub enum Dispatch {
 }
 
 /// The receivers a service registered, by signal name and optional version.
+///
+/// Registration replaces a shared snapshot, so dispatching an event takes no allocation
+/// and holds no lock while handlers run (a handler may register receivers itself).
 #[derive(Default)]
 pub struct Receivers {
-    entries: RwLock<Vec<Receiver>>,
+    entries: RwLock<Arc<Vec<Receiver>>>,
 }
 
 impl Receivers {
     /// Adds a handler for `signal` (or `*`), for one version or all of them.
     pub fn add(&self, signal: &str, version: Option<i64>, handler: Handler) {
-        self.entries.write().push(Receiver {
+        let mut entries = self.entries.write();
+        let mut next = Vec::clone(&entries);
+        next.push(Receiver {
             signal: signal.to_owned(),
             version,
             handler,
         });
+        *entries = Arc::new(next);
     }
 
     /// The signal names with at least one handler, sorted and unique.
@@ -74,20 +81,16 @@ impl Receivers {
 
     /// Runs the matching handlers for `event` under the rules of this module.
     pub fn dispatch(&self, event: &Event) -> Result<Dispatch> {
-        let matching: Vec<Handler> = self
-            .entries
-            .read()
-            .iter()
-            .filter(|r| r.signal == "*" || r.signal == event.meta.name)
-            .filter(|r| r.version.is_none_or(|v| v == event.meta.version))
-            .map(|r| Arc::clone(&r.handler))
-            .collect();
-        if matching.is_empty() {
-            return Ok(Dispatch::Unmatched);
-        }
-        for handler in &matching {
+        let entries = Arc::clone(&self.entries.read());
+        let mut handled = 0;
+        let matching = entries.iter().filter(|r| {
+            (r.signal == "*" || r.signal == event.meta.name)
+                && r.version.is_none_or(|v| v == event.meta.version)
+        });
+        for receiver in matching {
+            let handler = &receiver.handler;
             match catch_unwind(AssertUnwindSafe(|| handler(event))) {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => handled += 1,
                 Ok(Err(source)) => {
                     // A typed receiver's payload mismatch keeps its own variant.
                     return Err(match source.downcast::<Error>() {
@@ -108,7 +111,10 @@ impl Receivers {
                 }
             }
         }
-        Ok(Dispatch::Handled(matching.len()))
+        Ok(match handled {
+            0 => Dispatch::Unmatched,
+            n => Dispatch::Handled(n),
+        })
     }
 }
 

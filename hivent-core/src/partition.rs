@@ -53,7 +53,9 @@ pub fn ruby_json(payload: &Value) -> String {
 
 /// Compact JSON text with the characters the Ruby gem escapes escaped.
 fn ruby_escape(text: &str) -> Cow<'_, str> {
-    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+    // U+2028 and U+2029 both start with the byte 0xE2 in UTF-8; a byte scan finds every
+    // candidate faster than a search for the five characters.
+    if !text.bytes().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);

@@ -4,9 +4,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivent_core::{
-    partition_for, Backend, ConsumerSession, Envelope, Error, Registration, Result, WILDCARD,
-};
+use hivent_core::{Backend, ConsumerSession, Envelope, Error, Registration, Result};
 use parking_lot::{Condvar, Mutex};
 
 use crate::session::MemorySession;
@@ -160,40 +158,24 @@ impl Backend for MemoryBackend {
     }
 
     fn publish(&self, envelope: &Envelope) -> Result<()> {
-        self.publish_batch(std::slice::from_ref(envelope))
+        // The copy is made before taking the lock: consumers wait for it meanwhile.
+        let json = envelope.json.clone();
+        let mut state = self.shared.state.lock();
+        state.store(envelope, json);
+        state.generation += 1;
+        drop(state);
+        self.shared.emitted.notify_all();
+        Ok(())
     }
 
     fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
-        // Copies are made before taking the lock: consumers wait for it meanwhile.
-        let mut copies: Vec<String> = envelopes.iter().map(|e| e.json.clone()).collect();
-        let mut guard = self.shared.state.lock();
-        let state = &mut *guard;
-        for (envelope, copy) in envelopes.iter().zip(copies.iter_mut()) {
-            let mut targets: BTreeSet<&String> = BTreeSet::new();
-            for name in [envelope.name.as_str(), WILDCARD] {
-                if let Some(services) = state.receivers.get(name) {
-                    targets.extend(services.iter());
-                }
-            }
-            let last = targets.len();
-            for (i, service) in targets.into_iter().enumerate() {
-                // Registered services always have partitions; a missing one is skipped
-                // like an unregistered service rather than failing the other copies.
-                if let Some(svc) = state.services.get_mut(service) {
-                    let p = partition_for(envelope.partition_hash, svc.partition_count());
-                    if let Some(queue) = svc.partitions.get_mut(p as usize) {
-                        let json = if i + 1 == last {
-                            std::mem::take(copy)
-                        } else {
-                            copy.clone()
-                        };
-                        queue.push_back(json);
-                    }
-                }
-            }
+        let copies: Vec<String> = envelopes.iter().map(|e| e.json.clone()).collect();
+        let mut state = self.shared.state.lock();
+        for (envelope, json) in envelopes.iter().zip(copies) {
+            state.store(envelope, json);
         }
         state.generation += 1;
-        drop(guard);
+        drop(state);
         self.shared.emitted.notify_all();
         Ok(())
     }

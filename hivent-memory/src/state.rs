@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use hivent_core::{desired_partitions, Error, Result};
+use hivent_core::{desired_partitions, partition_for, Envelope, Error, Result, WILDCARD};
 
 /// Everything the backend stores, guarded by one lock.
 #[derive(Default)]
@@ -50,6 +50,40 @@ impl Service {
 }
 
 impl State {
+    /// Appends `json` to the partition of every service that receives the envelope's
+    /// event or `*`, once per service; the last copy takes `json` itself.
+    pub(crate) fn store(&mut self, envelope: &Envelope, json: String) {
+        let named = self.receivers.get(&envelope.name);
+        let star = self
+            .receivers
+            .get(WILDCARD)
+            .filter(|_| envelope.name != WILDCARD);
+        let only_star = |service: &&String| named.is_none_or(|n| !n.contains(*service));
+        let last =
+            named.map_or(0, BTreeSet::len) + star.map_or(0, |s| s.iter().filter(only_star).count());
+        let targets = named
+            .into_iter()
+            .flatten()
+            .chain(star.into_iter().flatten().filter(only_star));
+        let mut json = Some(json);
+        for (i, service) in targets.enumerate() {
+            // Registered services always have partitions; a missing one is skipped like
+            // an unregistered service rather than failing the other copies.
+            let Some(svc) = self.services.get_mut(service) else {
+                continue;
+            };
+            let p = partition_for(envelope.partition_hash, svc.partition_count());
+            if let Some(queue) = svc.partitions.get_mut(p as usize) {
+                let copy = if i + 1 == last {
+                    json.take().unwrap_or_default()
+                } else {
+                    json.clone().unwrap_or_default()
+                };
+                queue.push_back(copy);
+            }
+        }
+    }
+
     pub(crate) fn service(&mut self, name: &str) -> Result<&mut Service> {
         self.services.get_mut(name).ok_or_else(|| Error::Backend {
             backend: "memory",
