@@ -137,4 +137,10 @@ mod tests {
         assert_eq!(fence_counter("svc"), "svc:hivent:fence");
         assert_eq!(wake_channel("svc"), "svc:hivent:wake");
     }
+
+    /// A publish call's marker is named by its call id.
+    #[test]
+    fn emitted_marker_names_the_call() {
+        assert_eq!(emitted_marker("abc123"), "hivent:emitted:abc123");
+    }
 }
