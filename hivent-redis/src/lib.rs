@@ -77,6 +77,10 @@
 //!   from the right end (`LTRIM`); dead-letter checks that the oldest item is the one
 //!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically.
 //! - **Leave** removes the member and releases all its partitions in one script.
+//! - **Ghosts**: member ids are `<host>-<pid>-<random>`. At join, members of the same
+//!   host whose pid no longer runs (a worker that crashed or was killed there) are made
+//!   to leave, so a restarted worker takes their partitions at its first heartbeat
+//!   instead of waiting out their lifetime. Ghosts on other hosts expire by TTL.
 //!
 //! # Operations
 //!

@@ -2,6 +2,7 @@
 //! dead-letter and leave.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +80,8 @@ impl RedisSession {
         let wake =
             WakeListener::start(Arc::clone(&endpoint), service, keys::wake_channel(service))?;
         let member = member_id();
+        let mut work = work;
+        remove_ghosts(&mut work, service, &member);
         tracing::debug!(service, member, "joined the consumer group");
         Ok(RedisSession {
             endpoint,
@@ -356,7 +359,8 @@ impl ConsumerSession for RedisSession {
 }
 
 /// A member id unique across hosts, processes and sessions: `<host>-<pid>-<random>`.
-/// A restarted worker gets a new one, so it never waits for its own ghost to expire.
+/// The host and pid let a restarted worker recognise its own ghosts (see
+/// [`remove_ghosts`]).
 fn member_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -374,10 +378,96 @@ fn member_id() -> String {
     format!("{host}-{}-{suffix}", std::process::id())
 }
 
+/// Makes the members of this host whose process is gone (a worker that crashed or was
+/// killed here) leave the group, so that a restarted worker takes their partitions at
+/// once instead of after their lifetime. Best effort: what cannot be checked is left to
+/// expire. Evicting a member wrongly (another pid namespace with the same host name)
+/// is safe: its writes are fenced and its next heartbeat rejoins.
+fn remove_ghosts(connection: &mut redis::Connection, service: &str, me: &str) {
+    let members: Vec<String> = match redis::cmd("ZRANGE")
+        .arg(keys::members(service))
+        .arg(0)
+        .arg(-1)
+        .query(connection)
+    {
+        Ok(members) => members,
+        Err(error) => {
+            tracing::debug!(%error, service, "could not look for ghosts of this host");
+            return;
+        }
+    };
+    for ghost in ghosts_of_this_host(&members, me, |pid| {
+        Path::new(&format!("/proc/{pid}")).exists()
+    }) {
+        match LeaveScript::invoke(connection, service, &ghost) {
+            Ok(released) => {
+                tracing::info!(
+                    service,
+                    ghost,
+                    released,
+                    "removed a gone worker of this host from the group"
+                )
+            }
+            Err(error) => tracing::debug!(%error, service, ghost, "could not remove a ghost"),
+        }
+    }
+}
+
+/// The members that ran on this host (`me`'s host) under another pid that
+/// `is_running` says is gone. Empty where `/proc` cannot tell (not Linux, or not
+/// mounted), since then every pid would look gone.
+fn ghosts_of_this_host(
+    members: &[String],
+    me: &str,
+    is_running: impl Fn(u32) -> bool,
+) -> Vec<String> {
+    if !Path::new("/proc/self").exists() {
+        return Vec::new();
+    }
+    let Some((host, my_pid)) = host_and_pid(me) else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .filter(|m| {
+            host_and_pid(m).is_some_and(|(h, pid)| h == host && pid != my_pid && !is_running(pid))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The host and pid of a `<host>-<pid>-<random>` member id.
+fn host_and_pid(member: &str) -> Option<(&str, u32)> {
+    let mut parts = member.rsplitn(3, '-');
+    let _random = parts.next()?;
+    let pid = parts.next()?.parse().ok()?;
+    Some((parts.next()?, pid))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// Ghosts are members of this host under another pid that is gone; other hosts,
+    /// live pids, this process and ids of another shape are never ghosts.
+    #[test]
+    fn finds_ghosts_of_this_host_only() {
+        let me = format!("web-1-{}-aaaa", std::process::id());
+        let members: Vec<String> = [
+            "web-1-111-bbbb", // this host, gone
+            "web-1-222-cccc", // this host, running
+            "web-2-111-dddd", // another host
+            me.as_str(),      // this process
+            "something-else", // not a member id of ours
+        ]
+        .map(String::from)
+        .to_vec();
+        let ghosts = ghosts_of_this_host(&members, &me, |pid| pid == 222);
+        assert_eq!(ghosts, ["web-1-111-bbbb"]);
+        assert_eq!(host_and_pid("a-b-c-42-ff"), Some(("a-b-c", 42)));
+        assert_eq!(host_and_pid("nohyphen"), None);
+    }
 
     /// Member ids name the process and differ between sessions.
     #[test]

@@ -291,3 +291,54 @@ fn non_utf8_item_is_dead_lettered_exactly() {
     assert_eq!(dead, [garbage.to_vec()]);
     assert_eq!(redis.len("bytes:0"), 0);
 }
+
+/// A worker restarted on the same host does not wait for its own ghost: a member of
+/// this host whose process is gone is removed at join, and its partitions are claimed
+/// at the first heartbeat rather than after the ghost's lifetime.
+#[test]
+fn restarted_worker_does_not_wait_for_its_ghost() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "ghosted", 4);
+    let probe = backend.join_session("ghosted").unwrap();
+    let host = probe.member_id().rsplitn(3, '-').nth(2).unwrap().to_owned();
+    probe.leave().unwrap();
+    let dead_pid = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    // The ghost: a member of this host with a long lifetime left, owning everything.
+    let ghost = format!("{host}-{dead_pid}-0123456789ab");
+    let _: i64 = redis::cmd("ZADD")
+        .arg("ghosted:hivent:members")
+        .arg(9_999_999_999_999_i64)
+        .arg(&ghost)
+        .query(&mut redis.raw)
+        .unwrap();
+    for p in 0..4 {
+        let _: i64 = redis::cmd("HSET")
+            .arg("ghosted:hivent:owners")
+            .arg(p)
+            .arg(&ghost)
+            .query(&mut redis.raw)
+            .unwrap();
+        let _: i64 = redis::cmd("HSET")
+            .arg("ghosted:hivent:tokens")
+            .arg(p)
+            .arg(1_000 + p)
+            .query(&mut redis.raw)
+            .unwrap();
+    }
+    let restarted = backend.join_session("ghosted").unwrap();
+    assert_eq!(restarted.heartbeat().unwrap(), [0, 1, 2, 3]);
+    let score: Option<i64> = redis::cmd("ZSCORE")
+        .arg("ghosted:hivent:members")
+        .arg(&ghost)
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(score, None);
+}
