@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run the receivers listed in FILE; each handler is a command given the event JSON on stdin
     Start {
-        /// TOML file of [[receiver]] tables: signal, version (optional), command, timeout_secs (optional)
+        /// TOML file of `[[receiver]]` tables: signal, version (optional), command, timeout_secs (optional)
         #[arg(short = 'r', long = "receivers", value_name = "FILE")]
         receivers: PathBuf,
         #[command(flatten)]
