@@ -134,3 +134,107 @@ impl CommandReceiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event::from_json(
+            r#"{"payload":{"n":1},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"a:b","version":1,"cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z"}}"#,
+        )
+        .unwrap()
+    }
+
+    fn receiver(script: &str, timeout_secs: u64) -> CommandReceiver {
+        CommandReceiver {
+            signal: "a:b".into(),
+            version: None,
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            timeout_secs,
+        }
+    }
+
+    /// Exit status 0 is success; the command reads the event JSON on stdin.
+    #[test]
+    fn exit_zero_is_success() {
+        let check = r#"grep -q '"payload":{"n":1}' || exit 9"#;
+        receiver(check, 10).run(&event()).unwrap();
+    }
+
+    /// Another status is a failure carrying the status and the command's stderr.
+    #[test]
+    fn failure_carries_stderr() {
+        let error = receiver("cat >/dev/null; echo database is down >&2; exit 3", 10)
+            .run(&event())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("exit status: 3"), "{error}");
+        assert!(error.ends_with("database is down"), "{error}");
+    }
+
+    /// A command that outlives its timeout is killed and counts as failed.
+    #[test]
+    fn timeout_kills_and_fails() {
+        let started = Instant::now();
+        let error = receiver("echo slow >&2; exec sleep 30", 1)
+            .run(&event())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            error.contains("did not finish within 1 s and was killed"),
+            "{error}"
+        );
+    }
+
+    /// A program that does not exist is a failure, not a panic.
+    #[test]
+    fn missing_program_fails() {
+        let mut r = receiver("", 1);
+        r.command = vec!["/nonexistent/handler".into()];
+        let error = r.run(&event()).unwrap_err().to_string();
+        assert!(
+            error.starts_with("could not start `/nonexistent/handler`"),
+            "{error}"
+        );
+    }
+
+    /// Receivers files are checked: entries, commands and signal names.
+    #[test]
+    fn checks_receivers_files() {
+        let dir = std::env::temp_dir().join(format!("hivent-receivers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let empty = write("empty.toml", "");
+        assert!(ReceiversFile::load(&empty)
+            .unwrap_err()
+            .contains("has no [[receiver]] entries"));
+        let no_command = write("nocmd.toml", "[[receiver]]\nsignal = \"a\"\ncommand = []\n");
+        assert!(ReceiversFile::load(&no_command)
+            .unwrap_err()
+            .contains("has an empty command"));
+        let unknown = write(
+            "unknown.toml",
+            "[[receiver]]\nsignal = \"a\"\ncommand = [\"x\"]\nretries = 3\n",
+        );
+        assert!(ReceiversFile::load(&unknown)
+            .unwrap_err()
+            .contains("unknown field `retries`"));
+        let good = write(
+            "good.toml",
+            "[[receiver]]\nsignal = \"*\"\ncommand = [\"true\"]\n",
+        );
+        let file = ReceiversFile::load(&good).unwrap();
+        assert_eq!(file.receivers[0].timeout_secs, 60);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
