@@ -1,11 +1,16 @@
 //! Receivers whose handlers are commands: `hivent start -r FILE`, for services in any language.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hivent::{Event, HandlerError, Hivent};
+use parking_lot::Mutex;
 use serde::Deserialize;
 
 /// The receivers file: a list of `[[receiver]]` tables.
@@ -86,10 +91,15 @@ impl ReceiversFile {
 
 impl CommandReceiver {
     /// Runs the command with the event on stdin; exit status 0 is success.
+    ///
+    /// The command runs in a process group of its own, so the SIGINT a terminal sends
+    /// to the worker's group on Ctrl-C does not kill it: the worker's first signal lets
+    /// the events in hand finish. [`kill_running_commands`] ends it on a second signal.
     pub fn run(&self, event: &Event) -> Result<(), HandlerError> {
         let program = &self.command[0];
         let mut child = Command::new(program)
             .args(&self.command[1..])
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())
             .stderr(Stdio::piped())
@@ -102,17 +112,20 @@ impl CommandReceiver {
                 text
             })
         });
-        if let Some(mut stdin) = child.stdin.take() {
+        let stdin = child.stdin.take();
+        let running = Running::register(child);
+        if let Some(mut stdin) = stdin {
             // A command that does not read its stdin closes it early; that is its choice.
             let _ = stdin.write_all(event.to_json().as_bytes());
         }
         let deadline = Instant::now() + Duration::from_secs(self.timeout_secs);
         let mut pause = Duration::from_millis(1);
         let status = loop {
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = running.child.lock().try_wait()? {
                 break Some(status);
             }
             if Instant::now() >= deadline {
+                let mut child = running.child.lock();
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -121,6 +134,7 @@ impl CommandReceiver {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
         };
+        drop(running);
         let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
         let stderr = stderr.trim();
         match status {
@@ -132,6 +146,38 @@ impl CommandReceiver {
             )
             .into()),
         }
+    }
+}
+
+/// The handler commands running now, so that a second signal can end them.
+static RUNNING: Mutex<BTreeMap<u64, Arc<Mutex<Child>>>> = Mutex::new(BTreeMap::new());
+static NEXT_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// A running command, listed in [`RUNNING`] until dropped.
+struct Running {
+    id: u64,
+    child: Arc<Mutex<Child>>,
+}
+
+impl Running {
+    fn register(child: Child) -> Running {
+        let id = NEXT_RUNNING.fetch_add(1, Ordering::Relaxed);
+        let child = Arc::new(Mutex::new(child));
+        RUNNING.lock().insert(id, Arc::clone(&child));
+        Running { id, child }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING.lock().remove(&self.id);
+    }
+}
+
+/// Kills every handler command still running (the worker is exiting at once).
+pub fn kill_running_commands() {
+    for child in RUNNING.lock().values() {
+        let _ = child.lock().kill();
     }
 }
 

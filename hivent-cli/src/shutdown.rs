@@ -5,8 +5,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Starts listening for SIGINT and SIGTERM. The returned receiver disconnects on the
-/// first signal (a broadcast to every worker thread); a second signal exits the process
-/// with status 130 without waiting.
+/// first signal (a broadcast to every worker thread); a second signal kills the
+/// handler commands still running and exits the process with status 130.
 pub fn on_signals() -> std::io::Result<Receiver<()>> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
@@ -22,6 +22,7 @@ pub fn on_signals() -> std::io::Result<Receiver<()>> {
                     );
                 } else {
                     tracing::warn!(signal, "second signal: exiting at once");
+                    crate::command_receiver::kill_running_commands();
                     std::process::exit(130);
                 }
             }

@@ -531,7 +531,8 @@ fn emit_reads_the_payload_from_stdin() {
     assert_eq!(waiting, 1);
 }
 
-/// A second SIGTERM while the first waits for a slow handler exits at once with 130.
+/// A second SIGTERM while the first waits for a slow handler exits at once with 130
+/// and takes the running handler command with it.
 #[test]
 fn second_signal_exits_at_once() {
     let Some(server) = server_for_tests() else {
@@ -586,11 +587,18 @@ fn second_signal_exits_at_once() {
         .success());
     let status = worker.wait().unwrap();
     let elapsed = began.elapsed();
-    // The abandoned handler is the test's to clean up.
     let handler = std::fs::read_to_string(&handler_pid).unwrap();
-    let _ = Command::new("kill")
-        .args(["-KILL", handler.trim()])
-        .status();
+    let handler = handler.trim();
+    // Killed, it is gone or a zombie until init reaps it.
+    let handler_alive = std::fs::read_to_string(format!("/proc/{handler}/stat"))
+        .is_ok_and(|stat| !stat.contains(") Z "));
+    if handler_alive {
+        let _ = Command::new("kill").args(["-KILL", handler]).status();
+    }
+    assert!(
+        !handler_alive,
+        "the running handler command was left behind"
+    );
     assert_eq!(status.code(), Some(130));
     assert!(
         elapsed < Duration::from_secs(15),
@@ -599,4 +607,61 @@ fn second_signal_exits_at_once() {
     assert!(std::fs::read_to_string(&log)
         .unwrap()
         .contains("second signal: exiting at once"));
+}
+
+/// Ctrl-C in a terminal signals the worker's whole process group; the handler command
+/// in hand runs in a group of its own, so it finishes, its event is acknowledged and
+/// the worker exits 0.
+#[test]
+fn ctrl_c_lets_the_handler_in_hand_finish() {
+    use std::os::unix::process::CommandExt;
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let out = dir.path().join("seen.jsonl");
+    let script = format!("touch {}; sleep 1; {}", started.display(), append_to(&out));
+    let file = receivers(dir.path(), "careful:job", &script);
+    let mut worker = Command::new(BIN)
+        .args(["start", "-r"])
+        .arg(&file)
+        .args([
+            "--backend",
+            "redis",
+            "--endpoint",
+            &server.url(),
+            "--client-id",
+            "careful",
+            "--partition-count",
+            "1",
+        ])
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "careful", 1)
+    });
+    let event = emit(&server, "careful:job", "{}", "k");
+    wait_for("the handler to start", Duration::from_secs(20), || {
+        started.exists()
+    });
+    // What a terminal does on Ctrl-C: SIGINT to every process of the worker's group.
+    let group = format!("-{}", worker.id());
+    assert!(Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap()
+        .success());
+    let status = worker.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let seen: serde_json::Value = serde_json::from_str(&lines(&out)[0]).unwrap();
+    assert_eq!(seen, event);
+    assert_eq!(waiting(&status_json(&server, "careful")), 0);
+    assert!(on_redis(&server, &["dlq", "list", "--service", "careful"])
+        .stdout
+        .is_empty());
 }
