@@ -44,21 +44,32 @@ struct Worker {
     child: Child,
 }
 
+/// `hivent start -r RECEIVERS` for `service` with `partitions` on the test's Redis.
+fn start_command(
+    server: &RedisServer,
+    service: &str,
+    receivers: &Path,
+    partitions: u32,
+) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["start", "-r"])
+        .arg(receivers)
+        .args([
+            "--backend",
+            "redis",
+            "--endpoint",
+            &server.url(),
+            "--client-id",
+            service,
+        ])
+        .args(["--partition-count", &partitions.to_string()]);
+    command
+}
+
 impl Worker {
     fn start(server: &RedisServer, service: &str, receivers: &Path, extra: &[&str]) -> Worker {
-        let child = Command::new(BIN)
-            .args(["start", "-r"])
-            .arg(receivers)
-            .args([
-                "--backend",
-                "redis",
-                "--endpoint",
-                &server.url(),
-                "--client-id",
-                service,
-                "--partition-count",
-                "4",
-            ])
+        let child = start_command(server, service, receivers, 4)
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -543,19 +554,7 @@ fn second_signal_exits_at_once() {
     let script = format!("echo $$ > {}; exec sleep 20", handler_pid.display());
     let file = receivers(dir.path(), "slow:thing", &script);
     let log = dir.path().join("worker.log");
-    let mut worker = Command::new(BIN)
-        .args(["start", "-r"])
-        .arg(&file)
-        .args([
-            "--backend",
-            "redis",
-            "--endpoint",
-            &server.url(),
-            "--client-id",
-            "stubborn",
-            "--partition-count",
-            "1",
-        ])
+    let mut worker = start_command(&server, "stubborn", &file, 1)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -623,19 +622,7 @@ fn ctrl_c_lets_the_handler_in_hand_finish() {
     let out = dir.path().join("seen.jsonl");
     let script = format!("touch {}; sleep 1; {}", started.display(), append_to(&out));
     let file = receivers(dir.path(), "careful:job", &script);
-    let mut worker = Command::new(BIN)
-        .args(["start", "-r"])
-        .arg(&file)
-        .args([
-            "--backend",
-            "redis",
-            "--endpoint",
-            &server.url(),
-            "--client-id",
-            "careful",
-            "--partition-count",
-            "1",
-        ])
+    let mut worker = start_command(&server, "careful", &file, 1)
         .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
