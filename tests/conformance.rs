@@ -280,7 +280,7 @@ conformance! {
         let emitted = vec![signal.emit(&json!({"n": 1}), 1).unwrap(), signal.emit(&json!({"n": 2}), 1).unwrap()];
         let stalled = svc.backend().join("svc-fence").unwrap();
         assert_eq!(stalled.heartbeat().unwrap(), [0]);
-        let batches = stalled.fetch(10, Duration::ZERO).unwrap();
+        let batches = stalled.fetch(10, Duration::ZERO).unwrap().batches;
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].items.len(), 2);
         // `stalled` never heartbeats again; the other consumer claims partition 0 once
@@ -456,12 +456,12 @@ conformance! {
         h.push_raw("svc-replay-fence", 0, "junk");
         let session = svc.backend().join("svc-replay-fence").unwrap();
         assert_eq!(session.heartbeat().unwrap(), [0]);
-        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 2);
         session.ack(0, 1).unwrap();
         session.dead_letter(0, "junk").unwrap();
         signal.emit(&json!({"n": 2}), 1).unwrap();
-        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 1);
         let ops = svc.backend().operations().expect("operations");
         assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, 10).unwrap(), 1);
@@ -470,7 +470,7 @@ conformance! {
         assert_eq!(session.heartbeat().unwrap(), [0]);
         assert!(session.ack(0, 1).unwrap_err().is_fenced());
         assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
-        let batch = session.fetch(10, Duration::ZERO).unwrap();
+        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items[0], "junk");
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crossbeam_channel::Receiver;
+
 use crate::Result;
 
 /// An event ready to be stored: encoded once by the core, with its partition hash.
@@ -66,6 +68,32 @@ pub struct Batch {
     pub items: Vec<String>,
 }
 
+/// What one [`ConsumerSession::fetch`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// The non-empty partitions' oldest items, one batch per partition.
+    pub batches: Vec<Batch>,
+    /// Partitions the session believed it owned but whose claim was gone when it read
+    /// them (taken over, or voided by a dead-letter replay): nothing was read from them,
+    /// and the consumer should heartbeat at once to learn its assignment.
+    pub lost: Vec<u32>,
+}
+
+/// Whether a consumer may handle the next event of the batch it fetched from a
+/// partition; see [`ConsumerSession::standing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Standing {
+    /// Owned under the claim the batch was read with, and the lease is fresh: go on.
+    Owned,
+    /// Owned, but the group wants the partition elsewhere: acknowledge what is done,
+    /// [`ConsumerSession::release`] it and drop the rest of the batch.
+    Handover,
+    /// The claim is gone, or the lease ran out so it may be gone: start no further
+    /// handler for this batch; acknowledge what is done if the backend still accepts it.
+    Lost,
+}
+
 /// One member of a service's consumer group; used by one consumer loop at a time,
 /// while a heartbeat thread may call [`ConsumerSession::heartbeat`] concurrently.
 ///
@@ -75,8 +103,13 @@ pub struct Batch {
 /// and claimed again in between (e.g. after a dead-letter replay), the old batch's
 /// writes are still rejected, so no write removes items its batch did not contain.
 ///
+/// The consume loop asks [`standing`] before every event, so a member that stalled,
+/// lost its lease or is asked to hand a partition over stops after the event in hand
+/// rather than after the batch.
+///
 /// [`ack`]: ConsumerSession::ack
 /// [`dead_letter`]: ConsumerSession::dead_letter
+/// [`standing`]: ConsumerSession::standing
 pub trait ConsumerSession: Send + Sync {
     /// This member's id in the group.
     fn member_id(&self) -> &str;
@@ -84,13 +117,24 @@ pub trait ConsumerSession: Send + Sync {
     /// How often [`ConsumerSession::heartbeat`] must be called to keep the membership.
     fn heartbeat_interval(&self) -> Duration;
 
-    /// Renews the membership, releases partitions this member should no longer own and
-    /// claims the ones it should; returns the partitions it owns now, sorted.
+    /// Renews the membership and the lease, releases partitions this member should no
+    /// longer own (except the one whose batch is being worked on, which is marked for
+    /// [`Standing::Handover`] instead) and claims the ones it should; returns the
+    /// partitions it owns now, sorted.
     fn heartbeat(&self) -> Result<Vec<u32>>;
 
-    /// Reads up to `max` oldest items from each owned partition, without removing them.
-    /// When all are empty, waits up to `wait` for an emit before returning nothing.
-    fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Batch>>;
+    /// Reads up to `max` oldest items from each owned partition, without removing them,
+    /// checking each partition's claim in the same step. When nothing was read and no
+    /// claim was found gone, waits up to `wait` for an emit before returning.
+    fn fetch(&self, max: usize, wait: Duration) -> Result<Fetched>;
+
+    /// Whether the next event of the batch fetched last from `partition` may be handled:
+    /// the partition is still owned under the claim the batch was read with and the
+    /// lease (renewed by successful heartbeats, shorter than the membership lifetime) is
+    /// fresh. A local check, no I/O. On [`Standing::Owned`] and [`Standing::Handover`]
+    /// the partition becomes the one being worked on: heartbeats keep it until the
+    /// consumer moves to another partition, fetches again, or releases it.
+    fn standing(&self, partition: u32) -> Standing;
 
     /// Removes the `count` oldest items of `partition`: the ones just processed.
     fn ack(&self, partition: u32, count: usize) -> Result<()>;
@@ -98,6 +142,18 @@ pub trait ConsumerSession: Send + Sync {
     /// Moves the oldest item of `partition`, which must equal `raw`, to the partition's
     /// dead letter queue in one atomic step.
     fn dead_letter(&self, partition: u32, raw: &str) -> Result<()>;
+
+    /// Gives up `partition` at once (its processed events acknowledged first) so that
+    /// the member that should own it claims it; the rest of the batch stays stored for
+    /// that member. Fenced like [`ConsumerSession::ack`].
+    fn release(&self, partition: u32) -> Result<()>;
+
+    /// Notices that the group changed (a member joined, left, expired or released a
+    /// partition): the heartbeat thread heartbeats at once on each, so hand-overs take
+    /// a round trip rather than a heartbeat interval. `None` when the backend has none.
+    fn group_changes(&self) -> Option<Receiver<()>> {
+        None
+    }
 
     /// Leaves the group and releases every partition at once.
     fn leave(&self) -> Result<()>;

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use parking_lot::Mutex;
 
 use crate::{
-    dead_letter_queue_name, Batch, ConsumerSession, Dispatch, Error, Event, Hivent, Result,
+    dead_letter_queue_name, Batch, ConsumerSession, Dispatch, Error, Event, Fetched, Hivent,
+    Result, Standing,
 };
 
 /// Tuning of a consumer.
@@ -87,6 +88,18 @@ pub struct Consumer {
     shared: Arc<Shared>,
     options: ConsumerOptions,
     left: AtomicBool,
+    /// Set once `run` saw its shutdown: no handler starts after that.
+    stopping: AtomicBool,
+}
+
+/// How the processing of one batch ended.
+enum BatchEnd {
+    /// Every item was handled.
+    Done,
+    /// The partition was handed over or lost; the rest of the batch was left stored.
+    GaveUp,
+    /// Shutdown: the rest of the batch was left stored.
+    Stopped,
 }
 
 impl Consumer {
@@ -104,6 +117,7 @@ impl Consumer {
             }),
             options,
             left: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -135,11 +149,11 @@ impl Consumer {
     /// how many events were processed (succeeded, unmatched or dead-lettered).
     pub fn poll(&self) -> Result<usize> {
         self.heartbeat()?;
-        let batches = self
+        let fetched = self
             .shared
             .session
             .fetch(self.options.batch_size, Duration::ZERO)?;
-        self.process(&batches)
+        self.process(&fetched, &|| false)
     }
 
     /// Polls until a step finds nothing to do; returns how many events were processed.
@@ -154,27 +168,18 @@ impl Consumer {
     }
 
     /// Processes events until `shutdown` receives a message or is disconnected, with a
-    /// heartbeat thread keeping the membership alive meanwhile; then finishes the batch
-    /// in hand, acknowledges it and leaves the group.
+    /// heartbeat thread keeping the membership alive meanwhile; then finishes the event
+    /// whose handler is running (no other handler starts), acknowledges what is done
+    /// and leaves the group, so the rest of the batch goes to the member taking over.
     ///
     /// Transient backend errors are logged and retried with backoff; other errors stop
     /// the consumer (after leaving the group) and are returned.
     pub fn run(self, shutdown: &Receiver<()>) -> Result<()> {
         let (stop_heartbeat, heartbeat_stopped) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::clone(&self.shared);
-        let interval = self.shared.session.heartbeat_interval();
         let heartbeat = thread::Builder::new()
             .name(format!("hivent-heartbeat-{}", self.member_id()))
-            .spawn(move || loop {
-                match heartbeat_stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if let Err(error) = shared.heartbeat() {
-                            tracing::warn!(%error, "heartbeat failed; retrying");
-                        }
-                    }
-                    _ => return,
-                }
-            })
+            .spawn(move || heartbeat_loop(&shared, &heartbeat_stopped))
             .map_err(|e| Error::ConsumerPanicked {
                 thread: "hivent-heartbeat".into(),
                 message: format!("could not start the thread: {e}"),
@@ -188,6 +193,21 @@ impl Consumer {
         outcome.and(left)
     }
 
+    /// Whether `shutdown` has been signalled; remembers it, since a sent message is
+    /// received only once.
+    fn is_stopping(&self, shutdown: &Receiver<()>) -> bool {
+        if self.stopping.load(Ordering::Relaxed) {
+            return true;
+        }
+        match shutdown.try_recv() {
+            Ok(()) | Err(TryRecvError::Disconnected) => {
+                self.stopping.store(true, Ordering::Relaxed);
+                true
+            }
+            Err(TryRecvError::Empty) => false,
+        }
+    }
+
     fn run_loop(&self, shutdown: &Receiver<()>) -> Result<()> {
         let mut backoff = Duration::from_millis(50);
         if let Err(error) = self.heartbeat() {
@@ -196,16 +216,16 @@ impl Consumer {
             }
             tracing::warn!(%error, "first heartbeat failed; retrying");
         }
+        let stopping = || self.is_stopping(shutdown);
         loop {
-            match shutdown.try_recv() {
-                Ok(()) | Err(TryRecvError::Disconnected) => return Ok(()),
-                Err(TryRecvError::Empty) => {}
+            if stopping() {
+                return Ok(());
             }
             let fetched = self
                 .shared
                 .session
                 .fetch(self.options.batch_size, self.options.idle_wait)
-                .and_then(|batches| self.process(&batches));
+                .and_then(|fetched| self.process(&fetched, &stopping));
             match fetched {
                 Ok(_) => backoff = Duration::from_millis(50),
                 Err(error) if error.is_transient() || error.is_fenced() => {
@@ -241,54 +261,115 @@ impl Consumer {
         result
     }
 
-    fn process(&self, batches: &[Batch]) -> Result<usize> {
+    /// Processes the fetched batches, partition by partition, checking before every
+    /// event that the partition is still ours and that no shutdown came.
+    fn process(&self, fetched: &Fetched, stopping: &dyn Fn() -> bool) -> Result<usize> {
         let mut processed = 0;
-        let mut fenced = false;
-        for batch in batches {
-            match self.process_batch(batch) {
-                Ok(n) => processed += n,
+        // Learn the new assignment now rather than at the next heartbeat: after a
+        // replay or a hand-over the partition is claimable (or ours again) at once.
+        let mut heartbeat_now = !fetched.lost.is_empty();
+        for batch in &fetched.batches {
+            match self.process_batch(batch, stopping, &mut processed) {
+                Ok(BatchEnd::Done) => {}
+                Ok(BatchEnd::GaveUp) => heartbeat_now = true,
+                Ok(BatchEnd::Stopped) => break,
                 // The new owner processes the rest; other partitions may still be ours.
                 Err(error) if error.is_fenced() => {
                     tracing::warn!(%error, "lost a partition while processing; dropping its batch");
-                    fenced = true;
+                    heartbeat_now = true;
                 }
                 Err(error) => return Err(error),
             }
         }
-        if fenced {
-            // Learn the new assignment now rather than at the next heartbeat: after a
-            // dead-letter replay the partition is ours again at once.
+        if heartbeat_now {
             if let Err(error) = self.heartbeat() {
-                tracing::warn!(%error, "heartbeat after losing a partition failed");
+                tracing::warn!(%error, "heartbeat after a change of ownership failed");
             }
         }
         Ok(processed)
     }
 
-    fn process_batch(&self, batch: &Batch) -> Result<usize> {
+    fn process_batch(
+        &self,
+        batch: &Batch,
+        stopping: &dyn Fn() -> bool,
+        processed: &mut usize,
+    ) -> Result<BatchEnd> {
         let session = &self.shared.session;
         let config = self.shared.hivent.config();
         let hooks = config.life_cycle_event_handler();
+        let partition = batch.partition;
+        // Handled and not yet acknowledged: acknowledged together at the end, or before
+        // a dead-letter, a hand-over or a stop.
         let mut unacked = 0;
-        for raw in &batch.items {
-            if let Err(failure) = self.process_item(batch.partition, raw) {
-                let (error, payload) = *failure;
-                if unacked > 0 {
-                    session.ack(batch.partition, unacked)?;
-                    unacked = 0;
+        for (index, raw) in batch.items.iter().enumerate() {
+            if stopping() {
+                self.ack_prefix(partition, unacked)?;
+                return Ok(BatchEnd::Stopped);
+            }
+            match session.standing(partition) {
+                Standing::Owned => {}
+                Standing::Handover => {
+                    self.ack_prefix(partition, unacked)?;
+                    session.release(partition)?;
+                    tracing::debug!(
+                        service = config.client_id(),
+                        partition,
+                        left = batch.items.len() - index,
+                        "handed the partition over after the event in hand"
+                    );
+                    return Ok(BatchEnd::GaveUp);
                 }
-                session.dead_letter(batch.partition, raw)?;
-                let queue = dead_letter_queue_name(config.client_id(), batch.partition);
+                Standing::Lost => {
+                    self.give_up_lost(partition, unacked, batch.items.len() - index);
+                    return Ok(BatchEnd::GaveUp);
+                }
+            }
+            if let Err(failure) = self.process_item(partition, raw) {
+                let (error, payload) = *failure;
+                self.ack_prefix(partition, unacked)?;
+                unacked = 0;
+                session.dead_letter(partition, raw)?;
+                let queue = dead_letter_queue_name(config.client_id(), partition);
                 tracing::debug!(%error, queue, "event dead-lettered");
                 hooks.event_processing_failed(&error, payload.as_ref(), raw, &queue);
             } else {
                 unacked += 1;
             }
+            *processed += 1;
         }
-        if unacked > 0 {
-            session.ack(batch.partition, unacked)?;
+        self.ack_prefix(partition, unacked)?;
+        Ok(BatchEnd::Done)
+    }
+
+    fn ack_prefix(&self, partition: u32, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
         }
-        Ok(batch.items.len())
+        self.shared.session.ack(partition, count)
+    }
+
+    /// The partition is no longer safely ours: no further handler runs for its batch.
+    /// What was handled is acknowledged if the claim still stands (the lease may have
+    /// run out with nobody taking over); otherwise the new owner handles it again.
+    fn give_up_lost(&self, partition: u32, handled: usize, left: usize) {
+        let service = self.shared.hivent.config().client_id();
+        match self.ack_prefix(partition, handled) {
+            Ok(()) => tracing::warn!(
+                service,
+                partition,
+                left,
+                "lost the partition's lease or claim; the rest of its batch is left to its owner"
+            ),
+            Err(error) => tracing::warn!(
+                service,
+                partition,
+                handled,
+                left,
+                %error,
+                "lost the partition; its owner will process the handled events again"
+            ),
+        }
     }
 
     /// Decodes and dispatches one item; on failure returns the error and the item as
@@ -321,6 +402,32 @@ impl Consumer {
                 Ok(())
             }
             Err(error) => Err(Box::new((error, serde_json::to_value(&event).ok()))),
+        }
+    }
+}
+
+/// Heartbeats every interval, and at once on each notice that the group changed.
+fn heartbeat_loop(shared: &Shared, stopped: &Receiver<()>) {
+    let interval = shared.session.heartbeat_interval();
+    let mut changes = shared.session.group_changes();
+    loop {
+        match &changes {
+            Some(notices) => select! {
+                recv(stopped) -> _ => return,
+                recv(notices) -> notice => {
+                    if notice.is_err() {
+                        changes = None;
+                    }
+                }
+                default(interval) => {}
+            },
+            None => match stopped.recv_timeout(interval) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            },
+        }
+        if let Err(error) = shared.heartbeat() {
+            tracing::warn!(%error, "heartbeat failed; retrying");
         }
     }
 }

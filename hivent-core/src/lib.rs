@@ -27,7 +27,8 @@ mod signal;
 
 pub use assignment::desired_partitions;
 pub use backend::{
-    dead_letter_queue_name, partition_name, Backend, Batch, ConsumerSession, Envelope, Registration,
+    dead_letter_queue_name, partition_name, Backend, Batch, ConsumerSession, Envelope, Fetched,
+    Registration, Standing,
 };
 pub use config::{redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_REDIS_ENDPOINT};
 pub use consumer::{Consumer, ConsumerOptions};

@@ -2,8 +2,9 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use hivent_core::{Backend, ConsumerSession, Envelope, Error, Registration, Result};
 use parking_lot::{Condvar, Mutex};
 
@@ -16,7 +17,9 @@ use crate::state::State;
 pub struct MemoryOptions {
     /// How often consumers renew their membership.
     pub heartbeat_interval: Duration,
-    /// How long a member that stopped heartbeating keeps its partitions.
+    /// How long a member that stopped heartbeating keeps its partitions. Its lease,
+    /// after which it handles no further event without a successful heartbeat, is four
+    /// fifths of this.
     pub member_ttl: Duration,
 }
 
@@ -33,6 +36,34 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) emitted: Condvar,
     pub(crate) options: MemoryOptions,
+    /// How far [`MemoryBackend::advance_clock`] moved this store's clock ahead.
+    clock_offset: Mutex<Duration>,
+    /// Each session's group-change notices, by service.
+    group_listeners: Mutex<Vec<(String, Sender<()>)>>,
+}
+
+impl Shared {
+    /// This store's clock: real monotonic time, plus what tests advanced it by.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::now() + *self.clock_offset.lock()
+    }
+
+    /// A receiver of notices that the group of `service` changed.
+    pub(crate) fn listen_to_group(&self, service: &str) -> Receiver<()> {
+        // One pending notice is as good as many: each means "heartbeat now".
+        let (notify, notices) = crossbeam_channel::bounded(1);
+        self.group_listeners
+            .lock()
+            .push((service.to_owned(), notify));
+        notices
+    }
+
+    /// Tells every member of `service` that its group changed.
+    pub(crate) fn group_changed(&self, service: &str) {
+        self.group_listeners.lock().retain(|(s, notify)| {
+            s != service || !matches!(notify.try_send(()), Err(TrySendError::Disconnected(())))
+        });
+    }
 }
 
 /// The in-process backend. Cheap to clone; clones share the same store.
@@ -60,12 +91,27 @@ impl MemoryBackend {
                 state: Mutex::new(State::default()),
                 emitted: Condvar::new(),
                 options,
+                clock_offset: Mutex::new(Duration::ZERO),
+                group_listeners: Mutex::new(Vec::new()),
             }),
         }
     }
 
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// Moves this store's clock forward by `by`, as if that much time had passed
+    /// without any heartbeat: memberships and leases that would have run out meanwhile
+    /// have run out. Tests use it to stall a consumer past its lifetime without sleeping.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let store = hivent_memory::MemoryBackend::new();
+    /// store.advance_clock(Duration::from_secs(10)); // every member has now expired
+    /// ```
+    pub fn advance_clock(&self, by: Duration) {
+        *self.shared.clock_offset.lock() += by;
     }
 
     /// The services that receive `event` (not counting `*` receivers), sorted.

@@ -1,7 +1,5 @@
 //! `Operations` for the memory backend: status, lag and dead letter queues.
 
-use std::time::Instant;
-
 use hivent_core::{Error, Event, Operations, PartitionStatus, Result, ServiceStatus};
 
 use crate::MemoryBackend;
@@ -15,9 +13,17 @@ impl Operations for MemoryBackend {
     }
 
     fn service_status(&self, service: &str) -> Result<ServiceStatus> {
+        let now = self.shared().now();
         let mut state = self.shared().state.lock();
         let svc = state.service(service)?;
-        let consumers = svc.live_members(Instant::now());
+        // Read without pruning: dropping expired members is a heartbeat's job, which
+        // tells the group about it.
+        let consumers: Vec<String> = svc
+            .members
+            .iter()
+            .filter(|(_, expiry)| **expiry > now)
+            .map(|(member, _)| member.clone())
+            .collect();
         let partitions = (0..svc.partition_count())
             .map(|p| {
                 let queue = &svc.partitions[p as usize];
@@ -70,12 +76,13 @@ impl Operations for MemoryBackend {
         for item in dead.drain(..n).rev() {
             queue.push_front(item);
         }
-        // Fence the owner off its batch in hand: it reclaims on its next heartbeat and
-        // reads the partition again, replayed events first.
+        // Fence the owner off its batch in hand: its next fetch finds the claim gone,
+        // it reclaims at once and reads the partition again, replayed events first.
         svc.owners.remove(&partition);
         state.generation += 1;
         drop(state);
         self.shared().emitted.notify_all();
+        self.shared().group_changed(service);
         Ok(n)
     }
 

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent_core::{Batch, ConsumerSession, Error, Result};
+use crossbeam_channel::Receiver;
+use hivent_core::{Batch, ConsumerSession, Error, Fetched, Result, Standing};
 use parking_lot::Mutex;
 
 use crate::backend::Shared;
@@ -13,29 +14,68 @@ pub(crate) struct MemorySession {
     shared: Arc<Shared>,
     service: String,
     member: String,
-    /// Partition → fencing token, as of the last heartbeat.
-    owned: Mutex<BTreeMap<u32, u64>>,
+    group_changes: Receiver<()>,
+    /// Held across a heartbeat, so that [`ConsumerSession::standing`] and the heartbeat
+    /// agree on which partition is being worked on.
+    local: Mutex<Local>,
+}
+
+#[derive(Default)]
+struct Local {
+    /// Partition → (fencing token, whether to keep it), as of the last heartbeat.
+    owned: BTreeMap<u32, (u64, bool)>,
     /// Partition → (items fetched and not yet acked or dead-lettered, the token they
     /// were read under). Writes use the read token, so a re-claim in between (after a
     /// replay) cannot let a stale batch's ack remove items it never saw.
-    in_hand: Mutex<BTreeMap<u32, (usize, u64)>>,
+    in_hand: BTreeMap<u32, (usize, u64)>,
+    /// The partition whose batch is being worked on: heartbeats do not release it.
+    working: Option<u32>,
+    /// Until when the last successful heartbeat lets this member handle events.
+    lease_until: Option<Instant>,
 }
+
+impl Local {
+    fn settle(&mut self, partition: u32, count: usize) {
+        if let Some((n, _)) = self.in_hand.get_mut(&partition) {
+            *n = n.saturating_sub(count);
+            if *n == 0 {
+                self.in_hand.remove(&partition);
+                if self.working == Some(partition) {
+                    self.working = None;
+                }
+            }
+        }
+    }
+
+    fn forget(&mut self, partition: u32) {
+        self.owned.remove(&partition);
+        self.in_hand.remove(&partition);
+        if self.working == Some(partition) {
+            self.working = None;
+        }
+    }
+}
+
+/// A batch and the token its partition was read under.
+type ReadBatch = (Batch, u64);
 
 impl MemorySession {
     pub(crate) fn new(shared: Arc<Shared>, service: &str, member: String) -> MemorySession {
+        let group_changes = shared.listen_to_group(service);
         MemorySession {
             shared,
             service: service.to_owned(),
             member,
-            owned: Mutex::new(BTreeMap::new()),
-            in_hand: Mutex::new(BTreeMap::new()),
+            group_changes,
+            local: Mutex::new(Local::default()),
         }
     }
 
     /// The token the batch in hand of `partition` was read under.
     fn token(&self, partition: u32) -> Result<u64> {
-        self.in_hand
+        self.local
             .lock()
+            .in_hand
             .get(&partition)
             .map(|(_, token)| *token)
             .ok_or_else(|| self.fenced(partition))
@@ -48,23 +88,25 @@ impl MemorySession {
         }
     }
 
-    fn settle(&self, partition: u32, count: usize) {
-        let mut in_hand = self.in_hand.lock();
-        if let Some((n, _)) = in_hand.get_mut(&partition) {
-            *n = n.saturating_sub(count);
-            if *n == 0 {
-                in_hand.remove(&partition);
+    /// Reads the owned partitions whose claim still holds; the others are lost.
+    fn read_owned(&self, max: usize) -> Result<(Vec<ReadBatch>, Vec<u32>)> {
+        let owned: Vec<(u32, u64)> = {
+            let local = self.local.lock();
+            let fresh = local
+                .lease_until
+                .is_some_and(|until| self.shared.now() < until);
+            if !fresh {
+                return Ok((Vec::new(), Vec::new()));
             }
-        }
-    }
-
-    fn read_owned(&self, max: usize) -> Result<Vec<(Batch, u64)>> {
-        let owned = self.owned.lock().clone();
+            local.owned.iter().map(|(&p, &(t, _))| (p, t)).collect()
+        };
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
         let mut batches = Vec::new();
+        let mut lost = Vec::new();
         for (p, token) in owned {
             if !svc.holds(&self.member, p, token) {
+                lost.push(p);
                 continue;
             }
             if let Some(queue) = svc.partitions.get(p as usize) {
@@ -80,7 +122,12 @@ impl MemorySession {
                 }
             }
         }
-        Ok(batches)
+        Ok((batches, lost))
+    }
+
+    fn lease(&self) -> Duration {
+        let ttl = self.shared.options.member_ttl;
+        ttl - ttl / 5
     }
 }
 
@@ -94,24 +141,31 @@ impl ConsumerSession for MemorySession {
     }
 
     fn heartbeat(&self) -> Result<Vec<u32>> {
-        let in_hand: Vec<u32> = self.in_hand.lock().keys().copied().collect();
-        let now = Instant::now();
-        let owned = self.shared.state.lock().heartbeat(
+        let mut local = self.local.lock();
+        let now = self.shared.now();
+        let beat = self.shared.state.lock().heartbeat(
             &self.service,
             &self.member,
             now + self.shared.options.member_ttl,
             now,
-            &in_hand,
+            local.working,
         )?;
-        let partitions = owned.iter().map(|(p, _)| *p).collect();
-        *self.owned.lock() = owned.into_iter().collect();
-        Ok(partitions)
+        if beat.changed {
+            self.shared.group_changed(&self.service);
+        }
+        local.owned = beat
+            .owned
+            .iter()
+            .map(|&(p, token, keep)| (p, (token, keep)))
+            .collect();
+        local.lease_until = Some(now + self.lease());
+        Ok(local.owned.keys().copied().collect())
     }
 
-    fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Batch>> {
+    fn fetch(&self, max: usize, wait: Duration) -> Result<Fetched> {
         let generation = self.shared.state.lock().generation;
-        let mut batches = self.read_owned(max)?;
-        if batches.is_empty() && !wait.is_zero() {
+        let (mut batches, mut lost) = self.read_owned(max)?;
+        if batches.is_empty() && lost.is_empty() && !wait.is_zero() {
             let deadline = Instant::now() + wait;
             let mut state = self.shared.state.lock();
             while state.generation == generation {
@@ -125,13 +179,40 @@ impl ConsumerSession for MemorySession {
                 }
             }
             drop(state);
-            batches = self.read_owned(max)?;
+            (batches, lost) = self.read_owned(max)?;
         }
-        *self.in_hand.lock() = batches
+        let mut local = self.local.lock();
+        for p in &lost {
+            local.owned.remove(p);
+        }
+        local.working = None;
+        local.in_hand = batches
             .iter()
             .map(|(b, token)| (b.partition, (b.items.len(), *token)))
             .collect();
-        Ok(batches.into_iter().map(|(b, _)| b).collect())
+        Ok(Fetched {
+            batches: batches.into_iter().map(|(b, _)| b).collect(),
+            lost,
+        })
+    }
+
+    fn standing(&self, partition: u32) -> Standing {
+        let mut local = self.local.lock();
+        let fresh = local
+            .lease_until
+            .is_some_and(|until| self.shared.now() < until);
+        let read_under = local.in_hand.get(&partition).map(|(_, token)| *token);
+        match (local.owned.get(&partition), read_under) {
+            (Some(&(token, keep)), Some(read)) if token == read && fresh => {
+                local.working = Some(partition);
+                if keep {
+                    Standing::Owned
+                } else {
+                    Standing::Handover
+                }
+            }
+            _ => Standing::Lost,
+        }
     }
 
     fn ack(&self, partition: u32, count: usize) -> Result<()> {
@@ -139,6 +220,8 @@ impl ConsumerSession for MemorySession {
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
         if !svc.holds(&self.member, partition, token) {
+            drop(state);
+            self.local.lock().forget(partition);
             return Err(self.fenced(partition));
         }
         // The items are freed after the lock is released: emits wait for it meanwhile.
@@ -151,7 +234,7 @@ impl ConsumerSession for MemorySession {
         };
         drop(state);
         drop(removed);
-        self.settle(partition, count);
+        self.local.lock().settle(partition, count);
         Ok(())
     }
 
@@ -160,6 +243,8 @@ impl ConsumerSession for MemorySession {
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
         if !svc.holds(&self.member, partition, token) {
+            drop(state);
+            self.local.lock().forget(partition);
             return Err(self.fenced(partition));
         }
         let index = partition as usize;
@@ -188,8 +273,29 @@ impl ConsumerSession for MemorySession {
             }
         }
         drop(state);
-        self.settle(partition, 1);
+        self.local.lock().settle(partition, 1);
         Ok(())
+    }
+
+    fn release(&self, partition: u32) -> Result<()> {
+        let token = self.token(partition)?;
+        let mut state = self.shared.state.lock();
+        let svc = state.service(&self.service)?;
+        let held = svc.holds(&self.member, partition, token);
+        if held {
+            svc.owners.remove(&partition);
+        }
+        drop(state);
+        self.local.lock().forget(partition);
+        if !held {
+            return Err(self.fenced(partition));
+        }
+        self.shared.group_changed(&self.service);
+        Ok(())
+    }
+
+    fn group_changes(&self) -> Option<Receiver<()>> {
+        Some(self.group_changes.clone())
     }
 
     fn leave(&self) -> Result<()> {
@@ -199,9 +305,9 @@ impl ConsumerSession for MemorySession {
             svc.owners.retain(|_, (owner, _)| *owner != self.member);
         }
         drop(state);
-        self.owned.lock().clear();
-        self.in_hand.lock().clear();
+        *self.local.lock() = Local::default();
         self.shared.emitted.notify_all();
+        self.shared.group_changed(&self.service);
         Ok(())
     }
 }

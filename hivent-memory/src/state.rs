@@ -36,9 +36,12 @@ impl Service {
         self.partitions.len() as u32
     }
 
-    pub(crate) fn live_members(&mut self, now: Instant) -> Vec<String> {
+    /// Drops expired members; returns the live ones, sorted, and whether any expired.
+    pub(crate) fn live_members(&mut self, now: Instant) -> (Vec<String>, bool) {
+        let before = self.members.len();
         self.members.retain(|_, expiry| *expiry > now);
-        self.members.keys().cloned().collect()
+        let expired = self.members.len() < before;
+        (self.members.keys().cloned().collect(), expired)
     }
 
     /// Whether `member` holds `partition` with `token`.
@@ -96,23 +99,29 @@ impl State {
     }
 
     /// The cooperative rebalance step of one member: renew, release what it should not
-    /// own (unless still in hand), claim what it should own and nobody live holds.
+    /// own (except `working`, the partition whose batch it is working on), claim what it
+    /// should own and nobody live holds.
     pub(crate) fn heartbeat(
         &mut self,
         service: &str,
         member: &str,
         expiry: Instant,
         now: Instant,
-        in_hand: &[u32],
-    ) -> Result<Vec<(u32, u64)>> {
+        working: Option<u32>,
+    ) -> Result<Heartbeat> {
         let mut next_token = self.next_token;
         let svc = self.service(service)?;
-        svc.members.insert(member.to_owned(), expiry);
-        let live = svc.live_members(now);
+        let joined = svc
+            .members
+            .insert(member.to_owned(), expiry)
+            .is_none_or(|old| old <= now);
+        let (live, expired) = svc.live_members(now);
         let desired = desired_partitions(&live, member, svc.partition_count());
+        let before = svc.owners.len();
         svc.owners
-            .retain(|p, (owner, _)| owner != member || desired.contains(p) || in_hand.contains(p));
-        for p in desired {
+            .retain(|p, (owner, _)| owner != member || desired.contains(p) || working == Some(*p));
+        let released = svc.owners.len() < before;
+        for &p in &desired {
             let free = match svc.owners.get(&p) {
                 None => true,
                 Some((owner, _)) => !live.contains(owner),
@@ -126,9 +135,21 @@ impl State {
             .owners
             .iter()
             .filter(|(_, (owner, _))| owner == member)
-            .map(|(p, (_, token))| (*p, *token))
+            .map(|(p, (_, token))| (*p, *token, desired.contains(p)))
             .collect();
         self.next_token = next_token;
-        Ok(owned)
+        Ok(Heartbeat {
+            owned,
+            changed: joined || expired || released,
+        })
     }
+}
+
+/// What one member's heartbeat found.
+pub(crate) struct Heartbeat {
+    /// Partition, token, and whether the member should keep it (false: hand it over).
+    pub(crate) owned: Vec<(u32, u64, bool)>,
+    /// Whether the group changed: the member joined or rejoined, another expired, or it
+    /// released a partition. Others are then told to heartbeat at once.
+    pub(crate) changed: bool,
 }

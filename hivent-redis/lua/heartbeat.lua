@@ -4,12 +4,18 @@
 -- KEYS[1] <service>:hivent:members   KEYS[2] <service>:hivent:owners
 -- KEYS[3] <service>:hivent:tokens    KEYS[4] <service>:hivent:fence
 -- KEYS[5] <service>:partition_count
--- ARGV[1] member id   ARGV[2] membership lifetime in ms
--- ARGV[3..] partitions whose fetched batch the member still holds: never released
+-- ARGV[1] member id   ARGV[2] membership lifetime in ms   ARGV[3] the group channel
+-- ARGV[4] the partition whose batch the member is working on ("" for none): never
+--         released here; the member hands it over after the event in hand
 --
--- Reply: {"owned", p1, token1, p2, token2, ...}   what the member owns now
---        {"unregistered", found}                    no valid partition count; found
---                                                   is nil when the key is absent
+-- Reply: {"owned", p1, token1, keep1, ...}   what the member owns now; keep is 0 for
+--                                           the partition it should hand over
+--        {"unregistered", found}              no valid partition count; found is nil
+--                                           when the key is absent
+--
+-- When the group changed (this member joined or rejoined, others expired, or it
+-- released partitions) the script publishes its member id on the group channel, so
+-- the others heartbeat at once instead of at their next interval.
 
 -- Redis before 5 refuses writes after TIME unless effects are replicated.
 if redis.replicate_commands then
@@ -25,8 +31,9 @@ end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local joined = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
+local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local changed = joined > 0 or expired > 0
 
 -- Byte order, as Rust sorts strings: Lua's `<` follows the server's locale.
 local function before(a, b)
@@ -56,18 +63,16 @@ local function desired(p)
   return p < count and p % n == index
 end
 
-local in_hand = {}
-for i = 3, #ARGV do
-  in_hand[ARGV[i]] = true
-end
+local working = ARGV[4]
 
 local owners = redis.call('HGETALL', KEYS[2])
 for i = 1, #owners, 2 do
   local field, owner = owners[i], owners[i + 1]
   if owner == member then
-    if not desired(tonumber(field)) and not in_hand[field] then
+    if not desired(tonumber(field)) and field ~= working then
       redis.call('HDEL', KEYS[2], field)
       redis.call('HDEL', KEYS[3], field)
+      changed = true
     end
   elseif not is_live[owner] then
     -- A dead member's claim is void; dropping it fences that member at once.
@@ -92,6 +97,10 @@ for i = 1, #owners, 2 do
   if owners[i + 1] == member then
     reply[#reply + 1] = owners[i]
     reply[#reply + 1] = redis.call('HGET', KEYS[3], owners[i])
+    reply[#reply + 1] = desired(tonumber(owners[i])) and 1 or 0
   end
+end
+if changed then
+  redis.call('PUBLISH', ARGV[3], member)
 end
 return reply

@@ -2,11 +2,12 @@
 --
 -- KEYS[1] <service>:hivent:members   KEYS[2] <service>:hivent:owners
 -- KEYS[3] <service>:hivent:tokens
--- ARGV[1] member id
+-- ARGV[1] member id   ARGV[2] the group channel
 --
--- Reply: the number of partitions released.
+-- Reply: the number of partitions released. A member that was in the group tells the
+-- others on the group channel, so they claim its partitions at once.
 
-redis.call('ZREM', KEYS[1], ARGV[1])
+local was_member = redis.call('ZREM', KEYS[1], ARGV[1])
 local released = 0
 local owners = redis.call('HGETALL', KEYS[2])
 for i = 1, #owners, 2 do
@@ -15,5 +16,8 @@ for i = 1, #owners, 2 do
     redis.call('HDEL', KEYS[3], owners[i])
     released = released + 1
   end
+end
+if was_member > 0 or released > 0 then
+  redis.call('PUBLISH', ARGV[2], ARGV[1])
 end
 return released

@@ -86,6 +86,13 @@ pub fn wake_channel(service: &str) -> String {
     own(service, "wake")
 }
 
+/// `<service>:hivent:group`: the pub/sub channel on which members announce that the
+/// group changed (a member joined, left, expired or released a partition), so the
+/// others heartbeat at once. A channel, not a key.
+pub fn group_channel(service: &str) -> String {
+    own(service, "group")
+}
+
 /// What a service name is followed by to form its wake channel; the publish script
 /// appends it to each receiving service.
 pub const WAKE_CHANNEL_SUFFIX: &str = ":hivent:wake";
@@ -136,6 +143,7 @@ mod tests {
         assert_eq!(tokens("svc"), "svc:hivent:tokens");
         assert_eq!(fence_counter("svc"), "svc:hivent:fence");
         assert_eq!(wake_channel("svc"), "svc:hivent:wake");
+        assert_eq!(group_channel("svc"), "svc:hivent:group");
     }
 
     /// A publish call's marker is named by its call id.

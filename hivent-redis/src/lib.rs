@@ -119,6 +119,7 @@ mod backend;
 mod connection;
 mod error;
 pub mod keys;
+mod member;
 mod operations;
 mod options;
 mod script;

@@ -32,6 +32,9 @@ static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua
 static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/leave.lua")));
+static RELEASE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/release.lua")));
+static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/fetch.lua")));
 static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/replay.lua")));
 
 fn millis(duration: Duration) -> u64 {
@@ -192,16 +195,25 @@ impl RegisterScript {
 ///
 /// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`, `…:fence`,
 ///   `<service>:partition_count`.
-/// - ARGV: the member id, the membership lifetime (ms), then the partitions whose
-///   batch the member still holds (never released by this call).
-/// - Reply: [`HeartbeatReply`].
+/// - ARGV: the member id, the membership lifetime (ms), the group channel, and the
+///   partition being worked on (`""` for none), which this call never releases.
+/// - Reply: [`HeartbeatReply`]. Publishes on the group channel when the group changed.
 pub(crate) struct HeartbeatScript;
+
+/// One partition a member owns, as a heartbeat reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Owned {
+    pub(crate) partition: u32,
+    pub(crate) token: u64,
+    /// False when the member should hand it over (it is being worked on).
+    pub(crate) keep: bool,
+}
 
 /// What [`HeartbeatScript`] answers.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum HeartbeatReply {
-    /// The partitions the member owns now, each with its fencing token.
-    Owned(Vec<(u32, u64)>),
+    /// The partitions the member owns now, sorted.
+    Owned(Vec<Owned>),
     /// The service has no valid partition count; the count key holds `found`.
     Unregistered { found: Option<String> },
 }
@@ -210,12 +222,18 @@ impl FromRedisValue for HeartbeatReply {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
         let (tag, rest) = tagged(value)?;
         match tag.as_str() {
-            "owned" if rest.len() % 2 == 0 => {
+            "owned" if rest.len() % 3 == 0 => {
                 let mut owned = rest
-                    .chunks_exact(2)
-                    .map(|pair| Ok((number(&pair[0])?, number(&pair[1])?)))
-                    .collect::<Result<Vec<(u32, u64)>, ParsingError>>()?;
-                owned.sort_unstable();
+                    .chunks_exact(3)
+                    .map(|triple| {
+                        Ok(Owned {
+                            partition: number(&triple[0])?,
+                            token: number(&triple[1])?,
+                            keep: number::<u8>(&triple[2])? == 1,
+                        })
+                    })
+                    .collect::<Result<Vec<Owned>, ParsingError>>()?;
+                owned.sort_unstable_by_key(|o| o.partition);
                 Ok(HeartbeatReply::Owned(owned))
             }
             "unregistered" => Ok(HeartbeatReply::Unregistered {
@@ -227,13 +245,13 @@ impl FromRedisValue for HeartbeatReply {
 }
 
 impl HeartbeatScript {
-    /// Heartbeats `member` of `service`, keeping the partitions in `in_hand`.
+    /// Heartbeats `member` of `service`, keeping `working` even if no longer desired.
     pub(crate) fn invoke(
         connection: &mut Connection,
         service: &str,
         member: &str,
         ttl: Duration,
-        in_hand: &[u32],
+        working: Option<u32>,
     ) -> RedisResult<HeartbeatReply> {
         let mut call = HEARTBEAT.prepare_invoke();
         call.key(keys::members(service))
@@ -242,11 +260,48 @@ impl HeartbeatScript {
             .key(keys::fence_counter(service))
             .key(keys::partition_count(service))
             .arg(member)
-            .arg(millis(ttl));
-        for partition in in_hand {
-            call.arg(partition);
-        }
+            .arg(millis(ttl))
+            .arg(keys::group_channel(service))
+            .arg(working.map(|p| p.to_string()).unwrap_or_default());
         call.invoke(connection)
+    }
+}
+
+/// `fetch.lua`: reads the oldest items of owned partitions, each only under its claim.
+///
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, then each partition's
+///   list.
+/// - ARGV: the member id, the most items per partition, then partition/token pairs.
+/// - Reply: per partition, `Some(items)` (newest first, as LRANGE lists them) or `None`
+///   when its claim is gone.
+pub(crate) struct FetchScript;
+
+impl FetchScript {
+    /// Reads up to `max` oldest items of each of `claims` (partition, token).
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        member: &str,
+        max: usize,
+        claims: &[(u32, u64)],
+    ) -> RedisResult<Vec<Option<Vec<Vec<u8>>>>> {
+        let mut call = FETCH.prepare_invoke();
+        call.key(keys::owners(service)).key(keys::tokens(service));
+        for &(partition, _) in claims {
+            call.key(keys::partition(service, partition));
+        }
+        call.arg(member).arg(max.max(1));
+        for &(partition, token) in claims {
+            call.arg(partition).arg(token);
+        }
+        let reply: Vec<Value> = call.invoke(connection)?;
+        reply
+            .into_iter()
+            .map(|value| match value {
+                Value::Int(_) => Ok(None),
+                other => Ok(Some(Vec::<Vec<u8>>::from_redis_value(other)?)),
+            })
+            .collect()
     }
 }
 
@@ -334,8 +389,8 @@ impl DeadLetterScript {
 /// `leave.lua`: removes a member and releases all its partitions.
 ///
 /// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`.
-/// - ARGV: the member id.
-/// - Reply: how many partitions were released.
+/// - ARGV: the member id, the group channel.
+/// - Reply: how many partitions were released. Publishes on the group channel.
 pub(crate) struct LeaveScript;
 
 impl LeaveScript {
@@ -350,7 +405,30 @@ impl LeaveScript {
             .key(keys::owners(service))
             .key(keys::tokens(service))
             .arg(member)
+            .arg(keys::group_channel(service))
             .invoke(connection)
+    }
+}
+
+/// `release.lua`: gives up one partition under its claim and tells the group.
+///
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`.
+/// - ARGV: the member id, the partition, the fencing token, the group channel.
+/// - Reply: `true` when released, `false` when fenced (nothing changed).
+pub(crate) struct ReleaseScript;
+
+impl ReleaseScript {
+    /// Releases the claimed partition.
+    pub(crate) fn invoke(connection: &mut Connection, claim: &Claim<'_>) -> RedisResult<bool> {
+        let reply: i64 = RELEASE
+            .key(keys::owners(claim.service))
+            .key(keys::tokens(claim.service))
+            .arg(claim.member)
+            .arg(claim.partition)
+            .arg(claim.token)
+            .arg(keys::group_channel(claim.service))
+            .invoke(connection)?;
+        Ok(reply == 1)
     }
 }
 
@@ -429,12 +507,25 @@ mod tests {
             bulk("owned"),
             bulk("3"),
             bulk("9"),
+            Value::Int(0),
             bulk("1"),
             bulk("7"),
+            Value::Int(1),
         ]);
         assert_eq!(
             HeartbeatReply::from_redis_value(owned).unwrap(),
-            HeartbeatReply::Owned(vec![(1, 7), (3, 9)])
+            HeartbeatReply::Owned(vec![
+                Owned {
+                    partition: 1,
+                    token: 7,
+                    keep: true
+                },
+                Owned {
+                    partition: 3,
+                    token: 9,
+                    keep: false
+                }
+            ])
         );
         assert!(HeartbeatReply::from_redis_value(Value::Int(1)).is_err());
     }

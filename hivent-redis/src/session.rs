@@ -2,18 +2,18 @@
 //! dead-letter and leave.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent_core::{Batch, ConsumerSession};
+use hivent_core::{Batch, ConsumerSession, Fetched, Standing};
 use parking_lot::Mutex;
 use redis::RedisResult;
 
 use crate::connection::{Endpoint, Slot};
+use crate::member::{member_id, remove_ghosts};
 use crate::script::{
-    AckScript, Claim, DeadLetterReply, DeadLetterScript, HeartbeatReply, HeartbeatScript,
-    LeaveScript,
+    AckScript, Claim, DeadLetterReply, DeadLetterScript, FetchScript, HeartbeatReply,
+    HeartbeatScript, LeaveScript, Owned, ReleaseScript,
 };
 use crate::wake::WakeListener;
 use crate::{keys, Error};
@@ -32,7 +32,7 @@ use crate::{keys, Error};
 /// let backend = hivent_redis::RedisBackend::connect("redis://127.0.0.1:6379/0")?;
 /// let session = backend.join_session("billing")?;
 /// let owned = session.heartbeat()?;
-/// for batch in session.fetch(100, Duration::from_millis(500))? {
+/// for batch in session.fetch(100, Duration::from_millis(500))?.batches {
 ///     // ... process batch.items, oldest first ...
 ///     session.ack(batch.partition, batch.items.len())?;
 /// }
@@ -60,15 +60,34 @@ struct InHand {
 
 #[derive(Default)]
 struct State {
-    /// Owned partitions and their fencing tokens, as of the last heartbeat.
-    owned: BTreeMap<u32, u64>,
+    /// Owned partitions, their fencing tokens and whether to keep them, as of the last
+    /// heartbeat.
+    owned: BTreeMap<u32, Owned>,
     /// Partitions whose fetched batch is not fully acknowledged yet: how many of its
-    /// items are left, and the token the partition was read under. The heartbeat
-    /// never releases these, and writes for the batch present the read's token, so a
-    /// claim voided and renewed meanwhile (a replay) still fences the batch.
+    /// items are left, and the token the partition was read under. Writes for the
+    /// batch present the read's token, so a claim voided and renewed meanwhile (a
+    /// replay) still fences the batch.
     in_hand: BTreeMap<u32, InHand>,
-    /// When the last successful heartbeat was sent.
+    /// The partition whose batch the consumer is working on: heartbeats keep it (and
+    /// mark it for hand-over) instead of releasing it.
+    working: Option<u32>,
+    /// When the last successful heartbeat was sent: the lease runs from then.
     last_heartbeat: Option<Instant>,
+}
+
+impl State {
+    fn lease_is_fresh(&self, lease: Duration) -> bool {
+        self.last_heartbeat.is_some_and(|at| at.elapsed() < lease)
+    }
+
+    /// Forgets `partition`: fenced, released or found lost.
+    fn forget(&mut self, partition: u32) {
+        self.owned.remove(&partition);
+        self.in_hand.remove(&partition);
+        if self.working == Some(partition) {
+            self.working = None;
+        }
+    }
 }
 
 impl RedisSession {
@@ -77,8 +96,12 @@ impl RedisSession {
             endpoint: endpoint.redacted().to_owned(),
             source,
         })?;
-        let wake =
-            WakeListener::start(Arc::clone(&endpoint), service, keys::wake_channel(service))?;
+        let wake = WakeListener::start(
+            Arc::clone(&endpoint),
+            service,
+            keys::wake_channel(service),
+            keys::group_channel(service),
+        )?;
         let member = member_id();
         let mut work = work;
         remove_ghosts(&mut work, service, &member);
@@ -138,9 +161,7 @@ impl RedisSession {
 
     /// Forgets `partition` after a fencing rejection: the new owner has it.
     fn lose(&self, partition: u32) {
-        let mut state = self.state.lock();
-        state.owned.remove(&partition);
-        state.in_hand.remove(&partition);
+        self.state.lock().forget(partition);
     }
 
     /// Counts `count` items of `partition` as done.
@@ -150,26 +171,30 @@ impl RedisSession {
             batch.left = batch.left.saturating_sub(count);
             if batch.left == 0 {
                 state.in_hand.remove(&partition);
+                if state.working == Some(partition) {
+                    state.working = None;
+                }
             }
         }
     }
 
     fn heartbeat_inner(&self) -> Result<Vec<u32>, Error> {
-        // Held across the script so that a fetch cannot mark a partition in hand after
-        // the script was told it is not, and then read it while it is being released.
+        // Held across the script so that `standing` cannot start work on a partition
+        // after the script was told it is not being worked on, and then work on it
+        // while it is being released.
         let mut state = self.state.lock();
         let sent = Instant::now();
-        let in_hand: Vec<u32> = state.in_hand.keys().copied().collect();
         let ttl = self.endpoint.options().member_ttl;
+        let working = state.working;
         let reply = self
             .heartbeat_connection
             .run(&self.endpoint, |connection| {
-                HeartbeatScript::invoke(connection, &self.service, &self.member, ttl, &in_hand)
+                HeartbeatScript::invoke(connection, &self.service, &self.member, ttl, working)
             })
             .map_err(|e| self.endpoint.error("heartbeat", e))?;
         match reply {
             HeartbeatReply::Owned(owned) => {
-                state.owned = owned.into_iter().collect();
+                state.owned = owned.into_iter().map(|o| (o.partition, o)).collect();
                 state.last_heartbeat = Some(sent);
                 Ok(state.owned.keys().copied().collect())
             }
@@ -180,58 +205,37 @@ impl RedisSession {
         }
     }
 
-    fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Vec<Batch>, Error> {
-        let partitions: Vec<(u32, u64)> = {
+    fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Fetched, Error> {
+        let claims: Vec<(u32, u64)> = {
             let mut state = self.state.lock();
             // Whatever was in hand is done or given up: the loop fetches only then.
             state.in_hand.clear();
-            let fresh = state
-                .last_heartbeat
-                .is_some_and(|at| at.elapsed() < self.endpoint.options().self_fence_after());
-            if fresh {
-                let owned: Vec<(u32, u64)> = state.owned.iter().map(|(&p, &t)| (p, t)).collect();
-                state.in_hand = owned
-                    .iter()
-                    .map(|&(p, token)| {
-                        let batch = InHand {
-                            left: 0,
-                            token,
-                            not_utf8: HashMap::new(),
-                        };
-                        (p, batch)
-                    })
-                    .collect();
-                owned
+            state.working = None;
+            if state.lease_is_fresh(self.endpoint.options().self_fence_after()) {
+                state
+                    .owned
+                    .values()
+                    .map(|o| (o.partition, o.token))
+                    .collect()
             } else {
                 Vec::new()
             }
         };
-        if partitions.is_empty() {
+        if claims.is_empty() {
             self.wake.wait(wait);
-            return Ok(Vec::new());
+            return Ok(Fetched::default());
         }
         self.wake.clear();
-        let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
-        let read = self.run("fetch events", |connection| {
-            let mut pipe = redis::pipe();
-            for &(partition, _) in &partitions {
-                pipe.cmd("LRANGE")
-                    .arg(keys::partition(&self.service, partition))
-                    .arg(-max)
-                    .arg(-1);
-            }
-            pipe.query::<Vec<Vec<Vec<u8>>>>(connection)
-        });
-        let lists = match read {
-            Ok(lists) => lists,
-            Err(error) => {
-                self.state.lock().in_hand.clear();
-                return Err(error);
-            }
-        };
-        let mut batches = Vec::new();
+        let lists = self.run("fetch events", |connection| {
+            FetchScript::invoke(connection, &self.service, &self.member, max, &claims)
+        })?;
+        let mut fetched = Fetched::default();
         let mut in_hand = BTreeMap::new();
-        for ((partition, token), items) in partitions.into_iter().zip(lists) {
+        for ((partition, token), items) in claims.into_iter().zip(lists) {
+            let Some(items) = items else {
+                fetched.lost.push(partition);
+                continue;
+            };
             if items.is_empty() {
                 continue;
             }
@@ -259,13 +263,36 @@ impl RedisSession {
                     not_utf8,
                 },
             );
-            batches.push(Batch { partition, items });
+            fetched.batches.push(Batch { partition, items });
         }
-        self.state.lock().in_hand = in_hand;
-        if batches.is_empty() {
+        {
+            let mut state = self.state.lock();
+            for partition in &fetched.lost {
+                state.owned.remove(partition);
+            }
+            state.in_hand = in_hand;
+        }
+        if fetched.batches.is_empty() && fetched.lost.is_empty() {
             self.wake.wait(wait);
         }
-        Ok(batches)
+        Ok(fetched)
+    }
+
+    fn standing_inner(&self, partition: u32) -> Standing {
+        let mut state = self.state.lock();
+        let fresh = state.lease_is_fresh(self.endpoint.options().self_fence_after());
+        let read_under = state.in_hand.get(&partition).map(|batch| batch.token);
+        match (state.owned.get(&partition).copied(), read_under) {
+            (Some(owned), Some(token)) if owned.token == token && fresh => {
+                state.working = Some(partition);
+                if owned.keep {
+                    Standing::Owned
+                } else {
+                    Standing::Handover
+                }
+            }
+            _ => Standing::Lost,
+        }
     }
 
     fn ack_inner(&self, partition: u32, count: usize) -> Result<(), Error> {
@@ -313,13 +340,21 @@ impl RedisSession {
         }
     }
 
-    fn leave_inner(&self) -> Result<(), Error> {
-        {
-            let mut state = self.state.lock();
-            state.owned.clear();
-            state.in_hand.clear();
-            state.last_heartbeat = None;
+    fn release_inner(&self, partition: u32) -> Result<(), Error> {
+        let claim = self.claim(partition)?;
+        let released = self.run("release a partition", |connection| {
+            ReleaseScript::invoke(connection, &claim)
+        })?;
+        self.lose(partition);
+        if released {
+            Ok(())
+        } else {
+            Err(self.fenced(partition))
         }
+    }
+
+    fn leave_inner(&self) -> Result<(), Error> {
+        *self.state.lock() = State::default();
         let released = self.run("leave the consumer group", |connection| {
             LeaveScript::invoke(connection, &self.service, &self.member)
         })?;
@@ -341,8 +376,12 @@ impl ConsumerSession for RedisSession {
         Ok(self.heartbeat_inner()?)
     }
 
-    fn fetch(&self, max: usize, wait: Duration) -> hivent_core::Result<Vec<Batch>> {
+    fn fetch(&self, max: usize, wait: Duration) -> hivent_core::Result<Fetched> {
         Ok(self.fetch_inner(max, wait)?)
+    }
+
+    fn standing(&self, partition: u32) -> Standing {
+        self.standing_inner(partition)
     }
 
     fn ack(&self, partition: u32, count: usize) -> hivent_core::Result<()> {
@@ -353,127 +392,15 @@ impl ConsumerSession for RedisSession {
         Ok(self.dead_letter_inner(partition, raw)?)
     }
 
+    fn release(&self, partition: u32) -> hivent_core::Result<()> {
+        Ok(self.release_inner(partition)?)
+    }
+
+    fn group_changes(&self) -> Option<crossbeam_channel::Receiver<()>> {
+        Some(self.wake.group_changes())
+    }
+
     fn leave(&self) -> hivent_core::Result<()> {
         Ok(self.leave_inner()?)
-    }
-}
-
-/// A member id unique across hosts, processes and sessions: `<host>-<pid>-<random>`.
-/// The host and pid let a restarted worker recognise its own ghosts (see
-/// [`remove_ghosts`]).
-fn member_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| {
-            h.trim()
-                .chars()
-                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-                .collect::<String>()
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    let random = hivent_core::new_id();
-    let suffix = random.get(..12).unwrap_or(&random);
-    format!("{host}-{}-{suffix}", std::process::id())
-}
-
-/// Makes the members of this host whose process is gone (a worker that crashed or was
-/// killed here) leave the group, so that a restarted worker takes their partitions at
-/// once instead of after their lifetime. Best effort: what cannot be checked is left to
-/// expire. Evicting a member wrongly (another pid namespace with the same host name)
-/// is safe: its writes are fenced and its next heartbeat rejoins.
-fn remove_ghosts(connection: &mut redis::Connection, service: &str, me: &str) {
-    let members: Vec<String> = match redis::cmd("ZRANGE")
-        .arg(keys::members(service))
-        .arg(0)
-        .arg(-1)
-        .query(connection)
-    {
-        Ok(members) => members,
-        Err(error) => {
-            tracing::debug!(%error, service, "could not look for ghosts of this host");
-            return;
-        }
-    };
-    for ghost in ghosts_of_this_host(&members, me, |pid| {
-        Path::new(&format!("/proc/{pid}")).exists()
-    }) {
-        match LeaveScript::invoke(connection, service, &ghost) {
-            Ok(released) => {
-                tracing::info!(
-                    service,
-                    ghost,
-                    released,
-                    "removed a gone worker of this host from the group"
-                )
-            }
-            Err(error) => tracing::debug!(%error, service, ghost, "could not remove a ghost"),
-        }
-    }
-}
-
-/// The members that ran on this host (`me`'s host) under another pid that
-/// `is_running` says is gone. Empty where `/proc` cannot tell (not Linux, or not
-/// mounted), since then every pid would look gone.
-fn ghosts_of_this_host(
-    members: &[String],
-    me: &str,
-    is_running: impl Fn(u32) -> bool,
-) -> Vec<String> {
-    if !Path::new("/proc/self").exists() {
-        return Vec::new();
-    }
-    let Some((host, my_pid)) = host_and_pid(me) else {
-        return Vec::new();
-    };
-    members
-        .iter()
-        .filter(|m| {
-            host_and_pid(m).is_some_and(|(h, pid)| h == host && pid != my_pid && !is_running(pid))
-        })
-        .cloned()
-        .collect()
-}
-
-/// The host and pid of a `<host>-<pid>-<random>` member id.
-fn host_and_pid(member: &str) -> Option<(&str, u32)> {
-    let mut parts = member.rsplitn(3, '-');
-    let _random = parts.next()?;
-    let pid = parts.next()?.parse().ok()?;
-    Some((parts.next()?, pid))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-mod tests {
-    use super::*;
-
-    /// Ghosts are members of this host under another pid that is gone; other hosts,
-    /// live pids, this process and ids of another shape are never ghosts.
-    #[test]
-    fn finds_ghosts_of_this_host_only() {
-        let me = format!("web-1-{}-aaaa", std::process::id());
-        let members: Vec<String> = [
-            "web-1-111-bbbb", // this host, gone
-            "web-1-222-cccc", // this host, running
-            "web-2-111-dddd", // another host
-            me.as_str(),      // this process
-            "something-else", // not a member id of ours
-        ]
-        .map(String::from)
-        .to_vec();
-        let ghosts = ghosts_of_this_host(&members, &me, |pid| pid == 222);
-        assert_eq!(ghosts, ["web-1-111-bbbb"]);
-        assert_eq!(host_and_pid("a-b-c-42-ff"), Some(("a-b-c", 42)));
-        assert_eq!(host_and_pid("nohyphen"), None);
-    }
-
-    /// Member ids name the process and differ between sessions.
-    #[test]
-    fn member_ids_are_unique() {
-        let (a, b) = (member_id(), member_id());
-        assert_ne!(a, b);
-        assert!(a.contains(&format!("-{}-", std::process::id())), "{a}");
     }
 }

@@ -1,5 +1,5 @@
-//! Wake-up notices: a thread subscribed to a service's channel, so idle consumers
-//! learn of new events without polling.
+//! Wake-up and group notices: a thread subscribed to a service's channels, so idle
+//! consumers learn of new events, and members of changes in their group, without polling.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,15 +15,25 @@ use crate::Error;
 /// should stop; bounds how long a dropped session keeps its subscription.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
-/// A subscription to one wake channel, held by its own thread.
+/// A subscription to a service's wake and group channels, held by its own thread.
 ///
 /// The subscription is made once, before [`WakeListener::start`] returns, and kept
 /// for the listener's life, so a notice published between a fetch and the wait that
 /// follows it is not lost: it waits in the channel. After a lost connection the
-/// thread resubscribes and raises one notice, since events may have come meanwhile.
+/// thread resubscribes and raises one notice of each kind, since events may have come
+/// and the group may have changed meanwhile.
 pub(crate) struct WakeListener {
     notices: Receiver<()>,
+    group_changes: Receiver<()>,
     stop: Arc<AtomicBool>,
+}
+
+/// The two channels listened to, and where their notices go.
+struct Channels {
+    wake: String,
+    group: String,
+    wake_notify: Sender<()>,
+    group_notify: Sender<()>,
 }
 
 impl WakeListener {
@@ -32,17 +42,26 @@ impl WakeListener {
     pub(crate) fn start(
         endpoint: Arc<Endpoint>,
         service: &str,
-        channel: String,
+        wake: String,
+        group: String,
     ) -> Result<WakeListener, Error> {
-        // One pending notice is as good as many: every notice means "fetch again".
-        let (notify, notices) = crossbeam_channel::bounded(1);
+        // One pending notice is as good as many: every notice means "fetch again" (or
+        // "heartbeat now").
+        let (wake_notify, notices) = crossbeam_channel::bounded(1);
+        let (group_notify, group_changes) = crossbeam_channel::bounded(1);
+        let channels = Channels {
+            wake,
+            group,
+            wake_notify,
+            group_notify,
+        };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let listener_endpoint = Arc::clone(&endpoint);
         thread::Builder::new()
             .name("hivent-wake".into())
-            .spawn(move || listen(&listener_endpoint, &channel, &notify, &flag, ready_tx))
+            .spawn(move || listen(&listener_endpoint, &channels, &flag, ready_tx))
             .map_err(|e| Error::Command {
                 operation: "start the wake-up listener thread",
                 endpoint: endpoint.redacted().to_owned(),
@@ -50,7 +69,11 @@ impl WakeListener {
             })?;
         let waited = endpoint.options().connect_timeout + endpoint.options().response_timeout;
         match ready_rx.recv_timeout(waited) {
-            Ok(Ok(())) => Ok(WakeListener { notices, stop }),
+            Ok(Ok(())) => Ok(WakeListener {
+                notices,
+                group_changes,
+                stop,
+            }),
             Ok(Err(source)) => {
                 stop.store(true, Ordering::Relaxed);
                 Err(endpoint.error("subscribe to the wake-up channel", source))
@@ -64,6 +87,11 @@ impl WakeListener {
                 })
             }
         }
+    }
+
+    /// Notices that the group changed.
+    pub(crate) fn group_changes(&self) -> Receiver<()> {
+        self.group_changes.clone()
     }
 
     /// Forgets notices received so far: the fetch about to run covers them.
@@ -92,8 +120,7 @@ impl Drop for WakeListener {
 
 fn listen(
     endpoint: &Endpoint,
-    channel: &str,
-    notify: &Sender<()>,
+    channels: &Channels,
     stop: &AtomicBool,
     ready: Sender<redis::RedisResult<()>>,
 ) {
@@ -102,13 +129,16 @@ fn listen(
     while !stop.load(Ordering::Relaxed) {
         let subscribed = endpoint.open().and_then(|mut connection| {
             let mut pubsub = connection.as_pubsub();
-            pubsub.subscribe(channel)?;
+            pubsub.subscribe(&[channels.wake.as_str(), channels.group.as_str()])?;
             pubsub.set_read_timeout(Some(STOP_CHECK))?;
             match ready.take() {
                 Some(ready) => {
                     let _ = ready.send(Ok(()));
                 }
-                None => poke(notify),
+                None => {
+                    poke(&channels.wake_notify);
+                    poke(&channels.group_notify);
+                }
             }
             backoff = Duration::from_millis(50);
             loop {
@@ -116,7 +146,10 @@ fn listen(
                     return Ok(());
                 }
                 match pubsub.get_message() {
-                    Ok(_) => poke(notify),
+                    Ok(message) if message.get_channel_name() == channels.group => {
+                        poke(&channels.group_notify)
+                    }
+                    Ok(_) => poke(&channels.wake_notify),
                     Err(error) if error.is_timeout() => {}
                     Err(error) => return Err(error),
                 }
@@ -129,7 +162,7 @@ fn listen(
                     let _ = ready.send(Err(error));
                     return;
                 }
-                tracing::warn!(%error, channel, "wake-up subscription lost; reconnecting");
+                tracing::warn!(%error, channel = %channels.wake, "wake-up subscription lost; reconnecting");
                 thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hivent_core::{desired_partitions, Backend, ConsumerSession, Envelope, Registration};
+use hivent_core::{desired_partitions, Backend, ConsumerSession, Envelope, Fetched, Registration};
 use hivent_redis::RedisSession;
 use serde_json::json;
 use support::wait_until;
@@ -89,7 +89,7 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
 
     let a = backend.join_session("svc").unwrap();
     assert_eq!(a.heartbeat().unwrap(), vec![0, 1]);
-    let in_hand = a.fetch(10, Duration::ZERO).unwrap();
+    let in_hand = a.fetch(10, Duration::ZERO).unwrap().batches;
     assert_eq!(in_hand.len(), 2);
 
     // A never heartbeats again; B takes over once A's membership expired.
@@ -110,10 +110,10 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
         redis.len("svc:0:dead_letter") + redis.len("svc:1:dead_letter"),
         0
     );
-    assert!(a.fetch(10, Duration::ZERO).unwrap().is_empty());
+    assert_eq!(a.fetch(10, Duration::ZERO).unwrap(), Fetched::default());
 
     let mut processed = Vec::new();
-    for batch in b.fetch(10, Duration::ZERO).unwrap() {
+    for batch in b.fetch(10, Duration::ZERO).unwrap().batches {
         b.ack(batch.partition, batch.items.len()).unwrap();
         processed.extend(batch.items);
     }
@@ -199,10 +199,10 @@ fn idle_fetch_wakes_on_emit() {
         std::thread::sleep(Duration::from_millis(100));
         producer.publish(&envelope(0, 1)).unwrap();
     });
-    let first = session.fetch(10, Duration::from_secs(20)).unwrap();
+    let first = session.fetch(10, Duration::from_secs(20)).unwrap().batches;
     emitter.join().unwrap();
     let batches = if first.is_empty() {
-        session.fetch(10, Duration::ZERO).unwrap()
+        session.fetch(10, Duration::ZERO).unwrap().batches
     } else {
         first
     };
@@ -294,7 +294,9 @@ fn non_utf8_item_is_dead_lettered_exactly() {
 
 /// A worker restarted on the same host does not wait for its own ghost: a member of
 /// this host whose process is gone is removed at join, and its partitions are claimed
-/// at the first heartbeat rather than after the ghost's lifetime.
+/// at the first heartbeat rather than after the ghost's lifetime. Live members are never
+/// removed: not a running process of this host, nor one of another pid namespace (a
+/// container with the same host name) whose pid this host does not run.
 #[test]
 fn restarted_worker_does_not_wait_for_its_ghost() {
     let Some(mut redis) = support::redis() else {
@@ -303,7 +305,13 @@ fn restarted_worker_does_not_wait_for_its_ghost() {
     let backend = redis.backend();
     register(backend.as_ref(), "ghosted", 4);
     let probe = backend.join_session("ghosted").unwrap();
-    let host = probe.member_id().rsplitn(3, '-').nth(2).unwrap().to_owned();
+    // <host>-<pid>-<start>-<pidns>-<boot>-<random>
+    let parts: Vec<String> = probe
+        .member_id()
+        .rsplitn(6, '-')
+        .map(String::from)
+        .collect();
+    let (boot, pidns, host) = (&parts[1], &parts[2], &parts[5]);
     probe.leave().unwrap();
     let dead_pid = {
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -311,14 +319,34 @@ fn restarted_worker_does_not_wait_for_its_ghost() {
         child.wait().unwrap();
         pid
     };
-    // The ghost: a member of this host with a long lifetime left, owning everything.
-    let ghost = format!("{host}-{dead_pid}-0123456789ab");
-    let _: i64 = redis::cmd("ZADD")
-        .arg("ghosted:hivent:members")
-        .arg(9_999_999_999_999_i64)
-        .arg(&ghost)
-        .query(&mut redis.raw)
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
         .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", live.id())).unwrap();
+    let live_start = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_owned();
+    // The ghost: a member of this host with a long lifetime left, owning everything.
+    let ghost = format!("{host}-{dead_pid}-12345-{pidns}-{boot}-0123456789ab");
+    let running = format!(
+        "{host}-{}-{live_start}-{pidns}-{boot}-0123456789ac",
+        live.id()
+    );
+    let other_namespace = format!("{host}-{dead_pid}-12345-1{pidns}-{boot}-0123456789ad");
+    for member in [&ghost, &running, &other_namespace] {
+        let _: i64 = redis::cmd("ZADD")
+            .arg("ghosted:hivent:members")
+            .arg(9_999_999_999_999_i64)
+            .arg(member)
+            .query(&mut redis.raw)
+            .unwrap();
+    }
     for p in 0..4 {
         let _: i64 = redis::cmd("HSET")
             .arg("ghosted:hivent:owners")
@@ -334,11 +362,20 @@ fn restarted_worker_does_not_wait_for_its_ghost() {
             .unwrap();
     }
     let restarted = backend.join_session("ghosted").unwrap();
-    assert_eq!(restarted.heartbeat().unwrap(), [0, 1, 2, 3]);
-    let score: Option<i64> = redis::cmd("ZSCORE")
+    let mut members: Vec<String> = redis::cmd("ZRANGE")
         .arg("ghosted:hivent:members")
-        .arg(&ghost)
+        .arg(0)
+        .arg(-1)
         .query(&mut redis.raw)
         .unwrap();
-    assert_eq!(score, None);
+    members.sort();
+    let mut expected = vec![running.clone(), other_namespace.clone()];
+    expected.sort();
+    assert_eq!(members, expected);
+    // The ghost's partitions are free; the two live members hold none, so the restarted
+    // worker claims its share of three members at its first heartbeat.
+    let owned = restarted.heartbeat().unwrap();
+    assert!(!owned.is_empty(), "{owned:?}");
+    live.kill().unwrap();
+    live.wait().unwrap();
 }
