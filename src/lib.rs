@@ -51,20 +51,44 @@ pub fn connect(config: Config) -> Result<Hivent> {
 /// itself rather than a [`Hivent`] handle.
 pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
     Ok(match config.backend() {
-        BackendKind::Memory => Arc::new(memory_store(config.endpoint())),
-        BackendKind::Redis => Arc::new(RedisBackend::connect(config.endpoint())?),
+        BackendKind::Memory => {
+            let mut options = MemoryOptions::default();
+            if let Some(interval) = config.heartbeat_interval() {
+                options.heartbeat_interval = interval;
+            }
+            if let Some(ttl) = config.member_ttl() {
+                options.member_ttl = ttl;
+            }
+            Arc::new(memory_store_with(config.endpoint(), options))
+        }
+        BackendKind::Redis => {
+            let mut options = RedisOptions::default();
+            if let Some(interval) = config.heartbeat_interval() {
+                options = options.heartbeat_interval(interval);
+            }
+            if let Some(ttl) = config.member_ttl() {
+                options = options.member_ttl(ttl);
+            }
+            Arc::new(RedisBackend::with_options(config.endpoint(), options)?)
+        }
     })
 }
 
 /// The process-wide memory store that `connect` uses for a memory `endpoint`: look
 /// into its partitions and dead letter queues, e.g. in tests and examples.
 pub fn memory_store(endpoint: &str) -> MemoryBackend {
+    memory_store_with(endpoint, MemoryOptions::default())
+}
+
+/// The store of `endpoint`, made with `options` if this is its first use; a store that
+/// exists keeps the options it was made with.
+fn memory_store_with(endpoint: &str, options: MemoryOptions) -> MemoryBackend {
     static STORES: OnceLock<Mutex<HashMap<String, MemoryBackend>>> = OnceLock::new();
     STORES
         .get_or_init(Default::default)
         .lock()
         .entry(endpoint.to_owned())
-        .or_default()
+        .or_insert_with(|| MemoryBackend::with_options(options))
         .clone()
 }
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent::{partition_for, partition_hash, EmitOptions, Hivent};
+use hivent::{partition_for, partition_hash, ConsumerOptions, EmitOptions, Hivent};
 use serde_json::json;
 use support::{record, Call, Harness, Recorder};
 
@@ -472,5 +472,243 @@ conformance! {
         assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
         let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items[0], "junk");
+    }
+
+    /// A consumer whose lease runs out while a handler runs (a stall) starts no further
+    /// handler of that batch. Nobody took over meanwhile, so what it handled is still
+    /// acknowledged; the next owner handles the rest, in order, none twice.
+    fn lease_expiry_stops_before_the_next_event(h) {
+        let svc = h.hivent("svc-lease", 1, &Recorder::new());
+        let gate = support::Gate::new();
+        let handled = support::record_at_gate(&svc, "l:e", &gate);
+        let c1 = svc.consumer().unwrap();
+        let signal = producer(h).signal("l:e").unwrap();
+        let emitted: Vec<_> = (0..3).map(|n| signal.emit(&json!({"n": n}), 1).unwrap()).collect();
+        std::thread::scope(|s| {
+            let polled = s.spawn(|| c1.poll().unwrap());
+            gate.wait_entered();
+            h.stall(h.timing().past_ttl());
+            gate.open();
+            assert_eq!(polled.join().unwrap(), 1);
+        });
+        assert_eq!(handled.lock().len(), 1);
+        assert_eq!(h.partition("svc-lease", 0).len(), 2);
+        let c2 = svc.join(ConsumerOptions::default()).unwrap();
+        support::wait_for(Duration::from_secs(20), "c2 owns partition 0", || c2.heartbeat().unwrap() == [0]);
+        assert_eq!(c2.run_until_idle().unwrap(), 2);
+        let events: Vec<_> = handled.lock().iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(events, emitted);
+    }
+
+    /// A stalled owner whose partition was taken over meanwhile starts no further
+    /// handler when it resumes; its acknowledgement is fenced, so the new owner handles
+    /// the interrupted event again and then the rest: first handlings stay in order.
+    fn stalled_owner_stops_when_another_took_over(h) {
+        let svc = h.hivent("svc-stall", 1, &Recorder::new());
+        let gate = support::Gate::new();
+        let handled = support::record_at_gate(&svc, "s:o", &gate);
+        let c1 = svc.consumer().unwrap();
+        let signal = producer(h).signal("s:o").unwrap();
+        let emitted: Vec<_> = (0..3).map(|n| signal.emit(&json!({"n": n}), 1).unwrap()).collect();
+        let c2 = svc.join(ConsumerOptions::default()).unwrap();
+        std::thread::scope(|s| {
+            let polled = std::thread::Builder::new().name("c1".into()).spawn_scoped(s, || c1.poll().unwrap()).unwrap();
+            gate.wait_entered();
+            h.stall(h.timing().past_ttl());
+            support::wait_for(Duration::from_secs(20), "c2 took partition 0 over", || c2.heartbeat().unwrap() == [0]);
+            gate.open();
+            assert_eq!(polled.join().unwrap(), 1);
+        });
+        assert_eq!(h.partition("svc-stall", 0).len(), 3, "the fenced ack removed nothing");
+        // c1 rejoined at its heartbeat after losing the partition; with it gone, c2
+        // keeps the only partition whatever the members' order.
+        c1.leave().unwrap();
+        assert_eq!(c2.run_until_idle().unwrap(), 3);
+        let handled = handled.lock().clone();
+        let by_c1: Vec<_> = handled.iter().filter(|(t, _)| t == "c1").map(|(_, e)| e.clone()).collect();
+        assert_eq!(by_c1, emitted[..1]);
+        let rest: Vec<_> = handled.iter().filter(|(t, _)| t != "c1").map(|(_, e)| e.clone()).collect();
+        assert_eq!(rest, emitted);
+    }
+
+    /// A partition the group wants elsewhere is released after the event in hand, not
+    /// after its batch: the processed prefix is acknowledged, the joining member claims
+    /// the partition at its next heartbeat and handles the rest. Nothing twice, nothing lost.
+    fn handover_after_the_event_in_hand(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-handover", 2, &recorder);
+        let gate = support::Gate::new();
+        let handled = support::record_at_gate(&svc, "h:o", &gate);
+        let c1 = svc.consumer().unwrap();
+        assert_eq!(c1.owned_partitions(), [0, 1]);
+        let signal = producer(h).signal("h:o").unwrap();
+        let key_in = |p: u32| (0..).map(|i| format!("k{i}")).find(|k| partition_for(partition_hash(Some(k), &json!(null)), 2) == p).unwrap();
+        let mut emitted: BTreeMap<u32, Vec<hivent::Event>> = BTreeMap::new();
+        for p in [0, 1] {
+            let key = key_in(p);
+            for n in 0..3 {
+                emitted.entry(p).or_default().push(signal.emit_with(&json!({"p": p, "n": n}), EmitOptions::version(1).key(key.clone())).unwrap());
+            }
+        }
+        let c2 = svc.join(ConsumerOptions::default()).unwrap();
+        std::thread::scope(|s| {
+            let polled = std::thread::Builder::new().name("c1".into()).spawn_scoped(s, || c1.poll().unwrap()).unwrap();
+            gate.wait_entered();
+            assert!(c2.heartbeat().unwrap().is_empty(), "c1 is live and holds both");
+            c1.heartbeat().unwrap(); // what c1's heartbeat thread would do now
+            gate.open();
+            polled.join().unwrap();
+        });
+        let released = c2.heartbeat().unwrap();
+        assert_eq!(released.len(), 1, "{released:?}");
+        let (released, kept) = (released[0], 1 - released[0]);
+        assert_eq!(c1.owned_partitions(), [kept]);
+        assert!(recorder.calls().contains(&Call::Revoked(vec![released])), "{:?}", recorder.calls());
+        let by_c1: Vec<_> = handled.lock().iter().map(|(_, e)| e.clone()).collect();
+        let first = by_c1[0].payload["p"].as_u64().unwrap() as u32;
+        let c1_of_released = by_c1.iter().filter(|e| e.payload["p"] == released).count();
+        assert_eq!(c1_of_released, usize::from(first == released), "{by_c1:?}");
+        assert_eq!(by_c1.iter().filter(|e| e.payload["p"] == kept).count(), 3);
+        assert_eq!(c2.run_until_idle().unwrap(), 3 - c1_of_released);
+        let all: Vec<_> = handled.lock().iter().map(|(_, e)| e.clone()).collect();
+        for (p, events) in &emitted {
+            let got: Vec<_> = all.iter().filter(|e| e.payload["p"] == *p).cloned().collect();
+            assert_eq!(&got, events, "partition {p}: each once, in order");
+        }
+    }
+
+    /// On shutdown the consumer finishes the handler that is running and starts no
+    /// other: the handled event is acknowledged, the rest of the batch stays stored,
+    /// and every partition is released for the next member.
+    fn shutdown_finishes_only_the_event_in_hand(h) {
+        let svc = h.hivent("svc-stop", 1, &Recorder::new());
+        let gate = support::Gate::new();
+        let handled = support::record_at_gate(&svc, "s:t", &gate);
+        svc.register().unwrap();
+        let signal = producer(h).signal("s:t").unwrap();
+        let emitted: Vec<_> = (0..5).map(|n| signal.emit(&json!({"n": n}), 1).unwrap()).collect();
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let runner = {
+            let svc = svc.clone();
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown))
+        };
+        gate.wait_entered();
+        drop(stop);
+        gate.open();
+        runner.join().unwrap().unwrap();
+        assert_eq!(handled.lock().len(), 1);
+        assert_eq!(h.partition("svc-stop", 0).len(), 4);
+        let status = svc.backend().operations().unwrap().service_status("svc-stop").unwrap();
+        assert!(status.consumers.is_empty(), "{:?}", status.consumers);
+        assert_eq!(status.partitions[0].owner, None);
+        let next = svc.consumer().unwrap();
+        assert_eq!(next.run_until_idle().unwrap(), 4);
+        let events: Vec<_> = handled.lock().iter().map(|(_, e)| e.clone()).collect();
+        assert_eq!(events, emitted);
+    }
+
+    /// A dead letter replayed onto an idle running worker is handled exactly once: the
+    /// worker finds its claim voided at its next fetch, reclaims, and reads it afresh.
+    fn replayed_dead_letter_runs_once_on_an_idle_worker(h) {
+        let svc = h.hivent("svc-replay-once", 1, &Recorder::new());
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (flag, (done_tx, done_rx)) = (fail.clone(), crossbeam_channel::unbounded());
+        svc.signal("r:o").unwrap().receive(move |e| {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) { return Err("down".into()); }
+            done_tx.send(e.clone()).unwrap();
+            Ok(())
+        });
+        svc.register().unwrap();
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let runner = {
+            let svc = svc.clone();
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default().idle_wait(Duration::from_millis(100)), shutdown))
+        };
+        let signal = producer(h).signal("r:o").unwrap();
+        let first = signal.emit(&json!({"n": 1}), 1).unwrap();
+        support::wait_for(Duration::from_secs(20), "the event was dead-lettered", || h.dead_letters("svc-replay-once", 0).len() == 1);
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let ops = svc.backend().operations().unwrap();
+        assert_eq!(ops.replay_dead_letters("svc-replay-once", 0, 10).unwrap(), 1);
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)).unwrap(), first);
+        // A second run of the replayed event would come before this one: FIFO.
+        let second = signal.emit(&json!({"n": 2}), 1).unwrap();
+        assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)).unwrap(), second);
+        drop(stop);
+        runner.join().unwrap().unwrap();
+        assert!(done_rx.try_recv().is_err());
+    }
+
+    /// Members announce group changes, so a joining member gets its share, and a
+    /// leaving member's partitions are taken, long before any heartbeat interval ends.
+    fn group_changes_move_partitions_between_heartbeats(h) {
+        let h = h.timed(support::Timing { heartbeat_interval: Duration::from_secs(60), member_ttl: Duration::from_secs(120) });
+        let svc = h.hivent("svc-notice", 4, &Recorder::new());
+        let _seen = record(&svc, "n:c");
+        svc.register().unwrap();
+        let ops_backend = svc.backend().clone();
+        let ops = ops_backend.operations().unwrap();
+        let owners = || -> BTreeMap<String, usize> {
+            let status = ops.service_status("svc-notice").unwrap();
+            let mut count = BTreeMap::new();
+            for p in status.partitions {
+                if let Some(owner) = p.owner { *count.entry(owner).or_insert(0) += 1; }
+            }
+            count
+        };
+        let start = |svc: &Hivent| {
+            let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+            let svc = svc.clone();
+            (stop, std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown)))
+        };
+        let (stop1, first) = start(&svc);
+        support::wait_for(Duration::from_secs(20), "the first member owns all", || owners().values().copied().collect::<Vec<_>>() == [4]);
+        let (stop2, second) = start(&svc);
+        support::wait_for(Duration::from_secs(20), "two members own two each", || owners().values().copied().collect::<Vec<_>>() == [2, 2]);
+        drop(stop1);
+        first.join().unwrap().unwrap();
+        support::wait_for(Duration::from_secs(20), "the remaining member owns all", || owners().values().copied().collect::<Vec<_>>() == [4]);
+        drop(stop2);
+        second.join().unwrap().unwrap();
+    }
+
+    /// A member joining a group with a backlog owns its share while events still wait:
+    /// the busy member hands partitions over after the event in hand.
+    fn join_under_backlog_gets_its_share(h) {
+        let svc = h.hivent("svc-backlog", 4, &Recorder::new());
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        svc.signal("b:l").unwrap().receive(move |e| {
+            std::thread::sleep(Duration::from_millis(5));
+            done_tx.send(e.meta.event_uuid.clone()).unwrap();
+            Ok(())
+        });
+        svc.register().unwrap();
+        let p = producer(h);
+        let signal = p.signal("b:l").unwrap();
+        let mut batch = p.batch();
+        for i in 0..800 {
+            batch.push(&signal, &json!({"i": i}), EmitOptions::version(1).key(format!("k{i}"))).unwrap();
+        }
+        let mut expected: Vec<String> = batch.emit().unwrap().into_iter().map(|e| e.meta.event_uuid).collect();
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let runner = {
+            let svc = svc.clone();
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown))
+        };
+        let mut got = vec![done_rx.recv_timeout(Duration::from_secs(20)).unwrap()];
+        let joiner = svc.join(ConsumerOptions::default()).unwrap();
+        let waiting = || (0..4).map(|p| h.partition("svc-backlog", p).len()).sum::<usize>();
+        support::wait_for(Duration::from_secs(20), "the joiner owns two partitions", || joiner.heartbeat().unwrap().len() == 2);
+        assert!(waiting() > 0, "the backlog was drained before the joiner got its share");
+        joiner.run_until_idle().unwrap();
+        while got.len() < expected.len() {
+            got.push(done_rx.recv_timeout(Duration::from_secs(30)).expect("events stopped arriving"));
+        }
+        drop(stop);
+        runner.join().unwrap().unwrap();
+        assert!(done_rx.try_recv().is_err(), "an event was handled twice");
+        got.sort();
+        expected.sort();
+        assert_eq!(got, expected);
     }
 }

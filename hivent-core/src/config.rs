@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result};
 
@@ -69,6 +70,8 @@ pub struct Config {
     endpoint: String,
     partition_count: u32,
     client_id: String,
+    heartbeat_interval: Option<Duration>,
+    member_ttl: Option<Duration>,
     life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
 }
 
@@ -103,6 +106,20 @@ impl Config {
         &self.client_id
     }
 
+    /// How often consumers heartbeat, when configured; `None` leaves the backend's
+    /// default (1 s on Redis, 200 ms in memory).
+    pub fn heartbeat_interval(&self) -> Option<Duration> {
+        self.heartbeat_interval
+    }
+
+    /// How long a consumer's membership lives without a heartbeat, when configured;
+    /// `None` leaves the backend's default (5 s on Redis, 2 s in memory). A consumer
+    /// handles no further event once four fifths of it passed without a successful
+    /// heartbeat.
+    pub fn member_ttl(&self) -> Option<Duration> {
+        self.member_ttl
+    }
+
     /// The life-cycle handler.
     pub fn life_cycle_event_handler(&self) -> &Arc<dyn LifeCycleEventHandler> {
         &self.life_cycle_event_handler
@@ -116,6 +133,8 @@ impl fmt::Debug for Config {
             .field("endpoint", &self.endpoint_redacted())
             .field("partition_count", &self.partition_count)
             .field("client_id", &self.client_id)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("member_ttl", &self.member_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -150,6 +169,8 @@ struct Settings {
     endpoint: Option<String>,
     partition_count: Option<String>,
     client_id: Option<String>,
+    heartbeat_interval_ms: Option<String>,
+    member_ttl_ms: Option<String>,
 }
 
 impl Settings {
@@ -159,6 +180,8 @@ impl Settings {
             endpoint: self.endpoint.or(lower.endpoint),
             partition_count: self.partition_count.or(lower.partition_count),
             client_id: self.client_id.or(lower.client_id),
+            heartbeat_interval_ms: self.heartbeat_interval_ms.or(lower.heartbeat_interval_ms),
+            member_ttl_ms: self.member_ttl_ms.or(lower.member_ttl_ms),
         }
     }
 
@@ -169,6 +192,8 @@ impl Settings {
             endpoint: get("HIVENT_ENDPOINT"),
             partition_count: get("HIVENT_PARTITION_COUNT"),
             client_id: get("HIVENT_CLIENT_ID"),
+            heartbeat_interval_ms: get("HIVENT_HEARTBEAT_INTERVAL_MS"),
+            member_ttl_ms: get("HIVENT_MEMBER_TTL_MS"),
         }
     }
 
@@ -201,9 +226,11 @@ impl Settings {
                 "endpoint" => settings.endpoint = Some(text),
                 "partition_count" => settings.partition_count = Some(text),
                 "client_id" => settings.client_id = Some(text),
+                "heartbeat_interval_ms" => settings.heartbeat_interval_ms = Some(text),
+                "member_ttl_ms" => settings.member_ttl_ms = Some(text),
                 _ => {
                     return Err(format!(
-                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id)"
+                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms)"
                 ))
                 }
             }
@@ -260,6 +287,19 @@ impl ConfigBuilder {
     /// Sets the client id: this service's name.
     pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
         self.code.client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets how often consumers heartbeat (whole milliseconds, at least 1).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.code.heartbeat_interval_ms = Some(interval.as_millis().to_string());
+        self
+    }
+
+    /// Sets how long a consumer's membership lives without a heartbeat (whole
+    /// milliseconds); it must exceed the heartbeat interval.
+    pub fn member_ttl(mut self, ttl: Duration) -> Self {
+        self.code.member_ttl_ms = Some(ttl.as_millis().to_string());
         self
     }
 
@@ -351,15 +391,47 @@ impl ConfigBuilder {
                 reason: "it must be a URL such as redis://127.0.0.1:6379/0".into(),
             });
         }
+        let heartbeat_interval =
+            millis_option("heartbeat_interval_ms", &merged.heartbeat_interval_ms)?;
+        let member_ttl = millis_option("member_ttl_ms", &merged.member_ttl_ms)?;
+        if let (Some(interval), Some(ttl)) = (heartbeat_interval, member_ttl) {
+            if ttl <= interval {
+                return Err(Error::InvalidConfig {
+                    option: "member_ttl_ms",
+                    value: ttl.as_millis().to_string(),
+                    reason: format!(
+                        "it must exceed the heartbeat interval ({} ms), or members expire between heartbeats",
+                        interval.as_millis()
+                    ),
+                });
+            }
+        }
         Ok(Config {
             backend,
             endpoint,
             partition_count,
             client_id,
+            heartbeat_interval,
+            member_ttl,
             life_cycle_event_handler: self
                 .handler
                 .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),
         })
+    }
+}
+
+/// A duration option given in whole milliseconds, from 1 ms to one day.
+fn millis_option(option: &'static str, text: &Option<String>) -> Result<Option<Duration>> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    match text.trim().parse::<u64>() {
+        Ok(ms) if (1..=86_400_000).contains(&ms) => Ok(Some(Duration::from_millis(ms))),
+        _ => Err(Error::InvalidConfig {
+            option,
+            value: text.clone(),
+            reason: "it must be a whole number of milliseconds from 1 to 86400000".into(),
+        }),
     }
 }
 
@@ -544,5 +616,59 @@ mod tests {
         assert!(!err.to_string().contains("hunter2"), "{err}");
         assert_eq!(redact_endpoint("rediss://:tok@h:1"), "rediss://:***@h:1");
         assert_eq!(redact_endpoint("redis://tok@h:1/0"), "redis://***@h:1/0");
+    }
+
+    /// Group timing comes from code, env or file, in milliseconds; the lifetime must
+    /// exceed the interval, and bad values name the option.
+    #[test]
+    fn group_timing_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "heartbeat_interval_ms = 100\nmember_ttl_ms = 900\n").unwrap();
+        let c = Config::builder()
+            .client_id("app")
+            .file(&file)
+            .build()
+            .unwrap();
+        assert_eq!(c.heartbeat_interval(), Some(Duration::from_millis(100)));
+        assert_eq!(c.member_ttl(), Some(Duration::from_millis(900)));
+        let c = Config::builder()
+            .client_id("app")
+            .env_from(env(&[("HIVENT_MEMBER_TTL_MS", "3000")]))
+            .build()
+            .unwrap();
+        assert_eq!(c.member_ttl(), Some(Duration::from_secs(3)));
+        assert_eq!(c.heartbeat_interval(), None);
+        let err = Config::builder()
+            .client_id("app")
+            .heartbeat_interval(Duration::from_secs(2))
+            .member_ttl(Duration::from_secs(1))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    option: "member_ttl_ms",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = Config::builder()
+            .client_id("app")
+            .env_from(env(&[("HIVENT_HEARTBEAT_INTERVAL_MS", "0")]))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    option: "heartbeat_interval_ms",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

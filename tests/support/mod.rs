@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use hivent::{Config, Error, Event, Hivent, LifeCycleEventHandler, MemoryBackend};
 use parking_lot::Mutex;
@@ -20,11 +21,40 @@ pub trait Harness {
     fn partition(&self, service: &str, partition: u32) -> Vec<String>;
     /// The raw items of a partition's dead letter queue, oldest first.
     fn dead_letters(&self, service: &str, partition: u32) -> Vec<String>;
+    /// The same backend (and store) with other group timing, for the handles it makes.
+    fn timed(&self, timing: Timing) -> Box<dyn Harness>;
+    /// The group timing of the handles this harness makes.
+    fn timing(&self) -> Timing;
+    /// Lets `by` pass for the group without anyone heartbeating: the memory backend
+    /// moves its clock, Redis (whose clock the test cannot move) really waits.
+    fn stall(&self, by: Duration);
+}
+
+/// Heartbeat interval and membership lifetime of a harness's consumers.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub member_ttl: Duration,
+}
+
+impl Timing {
+    /// Short enough for Redis tests that wait for a membership to expire, long enough
+    /// for a loaded machine to heartbeat in time.
+    pub const TEST: Timing = Timing {
+        heartbeat_interval: Duration::from_millis(200),
+        member_ttl: Duration::from_millis(2000),
+    };
+
+    /// A stall certain to outlast a membership (and so the lease too).
+    pub fn past_ttl(self) -> Duration {
+        self.member_ttl + Duration::from_millis(300)
+    }
 }
 
 fn config(
     endpoint: &str,
     backend: hivent::BackendKind,
+    timing: Timing,
     service: &str,
     partitions: u32,
     recorder: &Arc<Recorder>,
@@ -34,6 +64,8 @@ fn config(
         .endpoint(endpoint)
         .client_id(service)
         .partition_count(partitions)
+        .heartbeat_interval(timing.heartbeat_interval)
+        .member_ttl(timing.member_ttl)
         .life_cycle_event_handler(recorder.clone())
         .build()
         .unwrap()
@@ -43,16 +75,34 @@ fn config(
 pub struct MemoryHarness {
     endpoint: String,
     store: MemoryBackend,
+    timing: Timing,
 }
 
 impl MemoryHarness {
     pub fn new() -> Option<MemoryHarness> {
+        Some(MemoryHarness::with_timing(Timing::TEST))
+    }
+
+    /// A store of its own: the memory backend's timing is the store's.
+    fn with_timing(timing: Timing) -> MemoryHarness {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let endpoint = format!("memory://test-{}", NEXT.fetch_add(1, Ordering::Relaxed));
-        Some(MemoryHarness {
+        // `connect` makes the store on first use, with the configured timing.
+        let memory = hivent::BackendKind::Memory;
+        hivent::open_backend(&config(
+            &endpoint,
+            memory,
+            timing,
+            "harness",
+            1,
+            &Recorder::new(),
+        ))
+        .unwrap();
+        MemoryHarness {
             store: hivent::memory_store(&endpoint),
             endpoint,
-        })
+            timing,
+        }
     }
 }
 
@@ -61,11 +111,21 @@ impl Harness for MemoryHarness {
         hivent::connect(config(
             &self.endpoint,
             hivent::BackendKind::Memory,
+            self.timing,
             service,
             partition_count,
             recorder,
         ))
         .unwrap()
+    }
+    fn timed(&self, timing: Timing) -> Box<dyn Harness> {
+        Box::new(MemoryHarness::with_timing(timing))
+    }
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+    fn stall(&self, by: Duration) {
+        self.store.advance_clock(by);
     }
     fn push_raw(&self, service: &str, partition: u32, raw: &str) {
         self.store.push_raw(service, partition, raw).unwrap()
@@ -81,13 +141,17 @@ impl Harness for MemoryHarness {
 /// The Redis backend on a `redis-server` of the test's own, reached through
 /// `hivent::connect`; inspected with plain Redis commands, as the Ruby gem sees it.
 pub struct RedisHarness {
-    server: hivent_redis::test_server::RedisServer,
+    server: Arc<hivent_redis::test_server::RedisServer>,
+    timing: Timing,
 }
 
 impl RedisHarness {
     /// `None` (test skipped) when redis-server is missing, unless HIVENT_REQUIRE_REDIS=1.
     pub fn new() -> Option<RedisHarness> {
-        hivent_redis::test_server::server_for_tests().map(|server| RedisHarness { server })
+        hivent_redis::test_server::server_for_tests().map(|server| RedisHarness {
+            server: Arc::new(server),
+            timing: Timing::TEST,
+        })
     }
 
     fn connection(&self) -> redis::Connection {
@@ -115,11 +179,24 @@ impl Harness for RedisHarness {
         hivent::connect(config(
             &self.server.url(),
             hivent::BackendKind::Redis,
+            self.timing,
             service,
             partition_count,
             recorder,
         ))
         .unwrap()
+    }
+    fn timed(&self, timing: Timing) -> Box<dyn Harness> {
+        Box::new(RedisHarness {
+            server: Arc::clone(&self.server),
+            timing,
+        })
+    }
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+    fn stall(&self, by: Duration) {
+        std::thread::sleep(by);
     }
     fn push_raw(&self, service: &str, partition: u32, raw: &str) {
         let _: i64 = redis::cmd("LPUSH")
@@ -235,4 +312,81 @@ pub fn record(hivent: &Hivent, signal: &str) -> Seen {
         Ok(())
     });
     seen
+}
+
+/// Holds a handler at its first call until the test opens it, so a test can act (stall
+/// the group, join a member, stop the worker) while a handler is running.
+pub struct Gate {
+    armed: std::sync::atomic::AtomicBool,
+    entered: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+    open: (
+        crossbeam_channel::Sender<()>,
+        crossbeam_channel::Receiver<()>,
+    ),
+}
+
+impl Gate {
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate {
+            armed: std::sync::atomic::AtomicBool::new(true),
+            entered: crossbeam_channel::unbounded(),
+            open: crossbeam_channel::unbounded(),
+        })
+    }
+
+    /// In the handler: the first call says so and waits until the gate opens.
+    pub fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.entered.0.send(()).unwrap();
+            self.open
+                .1
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the gate was never opened");
+        }
+    }
+
+    /// In the test: waits until a handler is held at the gate.
+    pub fn wait_entered(&self) {
+        self.entered
+            .1
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no handler reached the gate");
+    }
+
+    /// In the test: lets the held handler go on.
+    pub fn open(&self) {
+        self.open.0.send(()).unwrap();
+    }
+}
+
+/// One handled event and the thread that handled it.
+pub type Handled = Arc<Mutex<Vec<(String, Event)>>>;
+
+/// Registers a handler on `signal` that records each event with the name of the thread
+/// handling it, then passes `gate`.
+pub fn record_at_gate(hivent: &Hivent, signal: &str, gate: &Arc<Gate>) -> Handled {
+    let handled: Handled = Arc::default();
+    let (sink, gate) = (handled.clone(), gate.clone());
+    hivent.signal(signal).unwrap().receive(move |e| {
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        sink.lock().push((thread, e.clone()));
+        gate.pass();
+        Ok(())
+    });
+    handled
+}
+
+/// Waits until `done` holds, failing the test after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
