@@ -25,6 +25,8 @@
 //! # Ok::<(), hivent::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod testing;
 
 use std::collections::HashMap;

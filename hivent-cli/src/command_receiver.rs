@@ -6,10 +6,12 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hivent::{Event, HandlerError, Hivent};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 use parking_lot::Mutex;
 use serde::Deserialize;
 
@@ -42,7 +44,9 @@ fn default_timeout() -> u64 {
 }
 
 impl ReceiversFile {
-    /// Reads and checks a receivers file; the error is one line naming the file.
+    /// Reads and checks a receivers file; the error is one line naming the file and the
+    /// receiver. Every receiver's program must exist and be executable (found on `PATH`
+    /// when its name has no `/`), and its timeout must be at least one second.
     pub fn load(path: &Path) -> Result<ReceiversFile, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("could not read the receivers file {}: {e}", path.display()))?;
@@ -60,16 +64,26 @@ impl ReceiversFile {
             ));
         }
         for (i, r) in file.receivers.iter().enumerate() {
-            if r.command.is_empty() || r.command[0].is_empty() {
+            let name = format!(
+                "the receivers file {}: receiver {} ({:?})",
+                path.display(),
+                i + 1,
+                r.signal
+            );
+            hivent::validate_signal_name(&r.signal).map_err(|e| format!("{name}: {e}"))?;
+            let Some(program) = r.command.first().filter(|p| !p.is_empty()) else {
+                return Err(format!("{name} has an empty command"));
+            };
+            if let Err(e) = which::which(program) {
                 return Err(format!(
-                    "the receivers file {}: receiver {} ({:?}) has an empty command",
-                    path.display(),
-                    i + 1,
-                    r.signal
+                    "{name}: the program `{program}` cannot be run ({e}; it must exist and be executable)"
                 ));
             }
-            hivent::validate_signal_name(&r.signal)
-                .map_err(|e| format!("the receivers file {}: {e}", path.display()))?;
+            if r.timeout_secs == 0 {
+                return Err(format!(
+                    "{name} has timeout_secs = 0; give the command at least 1 second"
+                ));
+            }
         }
         Ok(file)
     }
@@ -89,82 +103,141 @@ impl ReceiversFile {
     }
 }
 
+/// How long the worker waits, after a command ended, for its stderr to close: a process
+/// that escaped the command's process group may hold it open for ever.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
 impl CommandReceiver {
     /// Runs the command with the event on stdin; exit status 0 is success.
     ///
     /// The command runs in a process group of its own, so the SIGINT a terminal sends
     /// to the worker's group on Ctrl-C does not kill it: the worker's first signal lets
-    /// the events in hand finish. [`kill_running_commands`] ends it on a second signal.
+    /// the event in hand finish. On Linux it gets SIGKILL when its worker dies, even by
+    /// SIGKILL, so it never runs on beside the worker that takes the partition over.
+    /// When the command exits, times out or the worker gets a second signal
+    /// ([`kill_running_commands`]), its whole process group is killed: nothing it
+    /// started outlives the event.
     pub fn run(&self, event: &Event) -> Result<(), HandlerError> {
         let program = &self.command[0];
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(&self.command[1..])
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_worker(&mut command);
+        let mut child = command
             .spawn()
             .map_err(|e| format!("could not start `{program}`: {e}"))?;
-        let stderr = child.stderr.take().map(|mut pipe| {
+        let (stderr_tx, stderr_rx) = crossbeam_channel::bounded(1);
+        if let Some(mut pipe) = child.stderr.take() {
             std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        });
-        let stdin = child.stdin.take();
-        let running = Running::register(child);
-        if let Some(mut stdin) = stdin {
-            // A command that does not read its stdin closes it early; that is its choice.
-            let _ = stdin.write_all(event.to_json().as_bytes());
+                let mut text = Vec::new();
+                let _ = pipe.read_to_end(&mut text);
+                let _ = stderr_tx.send(String::from_utf8_lossy(&text).into_owned());
+            });
         }
+        if let Some(mut stdin) = child.stdin.take() {
+            let json = event.to_json();
+            // On a thread: a command that never reads would block a large write, and
+            // the timeout must still apply. Not reading its stdin is the command's choice.
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(json.as_bytes());
+            });
+        }
+        let group = child_pid(&child);
+        let running = Running::register(group);
         let deadline = Instant::now() + Duration::from_secs(self.timeout_secs);
         let mut pause = Duration::from_millis(1);
-        let status = loop {
-            if let Some(status) = running.child.lock().try_wait()? {
-                break Some(status);
+        let timed_out = loop {
+            if has_exited(group) {
+                break false;
             }
             if Instant::now() >= deadline {
-                let mut child = running.child.lock();
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
+                break true;
             }
             // No portable wait-with-timeout in std: poll with a growing pause.
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
+            pause = (pause * 2).min(Duration::from_millis(20));
         };
+        // The exited leader is a zombie until reaped, so its group id cannot have been
+        // reused: end whatever the command left running in its group, then reap it.
+        kill_group(group);
+        let status = child.wait();
         drop(running);
-        let stderr = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        let stderr = stderr_rx.recv_timeout(STDERR_GRACE).unwrap_or_else(|_| {
+            "(stderr not read: a process outside the command's group still holds it)".into()
+        });
         let stderr = stderr.trim();
         match status {
-            Some(status) if status.success() => Ok(()),
-            Some(status) => Err(format!("`{program}` exited with {status}: {stderr}").into()),
-            None => Err(format!(
+            _ if timed_out => Err(format!(
                 "`{program}` did not finish within {} s and was killed: {stderr}",
                 self.timeout_secs
             )
             .into()),
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("`{program}` exited with {status}: {stderr}").into()),
+            Err(e) => Err(format!("could not wait for `{program}`: {e}").into()),
         }
     }
 }
 
-/// The handler commands running now, so that a second signal can end them.
-static RUNNING: Mutex<BTreeMap<u64, Arc<Mutex<Child>>>> = Mutex::new(BTreeMap::new());
+fn child_pid(child: &Child) -> Pid {
+    Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX))
+}
+
+/// Whether the command has exited, without reaping it (`WNOWAIT`).
+fn has_exited(pid: Pid) -> bool {
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+}
+
+/// Sends SIGKILL to every process of a command's group; a group already empty is fine.
+fn kill_group(group: Pid) {
+    let _ = killpg(group, Signal::SIGKILL);
+}
+
+/// Makes the command get SIGKILL when the worker thread that started it dies, so a
+/// killed worker leaves no handler running beside the worker that takes over.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_worker(command: &mut Command) {
+    let worker = nix::unistd::getpid();
+    // SAFETY: `pre_exec` is unsafe because the closure runs in the forked child before
+    // exec, where only async-signal-safe calls are sound. It makes two system calls
+    // (prctl, getppid) and builds errors from raw error numbers: no allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The worker may have died before the signal was set; then none will come.
+            if nix::unistd::getppid() != worker {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Elsewhere there is no parent-death signal: a killed worker's command runs to its end.
+#[cfg(not(target_os = "linux"))]
+fn die_with_worker(_command: &mut Command) {}
+
+/// The process groups of the handler commands running now, so that a second signal
+/// can end them.
+static RUNNING: Mutex<BTreeMap<u64, Pid>> = Mutex::new(BTreeMap::new());
 static NEXT_RUNNING: AtomicU64 = AtomicU64::new(0);
 
 /// A running command, listed in [`RUNNING`] until dropped.
 struct Running {
     id: u64,
-    child: Arc<Mutex<Child>>,
 }
 
 impl Running {
-    fn register(child: Child) -> Running {
+    fn register(group: Pid) -> Running {
         let id = NEXT_RUNNING.fetch_add(1, Ordering::Relaxed);
-        let child = Arc::new(Mutex::new(child));
-        RUNNING.lock().insert(id, Arc::clone(&child));
-        Running { id, child }
+        RUNNING.lock().insert(id, group);
+        Running { id }
     }
 }
 
@@ -174,14 +247,16 @@ impl Drop for Running {
     }
 }
 
-/// Kills every handler command still running (the worker is exiting at once).
+/// Kills every handler command still running, with its whole process group (the
+/// worker is exiting at once).
 pub fn kill_running_commands() {
-    for child in RUNNING.lock().values() {
-        let _ = child.lock().kill();
+    for group in RUNNING.lock().values() {
+        kill_group(*group);
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -190,6 +265,13 @@ mod tests {
             r#"{"payload":{"n":1},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"a:b","version":1,"cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z"}}"#,
         )
         .unwrap()
+    }
+
+    /// `kill_running_commands` ends every running command of the process, so tests
+    /// that run commands take turns.
+    fn one_at_a_time() -> parking_lot::MutexGuard<'static, ()> {
+        static TURN: Mutex<()> = Mutex::new(());
+        TURN.lock()
     }
 
     fn receiver(script: &str, timeout_secs: u64) -> CommandReceiver {
@@ -204,6 +286,7 @@ mod tests {
     /// Exit status 0 is success; the command reads the event JSON on stdin.
     #[test]
     fn exit_zero_is_success() {
+        let _turn = one_at_a_time();
         let check = r#"grep -q '"payload":{"n":1}' || exit 9"#;
         receiver(check, 10).run(&event()).unwrap();
     }
@@ -211,6 +294,7 @@ mod tests {
     /// Another status is a failure carrying the status and the command's stderr.
     #[test]
     fn failure_carries_stderr() {
+        let _turn = one_at_a_time();
         let error = receiver("cat >/dev/null; echo database is down >&2; exit 3", 10)
             .run(&event())
             .unwrap_err()
@@ -219,28 +303,89 @@ mod tests {
         assert!(error.ends_with("database is down"), "{error}");
     }
 
-    /// A command that outlives its timeout is killed and counts as failed.
+    /// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
+    fn is_dead(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    fn wait_until_dead(pid: u32) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_dead(pid) {
+            assert!(Instant::now() < deadline, "process {pid} still runs");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn read_pid(path: &Path) -> u32 {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// A command that outlives its timeout is killed with its whole process group (the
+    /// shell's `sleep` too) and counts as failed.
     #[test]
-    fn timeout_kills_and_fails() {
-        let started = Instant::now();
-        let error = receiver("echo slow >&2; exec sleep 30", 1)
-            .run(&event())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{:?}",
-            started.elapsed()
+    fn timeout_kills_the_whole_group() {
+        let _turn = one_at_a_time();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!(
+            "echo slow >&2; sleep 600 & echo $! > {}; wait",
+            pid_file.display()
         );
+        let error = receiver(&script, 1).run(&event()).unwrap_err().to_string();
         assert!(
-            error.contains("did not finish within 1 s and was killed"),
+            error.contains("did not finish within 1 s and was killed: slow"),
             "{error}"
         );
+        wait_until_dead(read_pid(&pid_file));
+    }
+
+    /// A command that exits while something it started still holds its stderr returns
+    /// its outcome without waiting for that process, which is killed with the group.
+    #[test]
+    fn exit_does_not_wait_for_what_the_command_left_running() {
+        let _turn = one_at_a_time();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 600 & echo $! > {}; exit 0", pid_file.display());
+        let started = Instant::now();
+        receiver(&script, 60).run(&event()).unwrap();
+        // A logical bound, not a speed check: waiting for the orphan takes 600 s.
+        assert!(started.elapsed() < Duration::from_secs(300));
+        wait_until_dead(read_pid(&pid_file));
+    }
+
+    /// A second signal kills running commands with their groups.
+    #[test]
+    fn kill_running_commands_ends_the_group() {
+        let _turn = one_at_a_time();
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let script = format!("sleep 600 & echo $! > {}; wait", pid_file.display());
+        let worker = std::thread::spawn(move || receiver(&script, 600).run(&event()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::read_to_string(&pid_file).map_or(true, |t| t.trim().is_empty()) {
+            assert!(Instant::now() < deadline, "the command never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        kill_running_commands();
+        let error = worker.join().unwrap().unwrap_err().to_string();
+        assert!(error.contains("signal: 9"), "{error}");
+        wait_until_dead(read_pid(&pid_file));
     }
 
     /// A program that does not exist is a failure, not a panic.
     #[test]
     fn missing_program_fails() {
+        let _turn = one_at_a_time();
         let mut r = receiver("", 1);
         r.command = vec!["/nonexistent/handler".into()];
         let error = r.run(&event()).unwrap_err().to_string();
@@ -281,6 +426,35 @@ mod tests {
         );
         let file = ReceiversFile::load(&good).unwrap();
         assert_eq!(file.receivers[0].timeout_secs, 60);
+        let missing = write(
+            "missing.toml",
+            "[[receiver]]\nsignal = \"a\"\ncommand = [\"true\"]\n[[receiver]]\nsignal = \"b\"\ncommand = [\"/nonexistent/handler\"]\n",
+        );
+        let error = ReceiversFile::load(&missing).unwrap_err();
+        assert!(
+            error.contains("receiver 2 (\"b\"): the program `/nonexistent/handler` cannot be run"),
+            "{error}"
+        );
+        let not_executable = dir.join("plain.sh");
+        std::fs::write(&not_executable, "#!/bin/sh\n").unwrap();
+        let file = write(
+            "plain.toml",
+            &format!(
+                "[[receiver]]\nsignal = \"c\"\ncommand = [{:?}]\n",
+                not_executable.display().to_string()
+            ),
+        );
+        let error = ReceiversFile::load(&file).unwrap_err();
+        assert!(error.contains("receiver 1 (\"c\"): the program"), "{error}");
+        let zero = write(
+            "zero.toml",
+            "[[receiver]]\nsignal = \"d\"\ncommand = [\"true\"]\ntimeout_secs = 0\n",
+        );
+        let error = ReceiversFile::load(&zero).unwrap_err();
+        assert!(
+            error.contains("receiver 1 (\"d\") has timeout_secs = 0"),
+            "{error}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -28,9 +28,9 @@ pub struct DlqArgs {
     /// Only this partition (default: all)
     #[arg(long)]
     pub partition: Option<u32>,
-    /// At most this many per partition, oldest first
-    #[arg(long, default_value_t = 100)]
-    pub limit: usize,
+    /// At most this many per partition, oldest first (default: all)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     /// Confirm a purge
     #[arg(long)]
     pub yes: bool,
@@ -72,12 +72,13 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
         Some(p) => vec![p],
         None => (0..ops.service_status(&args.service)?.partition_count).collect(),
     };
+    let limit = args.limit.unwrap_or(usize::MAX);
     let mut total = 0;
-    for p in partitions {
+    for &p in &partitions {
         match command {
             DlqCommand::List(_) => {
                 for (i, raw) in ops
-                    .dead_letters(&args.service, p, args.limit)?
+                    .dead_letters(&args.service, p, limit)?
                     .iter()
                     .enumerate()
                 {
@@ -85,16 +86,13 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
                 }
             }
             DlqCommand::Show(_) => {
-                for raw in ops.dead_letters(&args.service, p, args.limit)? {
+                for raw in ops.dead_letters(&args.service, p, limit)? {
                     println!("{raw}");
                 }
             }
             DlqCommand::Replay(_) | DlqCommand::Purge(_) => {
                 let (verb, n) = match command {
-                    DlqCommand::Replay(_) => (
-                        "replayed",
-                        ops.replay_dead_letters(&args.service, p, args.limit)?,
-                    ),
+                    DlqCommand::Replay(_) => ("replayed", replay(ops, &args.service, p, limit)?),
                     _ => ("purged", ops.purge_dead_letters(&args.service, p)?),
                 };
                 if n > 0 {
@@ -105,11 +103,47 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
         }
     }
     match command {
-        DlqCommand::Replay(_) => println!("replayed {total} event(s) of service {}", args.service),
+        DlqCommand::Replay(_) => {
+            let status = ops.service_status(&args.service)?;
+            let left: u64 = status
+                .partitions
+                .iter()
+                .filter(|s| partitions.contains(&s.partition))
+                .map(|s| s.dead_letters)
+                .sum();
+            println!(
+                "replayed {total} event(s) of service {}; {left} dead letter(s) left",
+                args.service
+            );
+        }
         DlqCommand::Purge(_) => println!("purged {total} event(s) of service {}", args.service),
         DlqCommand::List(_) | DlqCommand::Show(_) => {}
     }
     Ok(())
+}
+
+/// The most dead letters one replay call moves: a call is one atomic script, and a
+/// bounded one never blocks Redis for long.
+const REPLAY_CHUNK: usize = 1000;
+
+/// Replays up to `limit` dead letters of one partition, oldest first, in calls of at
+/// most [`REPLAY_CHUNK`]; returns how many moved.
+fn replay(
+    ops: &dyn Operations,
+    service: &str,
+    partition: u32,
+    limit: usize,
+) -> hivent::Result<usize> {
+    let mut moved = 0;
+    while moved < limit {
+        let chunk = (limit - moved).min(REPLAY_CHUNK);
+        let n = ops.replay_dead_letters(service, partition, chunk)?;
+        moved += n;
+        if n < chunk {
+            break;
+        }
+    }
+    Ok(moved)
 }
 
 /// One line for a dead letter: where it is and what it is.

@@ -93,4 +93,27 @@ pub struct StartArgs {
         env = "HIVENT_LOG_LEVEL"
     )]
     pub log_level: String,
+    /// How often each consumer heartbeats, in ms [env: HIVENT_HEARTBEAT_INTERVAL_MS]
+    /// [default: 1000 on Redis]
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// How long a consumer's membership lives without a heartbeat, in ms; it handles no
+    /// further event after four fifths of it [env: HIVENT_MEMBER_TTL_MS] [default: 5000
+    /// on Redis]
+    #[arg(long, value_name = "MS")]
+    pub member_ttl_ms: Option<u64>,
+}
+
+impl StartArgs {
+    /// The config builder of `start`: the connection options plus the group timing.
+    pub fn builder(&self) -> Result<ConfigBuilder> {
+        let mut builder = self.connection.builder()?;
+        if let Some(ms) = self.heartbeat_interval_ms {
+            builder = builder.heartbeat_interval(std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.member_ttl_ms {
+            builder = builder.member_ttl(std::time::Duration::from_millis(ms));
+        }
+        Ok(builder)
+    }
 }

@@ -109,7 +109,6 @@ pub fn start(
         ));
     }
     let config = args
-        .connection
         .builder()?
         .life_cycle_event_handler(Arc::new(LoggingHandler::new(handler)))
         .build()?;

@@ -38,6 +38,8 @@ fn start_runs_the_applications_receivers_until_shutdown() {
         },
         concurrency: 2,
         log_level: "debug".into(),
+        heartbeat_interval_ms: None,
+        member_ttl_ms: None,
     };
     let calls = Arc::new(Calls::default());
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();

@@ -12,6 +12,8 @@
 //!
 //! This crate never depends on a storage client or a CLI library.
 
+#![forbid(unsafe_code)]
+
 mod assignment;
 mod backend;
 mod config;

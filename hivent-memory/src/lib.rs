@@ -31,6 +31,8 @@
 //! # Ok::<(), hivent_core::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod operations;
 mod session;

@@ -115,6 +115,8 @@
 //! `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a private CA. Redis should run with
 //! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod connection;
 mod error;
