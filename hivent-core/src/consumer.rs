@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use parking_lot::Mutex;
@@ -21,6 +21,10 @@ pub struct ConsumerOptions {
     pub batch_size: usize,
     /// How long an idle consumer waits for an emit before fetching again.
     pub idle_wait: Duration,
+    /// How long handled events of a batch may stay unacknowledged: a slow batch is
+    /// acknowledged in steps, so a crash makes the next owner redo at most about this
+    /// much work rather than the whole batch.
+    pub ack_interval: Duration,
 }
 
 impl Default for ConsumerOptions {
@@ -28,6 +32,7 @@ impl Default for ConsumerOptions {
         ConsumerOptions {
             batch_size: 100,
             idle_wait: Duration::from_millis(500),
+            ack_interval: Duration::from_millis(100),
         }
     }
 }
@@ -42,6 +47,12 @@ impl ConsumerOptions {
     /// Sets the idle wait.
     pub fn idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
+        self
+    }
+
+    /// Sets the acknowledgement interval of slow batches.
+    pub fn ack_interval(mut self, ack_interval: Duration) -> Self {
+        self.ack_interval = ack_interval;
         self
     }
 }
@@ -300,8 +311,9 @@ impl Consumer {
         let hooks = config.life_cycle_event_handler();
         let partition = batch.partition;
         // Handled and not yet acknowledged: acknowledged together at the end, or before
-        // a dead-letter, a hand-over or a stop.
+        // a dead-letter, a hand-over or a stop, or once `ack_interval` passed.
         let mut unacked = 0;
+        let mut acked_at = Instant::now();
         for (index, raw) in batch.items.iter().enumerate() {
             if stopping() {
                 self.ack_prefix(partition, unacked)?;
@@ -335,6 +347,11 @@ impl Consumer {
                 hooks.event_processing_failed(&error, payload.as_ref(), raw, &queue);
             } else {
                 unacked += 1;
+                if acked_at.elapsed() >= self.options.ack_interval {
+                    self.ack_prefix(partition, unacked)?;
+                    unacked = 0;
+                    acked_at = Instant::now();
+                }
             }
             *processed += 1;
         }
