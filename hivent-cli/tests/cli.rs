@@ -652,3 +652,115 @@ fn ctrl_c_lets_the_handler_in_hand_finish() {
         .stdout
         .is_empty());
 }
+
+/// The live members of `service`'s group.
+fn members(server: &RedisServer, service: &str) -> Vec<String> {
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("ZRANGE")
+        .arg(format!("{service}:hivent:members"))
+        .arg(0)
+        .arg(-1)
+        .query(&mut connection)
+        .unwrap()
+}
+
+/// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
+fn is_dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A handler command dies with its worker, even when the worker is SIGKILLed, so it
+/// never runs beside the worker that takes the partition over.
+#[test]
+fn a_killed_workers_command_dies_with_it() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let script = format!("echo $$ > {}; exec sleep 300", pid_file.display());
+    let receivers = receivers(dir.path(), "slow:job", &script);
+    let mut worker = start_registered(&server, "svc-orphan", &receivers);
+    emit(&server, "slow:job", "{}", "k");
+    wait_for(
+        "the handler command to start",
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&pid_file).is_ok_and(|t| !t.trim().is_empty()),
+    );
+    let command: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!is_dead(command));
+    worker.child.kill().unwrap();
+    worker.child.wait().unwrap();
+    wait_for(
+        "the command to die with its worker",
+        Duration::from_secs(20),
+        || is_dead(command),
+    );
+}
+
+/// A worker in another pid namespace with the same host name (a container sharing the
+/// host's UTS namespace) does not take a live worker for a ghost of its own host.
+#[test]
+fn a_worker_in_another_pid_namespace_evicts_nobody() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let unshare_works = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !unshare_works {
+        // Needs util-linux's unshare and the right to make namespaces (root in CI).
+        assert!(
+            std::env::var("HIVENT_REQUIRE_REDIS").is_err(),
+            "unshare --pid --fork --mount-proc does not work here"
+        );
+        eprintln!("skipped: unshare --pid cannot be run here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let receivers = receivers(dir.path(), "ns:event", "cat > /dev/null");
+    let _outside = start_registered(&server, "svc-pidns", &receivers);
+    let live = members(&server, "svc-pidns");
+    assert_eq!(live.len(), 1);
+    let inside = start_command(&server, "svc-pidns", &receivers, 4);
+    let program = inside.get_program().to_owned();
+    let args: Vec<_> = inside.get_args().map(ToOwned::to_owned).collect();
+    let mut inside = Command::new("unshare");
+    inside
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let inside = Worker {
+        child: inside.spawn().unwrap(),
+    };
+    assert!(!inside.child.id().to_string().is_empty());
+    // The ghost check runs at join, before the first heartbeat adds the member.
+    wait_for(
+        "the worker in the namespace to join",
+        Duration::from_secs(20),
+        || members(&server, "svc-pidns").len() == 2,
+    );
+    assert!(
+        members(&server, "svc-pidns").contains(&live[0]),
+        "the live worker was evicted"
+    );
+    // Killing unshare kills the worker inside (--kill-child).
+    drop(inside);
+}

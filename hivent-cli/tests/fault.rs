@@ -480,7 +480,11 @@ fn handlings(log: &Path) -> Vec<Handling> {
     let mut all: Vec<Handling> = Vec::new();
     // A worker runs one handler at a time (concurrency 1): its open handling.
     let mut open: BTreeMap<u32, usize> = BTreeMap::new();
-    for line in text.lines() {
+    // A last line without its newline is still being written: read it next time.
+    for line in text
+        .split_inclusive('\n')
+        .filter_map(|l| l.strip_suffix('\n'))
+    {
         let parts: Vec<&str> = line.split(' ').collect();
         let [mark, worker, key, seq, at] = parts[..] else {
             panic!("malformed log line {line:?}");

@@ -23,6 +23,7 @@
 //! | `<service>:hivent:tokens` | hash | partition → fencing token of its claim |
 //! | `<service>:hivent:fence` | string | counter the tokens come from; only grows |
 //! | `<service>:hivent:wake` | channel | wake-up notices after a push |
+//! | `<service>:hivent:group` | channel | group changes: a member joined, left, expired or released a partition |
 //! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for 5 min |
 //!
 //! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
@@ -58,45 +59,70 @@
 //! the wake channel (held by a small thread from join on, so no notice is missed).
 //!
 //! - **Heartbeat** (every [`RedisOptions::heartbeat_interval`], on the core's heartbeat
-//!   thread): one script refreshes the member's expiry from Redis `TIME` (host clocks do
-//!   not matter), drops expired members, sorts the live ones by name (byte order) and
-//!   computes the member's share exactly as [`hivent_core::desired_partitions`] does.
-//!   It releases partitions it should no longer own, except those whose fetched batch
-//!   is still in hand, voids claims of dead members, and claims its free desired
-//!   partitions with a token from the fence counter. Hand-over is cooperative: nobody
-//!   waits for a global barrier, and a partition given up is claimed by its new owner
-//!   at that member's next heartbeat.
-//! - **Fetch** reads the oldest items of every owned partition with one pipelined
-//!   `LRANGE` per partition in one round trip. When all are empty it waits on the wake
-//!   channel (or the timeout: the fallback for events pushed by the Ruby gem, which
-//!   publishes nothing). A member whose last successful heartbeat is older than four
-//!   fifths of [`RedisOptions::member_ttl`] fetches nothing (self-fencing).
+//!   thread, and at once on each notice of the group channel): one script refreshes
+//!   the member's expiry from Redis `TIME` (host clocks do not matter), drops expired
+//!   members, sorts the live ones by name (byte order) and computes the member's share
+//!   exactly as [`hivent_core::desired_partitions`] does. It releases partitions it
+//!   should no longer own, except the one whose batch the consumer is working on, which
+//!   it reports for hand-over instead; voids claims of dead members; and claims its
+//!   free desired partitions with a token from the fence counter. When the group
+//!   changed (the member joined or rejoined, others expired, or it released
+//!   something) it publishes on the group channel, so the other members heartbeat at
+//!   once: a joining member gets its share, and a leaving member's partitions are
+//!   taken, within a few round trips rather than a heartbeat interval.
+//! - **Lease**: a successful heartbeat renews a local lease of four fifths of
+//!   [`RedisOptions::member_ttl`], measured on the monotonic clock from when the
+//!   heartbeat was *sent*, so it always ends before the membership can expire in Redis.
+//! - **Fetch** is one script that, for every owned partition, checks the claim (owner
+//!   and token) and reads the oldest items with `LRANGE`, in one atomic step: a batch
+//!   is never read under a claim already voided. A partition whose claim is gone is
+//!   reported lost, and the consumer heartbeats at once. When all are empty it waits on
+//!   the wake channel (or the timeout: the fallback for events pushed by the Ruby gem,
+//!   which publishes nothing). A member whose lease ran out fetches nothing.
+//! - **Per event**, before each handler, the consume loop asks the session (no I/O)
+//!   whether the partition is still owned under the batch's claim and the lease is
+//!   fresh. If not, no further handler of that batch starts: what was handled is
+//!   acknowledged if the claim still stands, and the rest is left to the owner. If the
+//!   heartbeat reported the partition for hand-over, the handled prefix is acknowledged
+//!   and the partition released at once (`release.lua`, which publishes on the group
+//!   channel), after the event in hand rather than after the batch. Two live processes
+//!   are therefore inside handlers of one partition at once only when one of them
+//!   stalled (SIGSTOP, a long GC-like pause, a frozen VM) in the middle of a handler
+//!   past its lease: that one handler finishes, nothing after it starts.
 //! - **Ack** and **dead-letter** are scripts that first check that the caller still
 //!   holds the partition with its token; otherwise they change nothing and the caller
 //!   gets [`hivent_core::Error::Fenced`]. Ack removes exactly the acknowledged count
 //!   from the right end (`LTRIM`); dead-letter checks that the oldest item is the one
-//!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically.
-//! - **Leave** removes the member and releases all its partitions in one script.
-//! - **Ghosts**: member ids are `<host>-<pid>-<random>`. At join, members of the same
-//!   host whose pid no longer runs (a worker that crashed or was killed there) are made
-//!   to leave, so a restarted worker takes their partitions at its first heartbeat
-//!   instead of waiting out their lifetime. Ghosts on other hosts expire by TTL.
+//!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically. A slow
+//!   batch is acknowledged in steps (every `ConsumerOptions::ack_interval`, 100 ms by
+//!   default), which bounds what a crash makes the next owner redo.
+//! - **Leave** removes the member, releases all its partitions and announces it on the
+//!   group channel, in one script.
+//! - **Ghosts**: member ids are `<host>-<pid>-<start>-<pidns>-<boot>-<random>` (the
+//!   process's start time, its pid namespace and the boot id tell a gone process from a
+//!   live one elsewhere). At join, members of the same host, boot and pid namespace
+//!   whose pid no longer runs, or runs with another start time (reused), are made to
+//!   leave, so a restarted worker takes their partitions at its first heartbeat instead
+//!   of waiting out their lifetime. A member in another container with the same host
+//!   name, or whose identity cannot be read, is never touched: it expires by TTL.
 //!
 //! # Operations
 //!
 //! [`RedisBackend`] implements [`hivent_core::Operations`] (status, lag, dead letters).
 //! Replaying dead letters puts them back at the oldest (right) end of their partition
 //! and, in the same script, voids the partition's claim: the owner's batch in hand can
-//! no longer be acknowledged (a session presents the token its batch was read under),
-//! and the owner reclaims the partition at its next heartbeat and reads the replayed
-//! events first.
+//! no longer be acknowledged (a session presents the token its batch was read under).
+//! The owner's next fetch finds the claim gone; it reclaims the partition at once and
+//! reads the replayed events first, so an idle owner handles a replayed event once.
 //!
 //! # Guarantees
 //!
 //! At-least-once and per-partition FIFO: an item leaves its partition only by an ack of
 //! the owner after processing, or by dead-lettering. At most one live member owns a
-//! partition; a member that lost it (stalled past its lifetime, cut off) cannot ack or
-//! dead-letter there any more, and the new owner processes the items again. Every
+//! partition; a member that lost it (stalled past its lifetime, cut off) starts no
+//! further handler there, cannot ack or dead-letter there any more, and the new owner
+//! processes the unacknowledged items again. RELIABILITY.md in the repository lists
+//! the faults tested and their figures. Every
 //! receiving service gets exactly one copy of each emit, even when the emit is retried.
 //! Fetch-then-trim from the right end is sound because only the owner removes items
 //! and producers only push on the left: anything else that writes to a partition must
