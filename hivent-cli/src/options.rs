@@ -20,7 +20,7 @@ pub struct ConnectionArgs {
     /// Partitions of this service's event streams [env: HIVENT_PARTITION_COUNT]
     #[arg(long, value_name = "N")]
     pub partition_count: Option<u32>,
-    /// A TOML file with backend, endpoint, partition_count and client_id
+    /// A TOML file with backend, endpoint, partition_count, client_id, heartbeat_interval_ms and member_ttl_ms
     #[arg(long = "config", value_name = "FILE", env = "HIVENT_CONFIG")]
     pub config_file: Option<PathBuf>,
 }

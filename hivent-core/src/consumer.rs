@@ -286,7 +286,7 @@ impl Consumer {
                 Ok(BatchEnd::Stopped) => break,
                 // The new owner processes the rest; other partitions may still be ours.
                 Err(error) if error.is_fenced() => {
-                    tracing::warn!(%error, "lost a partition while processing; dropping its batch");
+                    tracing::warn!(%error, "lost a partition while processing; its new owner handles the unacknowledged events again");
                     heartbeat_now = true;
                 }
                 Err(error) => return Err(error),
@@ -337,7 +337,10 @@ impl Consumer {
                     return Ok(BatchEnd::GaveUp);
                 }
             }
-            if let Err(failure) = self.process_item(partition, raw) {
+            let outcome = self.process_item(partition, raw);
+            // Counted before any write below, which may find the partition lost.
+            *processed += 1;
+            if let Err(failure) = outcome {
                 let (error, payload) = *failure;
                 self.ack_prefix(partition, unacked)?;
                 unacked = 0;
@@ -353,7 +356,6 @@ impl Consumer {
                     acked_at = Instant::now();
                 }
             }
-            *processed += 1;
         }
         self.ack_prefix(partition, unacked)?;
         Ok(BatchEnd::Done)
