@@ -67,9 +67,17 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             dead
         );
         let _ = writeln!(out, "  receives: {}", s.events.join(", "));
+        // Member ids are long (host, pid, start time, pid namespace, boot, random).
+        let width = s
+            .partitions
+            .iter()
+            .filter_map(|p| p.owner.as_deref().map(str::len))
+            .max()
+            .unwrap_or(0)
+            .max("owner".len());
         let _ = writeln!(
             out,
-            "  {:<9}  {:<32}  {:>7}  {:>10}  {:>4}",
+            "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
             "partition", "owner", "waiting", "oldest", "dead"
         );
         for p in &s.partitions {
@@ -79,7 +87,7 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             });
             let _ = writeln!(
                 out,
-                "  {:<9}  {:<32}  {:>7}  {:>10}  {:>4}",
+                "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
                 p.partition,
                 p.owner.as_deref().unwrap_or("-"),
                 p.waiting,

@@ -210,7 +210,8 @@ fn start_runs_command_handlers() {
     );
 }
 
-/// A failing handler's event shows in `dlq list`; after `dlq replay` it is processed.
+/// Failing handlers' events show in `dlq list`; `dlq replay --limit 1` replays one and says
+/// how many are left, `dlq replay` the rest; each replayed event is handled once, in order.
 #[test]
 fn failed_events_can_be_listed_and_replayed() {
     let Some(server) = server_for_tests() else {
@@ -226,40 +227,60 @@ fn failed_events_can_be_listed_and_replayed() {
     );
     let file = receivers(dir.path(), "pay:due", &script);
     let worker = start_registered(&server, "billing", &file);
-    let event = emit(&server, "pay:due", r#"{"amount":5}"#, "inv-1");
-    let dlq = |cmd: &str| on_redis(&server, &["dlq", cmd, "--service", "billing"]);
-    wait_for("the dead letter", Duration::from_secs(20), || {
-        !text(&dlq("list").stdout).is_empty()
+    let events: Vec<_> = (1..=3)
+        .map(|n| emit(&server, "pay:due", &format!(r#"{{"amount":{n}}}"#), "inv-1"))
+        .collect();
+    let event = &events[0];
+    let dlq = |args: &[&str]| {
+        let mut all = vec!["dlq"];
+        all.extend(args);
+        all.extend(["--service", "billing"]);
+        on_redis(&server, &all)
+    };
+    wait_for("the dead letters", Duration::from_secs(20), || {
+        text(&dlq(&["list"]).stdout).lines().count() == 3
     });
-    let listed = text(&dlq("list").stdout);
+    let listed = text(&dlq(&["list", "--limit", "1"]).stdout);
     let uuid = event["meta"]["event_uuid"].as_str().unwrap();
     assert_eq!(listed.lines().count(), 1, "{listed}");
     assert!(
         listed.contains("pay:due v1") && listed.contains(uuid),
         "{listed}"
     );
-    let shown = text(&dlq("show").stdout);
+    let shown = text(&dlq(&["show", "--limit", "1"]).stdout);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(shown.trim()).unwrap(),
-        event
+        *event
     );
     std::fs::write(&flag, "").unwrap();
-    let replay = dlq("replay");
+    let replay = dlq(&["replay", "--limit", "1"]);
     assert!(replay.status.success(), "{}", text(&replay.stderr));
     assert!(
-        text(&replay.stdout).contains("replayed 1 event(s)"),
+        text(&replay.stdout)
+            .contains("replayed 1 event(s) of service billing; 2 dead letter(s) left"),
         "{}",
         text(&replay.stdout)
     );
     wait_for("the replayed event", Duration::from_secs(20), || {
         !lines(&out).is_empty()
     });
-    assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&lines(&out)[0]).unwrap(),
-        event
+    let replay = dlq(&["replay"]);
+    assert!(
+        text(&replay.stdout)
+            .contains("replayed 2 event(s) of service billing; 0 dead letter(s) left"),
+        "{}",
+        text(&replay.stdout)
     );
-    assert!(text(&dlq("list").stdout).is_empty());
-    let purge = dlq("purge");
+    wait_for("every replayed event", Duration::from_secs(20), || {
+        lines(&out).len() >= 3
+    });
+    let handled: Vec<serde_json::Value> = lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(handled, events, "each replayed event once, in order");
+    assert!(text(&dlq(&["list"]).stdout).is_empty());
+    let purge = dlq(&["purge"]);
     assert_eq!(purge.status.code(), Some(2));
     assert!(
         text(&purge.stderr).contains("add --yes"),
