@@ -394,6 +394,31 @@ impl<'a> Service<'a> {
         });
     }
 
+    /// Waits until `worker` handled an event and is inside the handler of the next.
+    fn wait_until_inside_a_handler(&self, worker: u32) {
+        wait_for(
+            "the worker inside a handler",
+            Duration::from_secs(60),
+            || {
+                let all = self.handlings();
+                let mine = || all.iter().filter(|h| h.worker == worker);
+                mine().any(|h| h.end.is_some())
+                    && mine().next_back().is_some_and(|h| h.end.is_none())
+            },
+        );
+    }
+
+    /// Waits until two members own half of the partitions each.
+    fn wait_for_even_split(&self) {
+        wait_for("an even split", Duration::from_secs(60), || {
+            let mut per_owner: BTreeMap<String, u32> = BTreeMap::new();
+            for owner in self.owners().into_values() {
+                *per_owner.entry(owner).or_default() += 1;
+            }
+            per_owner.values().copied().collect::<Vec<_>>() == [self.partitions / 2; 2]
+        });
+    }
+
     fn partition_of(&self, key: &str) -> u32 {
         hivent::partition_for(
             hivent::partition_hash(Some(key), &serde_json::Value::Null),
@@ -712,10 +737,7 @@ fn stall(server: &RedisServer, scale: &Scale) -> String {
         let a = service.spawn();
         let b = service.spawn();
         service.wait_for_members(2);
-        wait_for("an even split", Duration::from_secs(60), || {
-            let owners = service.owners();
-            owners.len() == 4 && owners.values().collect::<BTreeSet<_>>().len() == 2
-        });
+        service.wait_for_even_split();
         let emitted = service.emit(backlog, 200, 500, Duration::ZERO);
         wait_for("both workers handling", Duration::from_secs(60), || {
             let workers: BTreeSet<u32> = service
@@ -776,25 +798,10 @@ fn sigterm(server: &RedisServer, kind: Kind) -> String {
     let a = service.spawn();
     service.spawn();
     service.wait_for_members(2);
-    wait_for("an even split", Duration::from_secs(60), || {
-        let owners = service.owners();
-        owners.len() == 4 && owners.values().collect::<BTreeSet<_>>().len() == 2
-    });
+    service.wait_for_even_split();
     let emitted = service.emit(120, 40, 120, Duration::ZERO);
     // SIGTERM while a handler of the worker runs: it must finish that one only.
-    wait_for(
-        "the first worker inside a handler",
-        Duration::from_secs(60),
-        || {
-            let all = service.handlings();
-            all.iter().any(|h| h.worker == a && h.end.is_some())
-                && all
-                    .iter()
-                    .rev()
-                    .find(|h| h.worker == a)
-                    .is_some_and(|h| h.end.is_none())
-        },
-    );
+    service.wait_until_inside_a_handler(a);
     let termed = now_ns();
     let (code, exited) = service.terminate(a);
     assert_eq!(code, Some(0), "{}", service.stderr());
@@ -847,32 +854,11 @@ fn join_under_backlog(server: &RedisServer, scale: &Scale) -> String {
     let a = service.spawn();
     service.wait_for_members(1);
     let emitted = service.emit(backlog, 200, 500, Duration::ZERO);
-    // SIGTERM while a handler of the worker runs: it must finish that one only.
-    wait_for(
-        "the first worker inside a handler",
-        Duration::from_secs(60),
-        || {
-            let all = service.handlings();
-            all.iter().any(|h| h.worker == a && h.end.is_some())
-                && all
-                    .iter()
-                    .rev()
-                    .find(|h| h.worker == a)
-                    .is_some_and(|h| h.end.is_none())
-        },
-    );
+    service.wait_until_inside_a_handler(a);
     let joined = now_ns();
     service.spawn();
-    let mut waiting_then = 0;
-    wait_for("the joiner's share", Duration::from_secs(60), || {
-        let owners = service.owners();
-        let mut per_owner: BTreeMap<&String, usize> = BTreeMap::new();
-        for owner in owners.values() {
-            *per_owner.entry(owner).or_default() += 1;
-        }
-        waiting_then = service.waiting();
-        per_owner.values().copied().collect::<Vec<_>>() == [2, 2]
-    });
+    service.wait_for_even_split();
+    let waiting_then = service.waiting();
     let shared = now_ns();
     assert!(
         waiting_then > 0,
