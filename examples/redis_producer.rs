@@ -16,16 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => 10,
     };
-    let mut builder = Config::builder()
+    // `env()` reads HIVENT_ENDPOINT, else REDIS_URL; with neither, the Redis fallback
+    // is the local default endpoint.
+    let config = Config::builder()
         .env()
-        .backend(BackendKind::Redis)
-        .client_id("shop");
-    if std::env::var("HIVENT_ENDPOINT").is_err() {
-        if let Ok(url) = std::env::var("REDIS_URL") {
-            builder = builder.endpoint(url);
-        }
-    }
-    let hivent = hivent::connect(builder.build()?)?;
+        .fallback_backend(BackendKind::Redis)
+        .client_id("shop")
+        .build()?;
+    let hivent = hivent::connect(config)?;
     println!(
         "emitting {count} events to {}",
         hivent.config().endpoint_redacted()

@@ -2,11 +2,11 @@
 //!
 //! ```sh
 //! cargo run --example redis_worker -- start --help
-//! cargo run --example redis_worker -- start --backend redis --client-id billing --partition-count 4
+//! cargo run --example redis_worker -- start --client-id billing --partition-count 4
 //! ```
 //!
 //! It receives `order:placed` (typed) and logs every life-cycle event at debug level
-//! with `--log-level debug`. SIGINT/SIGTERM stops it after the events in hand.
+//! with `--log-level debug`. SIGINT/SIGTERM stops it after the handler that is running.
 
 use std::sync::Arc;
 

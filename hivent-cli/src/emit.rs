@@ -45,6 +45,8 @@ pub fn run(args: &EmitArgs) -> Result<(), Failure> {
     let payload: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Failure::Usage(format!("the payload is not valid JSON: {e}")))?;
     let config = args.connection.config_for_tool()?;
+    crate::options::require_shared_backend(&config, "emit")?;
+    let backend = crate::options::describe_backend(&config);
     let hivent = hivent::connect(config)?;
     let mut options = EmitOptions::version(args.version);
     if let Some(key) = &args.key {
@@ -55,5 +57,6 @@ pub fn run(args: &EmitArgs) -> Result<(), Failure> {
     }
     let event = hivent.signal(&args.name)?.emit_with(&payload, options)?;
     println!("{}", event.to_json());
+    eprintln!("hivent: emitted {} to {backend}", event.meta.event_uuid);
     Ok(())
 }

@@ -7,8 +7,8 @@
 //! binary adds `start -r FILE` (receivers that run commands), `emit`, `status`, `dlq`
 //! and `bench`.
 //!
-//! Exit codes: 0 after a clean stop (SIGINT/SIGTERM: stop fetching, finish and
-//! acknowledge the events in hand, leave the group), 2 for usage and configuration
+//! Exit codes: 0 after a clean stop (SIGINT/SIGTERM: finish the handler that is running,
+//! start no other, acknowledge what was handled, leave the group), 2 for usage and configuration
 //! errors (one line), 1 for runtime failures (the error chain), 130 on a second signal.
 
 pub mod bench;

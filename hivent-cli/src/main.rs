@@ -66,6 +66,7 @@ fn main() -> ExitCode {
 
 fn start(receivers: &std::path::Path, args: &StartArgs) -> Result<(), Failure> {
     let file = ReceiversFile::load(receivers).map_err(Failure::Usage)?;
+    hivent_cli::options::require_shared_backend(&args.builder()?.build()?, "start")?;
     let shutdown = hivent_cli::shutdown::on_signals()
         .map_err(|e| Failure::Usage(format!("could not listen for signals: {e}")))?;
     hivent_cli::start(

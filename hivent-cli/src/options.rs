@@ -8,7 +8,8 @@ use hivent::{BackendKind, Config, ConfigBuilder, Result};
 /// Where to connect and as which service; every option also comes from the environment.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConnectionArgs {
-    /// Backend: `redis` or `memory` [env: HIVENT_BACKEND]
+    /// Backend: `redis` or `memory` [env: HIVENT_BACKEND] [default: redis, or the
+    /// endpoint's]
     #[arg(long, value_name = "BACKEND")]
     pub backend: Option<String>,
     /// Redis URL, e.g. redis://127.0.0.1:6379/0 [env: HIVENT_ENDPOINT, then REDIS_URL]
@@ -26,20 +27,11 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    /// The config builder these options describe: flags over environment over file.
-    /// `REDIS_URL` counts as the endpoint when `HIVENT_ENDPOINT` is not set, as in the
-    /// Ruby gem's deployments.
+    /// The config builder these options describe: flags over environment (including
+    /// `REDIS_URL`) over file. With no backend and no endpoint anywhere, the backend is
+    /// Redis at the default endpoint: a worker process or tool must reach others.
     pub fn builder(&self) -> Result<ConfigBuilder> {
-        let mut vars: Vec<(String, String)> = std::env::vars().collect();
-        if !vars
-            .iter()
-            .any(|(k, v)| k == "HIVENT_ENDPOINT" && !v.is_empty())
-        {
-            if let Some((_, url)) = vars.iter().find(|(k, _)| k == "REDIS_URL") {
-                vars.push(("HIVENT_ENDPOINT".into(), url.clone()));
-            }
-        }
-        let mut builder = Config::builder().env_from(vars);
+        let mut builder = Config::builder().env().fallback_backend(BackendKind::Redis);
         if let Some(file) = &self.config_file {
             builder = builder.file(file);
         }
@@ -116,4 +108,23 @@ impl StartArgs {
         }
         Ok(builder)
     }
+}
+
+/// The backend and (redacted) endpoint a command works on, for its stderr.
+pub fn describe_backend(config: &Config) -> String {
+    format!("{} at {}", config.backend(), config.endpoint_redacted())
+}
+
+/// Refuses the memory backend for a command of the standalone binary, which must reach
+/// the events of other processes: a memory store lives and dies inside one process.
+pub fn require_shared_backend(
+    config: &Config,
+    command: &str,
+) -> std::result::Result<(), crate::exit::Failure> {
+    if config.backend() == BackendKind::Memory {
+        return Err(crate::exit::Failure::Usage(format!(
+            "`hivent {command}` cannot use the memory backend: it lives inside one process, so other processes would never see its events; use --backend redis and --endpoint"
+        )));
+    }
+    Ok(())
 }

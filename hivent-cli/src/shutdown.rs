@@ -18,7 +18,7 @@ pub fn on_signals() -> std::io::Result<Receiver<()>> {
                 if stop.take().is_some() {
                     tracing::info!(
                         signal,
-                        "stopping: finishing the events in hand (signal again to exit at once)"
+                        "stopping: finishing the handler that is running (signal again to exit at once)"
                     );
                 } else {
                     tracing::warn!(signal, "second signal: exiting at once");

@@ -26,6 +26,11 @@ pub struct StatusArgs {
 /// Prints the status of every service (or one).
 pub fn run(args: &StatusArgs) -> Result<(), Failure> {
     let config = args.connection.config_for_tool()?;
+    crate::options::require_shared_backend(&config, "status")?;
+    eprintln!(
+        "hivent: status of {}",
+        crate::options::describe_backend(&config)
+    );
     let backend = hivent::open_backend(&config)?;
     let ops = crate::dlq::operations(backend.as_ref())?;
     let statuses = collect(ops, args.service.as_deref())?;

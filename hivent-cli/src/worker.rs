@@ -126,7 +126,7 @@ pub fn start(
     hivent.run(args.concurrency, ConsumerOptions::default(), shutdown)?;
     tracing::info!(
         client_id = config.client_id(),
-        "stopped: events in hand acknowledged, partitions released"
+        "stopped: handled events acknowledged, partitions released"
     );
     Ok(())
 }

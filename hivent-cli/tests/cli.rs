@@ -785,3 +785,63 @@ fn a_worker_in_another_pid_namespace_evicts_nobody() {
     // Killing unshare kills the worker inside (--kill-child).
     drop(inside);
 }
+
+/// Without `--backend`, an endpoint from `HIVENT_ENDPOINT` or the gem's `REDIS_URL`
+/// means Redis, and the command says on stderr which backend and endpoint it used;
+/// with none at all the binary uses Redis at the default endpoint; an explicit memory
+/// backend is refused with one line, since it would reach no other process.
+#[test]
+fn the_backend_follows_the_endpoint() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let run = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .env_remove("HIVENT_ENDPOINT")
+            .env_remove("HIVENT_BACKEND")
+            .env_remove("REDIS_URL")
+            .stdin(Stdio::null());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let emit_args = ["emit", "where:to", "--version", "1", "--payload", "{}"];
+    for var in ["HIVENT_ENDPOINT", "REDIS_URL"] {
+        let out = run(&[(var, &server.url())], &emit_args);
+        assert!(out.status.success(), "{var}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("to redis at {}", server.url())),
+            "{var}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = run(&[], &["status"]);
+    assert!(
+        text(&out.stderr).contains("status of redis at redis://127.0.0.1:6379/0"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [
+        &[
+            "emit",
+            "where:to",
+            "--version",
+            "1",
+            "--payload",
+            "{}",
+            "--backend",
+            "memory",
+        ][..],
+        &["status", "--backend", "memory"],
+        &["dlq", "list", "--service", "s", "--backend", "memory"],
+    ] {
+        let out = run(&[("HIVENT_ENDPOINT", &server.url())], args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("cannot use the memory backend"), "{stderr}");
+    }
+}

@@ -12,6 +12,40 @@ use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result};
 /// The Redis endpoint used when none is configured.
 pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
 
+/// The memory store used when the memory backend is chosen without an endpoint.
+pub const DEFAULT_MEMORY_ENDPOINT: &str = "memory://default";
+
+/// Which backend a configuration means: the one rule for the library and the CLI alike.
+///
+/// An explicit backend (code, `HIVENT_BACKEND`, the file) wins. Otherwise an endpoint
+/// (code, `HIVENT_ENDPOINT`, `REDIS_URL`, the file) selects its backend: `memory://…`
+/// the memory backend, anything else Redis. With neither, `fallback` applies: the
+/// library's is the embedded memory backend; the standalone `hivent` binary's is Redis
+/// at [`DEFAULT_REDIS_ENDPOINT`], as `redis-cli` does, since its commands must reach
+/// other processes.
+///
+/// ```
+/// use hivent_core::{choose_backend, BackendKind};
+/// assert_eq!(choose_backend(Some(BackendKind::Memory), Some("redis://h/0"), BackendKind::Redis), BackendKind::Memory);
+/// assert_eq!(choose_backend(None, Some("redis://h/0"), BackendKind::Memory), BackendKind::Redis);
+/// assert_eq!(choose_backend(None, Some("memory://tests"), BackendKind::Redis), BackendKind::Memory);
+/// assert_eq!(choose_backend(None, None, BackendKind::Memory), BackendKind::Memory);
+/// ```
+pub fn choose_backend(
+    explicit: Option<BackendKind>,
+    endpoint: Option<&str>,
+    fallback: BackendKind,
+) -> BackendKind {
+    match (explicit, endpoint) {
+        (Some(backend), _) => backend,
+        (None, Some(endpoint)) if endpoint.trim_start().starts_with("memory://") => {
+            BackendKind::Memory
+        }
+        (None, Some(_)) => BackendKind::Redis,
+        (None, None) => fallback,
+    }
+}
+
 /// Which backend stores the events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BackendKind {
@@ -189,7 +223,8 @@ impl Settings {
         let get = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
         Settings {
             backend: get("HIVENT_BACKEND"),
-            endpoint: get("HIVENT_ENDPOINT"),
+            // The Ruby gem's deployments name their Redis in REDIS_URL.
+            endpoint: get("HIVENT_ENDPOINT").or_else(|| get("REDIS_URL")),
             partition_count: get("HIVENT_PARTITION_COUNT"),
             client_id: get("HIVENT_CLIENT_ID"),
             heartbeat_interval_ms: get("HIVENT_HEARTBEAT_INTERVAL_MS"),
@@ -242,10 +277,11 @@ impl Settings {
 /// Builds a [`Config`] from code, environment variables and a TOML file.
 ///
 /// Precedence, highest first: values set in code, then the environment
-/// (`HIVENT_BACKEND`, `HIVENT_ENDPOINT`, `HIVENT_PARTITION_COUNT`, `HIVENT_CLIENT_ID`,
-/// when [`ConfigBuilder::env`] was called), then the file (when [`ConfigBuilder::file`]
-/// was called), then the defaults: backend `memory`, endpoint
-/// [`DEFAULT_REDIS_ENDPOINT`], partition count 1. `client_id` has no default.
+/// (`HIVENT_BACKEND`, `HIVENT_ENDPOINT` or else `REDIS_URL`, `HIVENT_PARTITION_COUNT`,
+/// `HIVENT_CLIENT_ID`, …, when [`ConfigBuilder::env`] was called), then the file (when
+/// [`ConfigBuilder::file`] was called), then the defaults: the backend [`choose_backend`]
+/// picks (an endpoint means its backend; with none, memory), the endpoint
+/// [`DEFAULT_REDIS_ENDPOINT`] for Redis, partition count 1. `client_id` has no default.
 ///
 /// ```
 /// use hivent_core::Config;
@@ -263,6 +299,7 @@ pub struct ConfigBuilder {
     env: Option<HashMap<String, String>>,
     file: Option<PathBuf>,
     handler: Option<Arc<dyn LifeCycleEventHandler>>,
+    fallback_backend: Option<BackendKind>,
 }
 
 impl ConfigBuilder {
@@ -309,7 +346,16 @@ impl ConfigBuilder {
         self
     }
 
-    /// Reads `HIVENT_*` variables from the process environment at [`ConfigBuilder::build`].
+    /// The backend used when no backend and no endpoint is configured anywhere (see
+    /// [`choose_backend`]); the library's default is the memory backend.
+    pub fn fallback_backend(mut self, backend: BackendKind) -> Self {
+        self.fallback_backend = Some(backend);
+        self
+    }
+
+    /// Reads `HIVENT_*` variables (and `REDIS_URL`, the endpoint when
+    /// `HIVENT_ENDPOINT` is not set) from the process environment at
+    /// [`ConfigBuilder::build`].
     pub fn env(self) -> Self {
         self.env_from(std::env::vars())
     }
@@ -349,10 +395,15 @@ impl ConfigBuilder {
             .unwrap_or_default();
         let merged = self.code.or(env).or(file);
 
-        let backend = match &merged.backend {
-            Some(b) => b.parse()?,
-            None => BackendKind::default(),
+        let explicit = match &merged.backend {
+            Some(b) => Some(b.parse::<BackendKind>()?),
+            None => None,
         };
+        let backend = choose_backend(
+            explicit,
+            merged.endpoint.as_deref(),
+            self.fallback_backend.unwrap_or_default(),
+        );
         let partition_count = match &merged.partition_count {
             None => 1,
             Some(text) => match text.trim().parse::<u32>() {
@@ -381,9 +432,10 @@ impl ConfigBuilder {
                 reason: "it names Redis keys, so it may not contain whitespace or `*`".into(),
             });
         }
-        let endpoint = merged
-            .endpoint
-            .unwrap_or_else(|| DEFAULT_REDIS_ENDPOINT.to_owned());
+        let endpoint = merged.endpoint.unwrap_or_else(|| match backend {
+            BackendKind::Redis => DEFAULT_REDIS_ENDPOINT.to_owned(),
+            BackendKind::Memory => DEFAULT_MEMORY_ENDPOINT.to_owned(),
+        });
         if backend == BackendKind::Redis && !endpoint.contains("://") {
             return Err(Error::InvalidConfig {
                 option: "endpoint",
@@ -452,7 +504,59 @@ mod tests {
         let c = Config::builder().client_id("app").build().unwrap();
         assert_eq!(c.backend(), BackendKind::Memory);
         assert_eq!(c.partition_count(), 1);
-        assert_eq!(c.endpoint(), DEFAULT_REDIS_ENDPOINT);
+        assert_eq!(c.endpoint(), DEFAULT_MEMORY_ENDPOINT);
+        let tool = Config::builder()
+            .client_id("app")
+            .fallback_backend(BackendKind::Redis)
+            .build()
+            .unwrap();
+        assert_eq!(tool.backend(), BackendKind::Redis);
+        assert_eq!(tool.endpoint(), DEFAULT_REDIS_ENDPOINT);
+    }
+
+    /// An endpoint from any source selects Redis unless a backend is given; REDIS_URL
+    /// counts when HIVENT_ENDPOINT is not set.
+    #[test]
+    fn an_endpoint_means_redis() {
+        let from_env = |pairs: &[(&str, &str)]| {
+            Config::builder()
+                .client_id("app")
+                .env_from(env(pairs))
+                .build()
+                .unwrap()
+        };
+        let c = from_env(&[("HIVENT_ENDPOINT", "redis://10.0.0.1:6379/0")]);
+        assert_eq!(
+            (c.backend(), c.endpoint()),
+            (BackendKind::Redis, "redis://10.0.0.1:6379/0")
+        );
+        let c = from_env(&[("REDIS_URL", "redis://gem:6379/1")]);
+        assert_eq!(
+            (c.backend(), c.endpoint()),
+            (BackendKind::Redis, "redis://gem:6379/1")
+        );
+        let c = from_env(&[
+            ("REDIS_URL", "redis://gem/1"),
+            ("HIVENT_ENDPOINT", "redis://mine/2"),
+        ]);
+        assert_eq!(c.endpoint(), "redis://mine/2");
+        let c = from_env(&[("REDIS_URL", "redis://gem/1"), ("HIVENT_BACKEND", "memory")]);
+        assert_eq!(c.backend(), BackendKind::Memory);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "endpoint = \"redis://file/0\"\n").unwrap();
+        let c = Config::builder()
+            .client_id("app")
+            .file(&file)
+            .build()
+            .unwrap();
+        assert_eq!(c.backend(), BackendKind::Redis);
+        let c = Config::builder()
+            .client_id("app")
+            .endpoint("memory://mine")
+            .build()
+            .unwrap();
+        assert_eq!(c.backend(), BackendKind::Memory);
     }
 
     /// A zero partition count is rejected with the option and value named.

@@ -258,7 +258,8 @@ impl Hivent {
 
     /// Runs `concurrency` consumers of the service on their own threads
     /// (`hivent-worker-0`, …) until `shutdown` is signalled, then lets each finish the
-    /// events in hand, acknowledge them and leave the group. Registers once first;
+    /// handler it is running (no other starts), acknowledge what it handled and leave
+    /// the group. Registers once first;
     /// events emitted before that registration do not reach this service, so call
     /// [`Hivent::register`] first when emits may race with a `run` on another thread.
     ///

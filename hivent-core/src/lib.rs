@@ -32,7 +32,10 @@ pub use backend::{
     dead_letter_queue_name, partition_name, Backend, Batch, ConsumerSession, Envelope, Fetched,
     Registration, Standing,
 };
-pub use config::{redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_REDIS_ENDPOINT};
+pub use config::{
+    choose_backend, redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_MEMORY_ENDPOINT,
+    DEFAULT_REDIS_ENDPOINT,
+};
 pub use consumer::{Consumer, ConsumerOptions};
 pub use dispatch::{Dispatch, Handler, Receivers};
 pub use error::{Error, HandlerError, Result};
