@@ -67,7 +67,13 @@ struct Shared {
 
 impl Shared {
     fn heartbeat(&self) -> Result<Vec<u32>> {
-        let now = self.session.heartbeat()?;
+        let now = match self.session.heartbeat() {
+            Err(error) if error.is_not_registered() => {
+                self.register_again(&error)?;
+                self.session.heartbeat()?
+            }
+            other => other?,
+        };
         let mut owned = self.owned.lock();
         let gained: Vec<u32> = now.iter().copied().filter(|p| !owned.contains(p)).collect();
         let lost: Vec<u32> = owned.iter().copied().filter(|p| !now.contains(p)).collect();
@@ -84,6 +90,22 @@ impl Shared {
             hooks.partitions_assigned(service, &gained);
         }
         Ok(now)
+    }
+}
+
+impl Shared {
+    /// The backend lost the service's registration (a Redis restarted without
+    /// persistence, flushed, or failed over to an empty replica): registering again lets
+    /// events emitted from now on reach this service. Events stored before are gone
+    /// with the backend's data; the warning says so.
+    fn register_again(&self, lost: &Error) -> Result<()> {
+        let service = self.hivent.config().client_id();
+        tracing::warn!(
+            service,
+            error = %lost,
+            "the backend lost this service's registration (restarted without persistence, flushed or failed over?); registering again. Events stored before the loss are gone"
+        );
+        self.hivent.register().map(|_| ())
     }
 }
 

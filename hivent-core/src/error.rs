@@ -139,6 +139,15 @@ pub enum Error {
         /// The decoder's error.
         source: serde_json::Error,
     },
+    /// The backend has no registration of the service (never registered, or the backend
+    /// lost its data, e.g. a Redis restarted without persistence or flushed).
+    #[error("service {service:?} is not registered with the backend ({found:?} is stored as its partition count); a worker of it registers it at start")]
+    NotRegistered {
+        /// The service.
+        service: String,
+        /// What the backend holds as the partition count, if anything.
+        found: Option<String>,
+    },
     /// A backend (Redis, memory) failed.
     #[error("the {backend} backend failed: {source}")]
     Backend {
@@ -178,6 +187,11 @@ impl Error {
     /// Whether this is a fencing rejection: the consumer lost the partition.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Error::Fenced { .. })
+    }
+
+    /// Whether the backend has no registration of the service.
+    pub fn is_not_registered(&self) -> bool {
+        matches!(self, Error::NotRegistered { .. })
     }
 }
 

@@ -88,14 +88,12 @@ impl State {
     }
 
     pub(crate) fn service(&mut self, name: &str) -> Result<&mut Service> {
-        self.services.get_mut(name).ok_or_else(|| Error::Backend {
-            backend: "memory",
-            transient: false,
-            source: format!(
-                "service {name:?} is not registered; start a consumer (which registers it) first"
-            )
-            .into(),
-        })
+        self.services
+            .get_mut(name)
+            .ok_or_else(|| Error::NotRegistered {
+                service: name.to_owned(),
+                found: None,
+            })
     }
 
     /// The cooperative rebalance step of one member: renew, release what it should not

@@ -31,6 +31,13 @@ end
 
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+
+-- A fence counter that is gone (Redis lost its data) starts again from the time in ms,
+-- so new tokens stay above every token handed out before and no stale batch of a
+-- member can present a token that is valid again.
+if redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('SET', KEYS[4], now)
+end
 local joined = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local changed = joined > 0 or expired > 0

@@ -186,6 +186,9 @@ impl From<Error> for hivent_core::Error {
             Error::Fenced { service, partition } => {
                 hivent_core::Error::Fenced { service, partition }
             }
+            Error::NotRegistered { service, found } => {
+                hivent_core::Error::NotRegistered { service, found }
+            }
             other => hivent_core::Error::Backend {
                 backend: "redis",
                 transient: other.is_transient(),

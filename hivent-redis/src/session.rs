@@ -198,10 +198,15 @@ impl RedisSession {
                 state.last_heartbeat = Some(sent);
                 Ok(state.owned.keys().copied().collect())
             }
-            HeartbeatReply::Unregistered { found } => Err(Error::NotRegistered {
-                service: self.service.clone(),
-                found,
-            }),
+            HeartbeatReply::Unregistered { found } => {
+                // The group's keys went with the registration: whatever was fetched
+                // before belongs to lists that no longer exist.
+                *state = State::default();
+                Err(Error::NotRegistered {
+                    service: self.service.clone(),
+                    found,
+                })
+            }
         }
     }
 

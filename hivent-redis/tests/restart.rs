@@ -62,3 +62,121 @@ fn producer_and_consumer_survive_a_redis_restart() {
     }
     assert_eq!(*seen.lock(), [first, second]);
 }
+
+/// Runs a worker of `ledger` on threads until the returned sender is dropped; what it
+/// handles arrives on the returned receiver.
+fn run_ledger(
+    backend: &Arc<RedisBackend>,
+) -> (
+    crossbeam_channel::Sender<()>,
+    crossbeam_channel::Receiver<Event>,
+    std::thread::JoinHandle<hivent_core::Result<()>>,
+) {
+    let config = Config::builder()
+        .client_id("ledger")
+        .partition_count(2)
+        .build()
+        .unwrap();
+    let receiver = Hivent::new(config, backend.clone());
+    let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
+    receiver.signal("entry:booked").unwrap().receive(move |e| {
+        seen_tx.send(e.clone()).unwrap();
+        Ok(())
+    });
+    receiver.register().unwrap();
+    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let options = hivent_core::ConsumerOptions::default().idle_wait(Duration::from_millis(100));
+    let worker = std::thread::spawn(move || receiver.run(1, options, shutdown));
+    (stop, seen_rx, worker)
+}
+
+/// Emits `n` events from `bank` and waits until the worker handled them all, in order.
+fn emit_and_handle(backend: &Arc<RedisBackend>, seen: &crossbeam_channel::Receiver<Event>, n: u32) {
+    let bank = Hivent::new(
+        Config::builder().client_id("bank").build().unwrap(),
+        backend.clone(),
+    );
+    let signal = bank.signal("entry:booked").unwrap();
+    let emitted: Vec<Event> = (0..n)
+        .map(|i| {
+            signal
+                .emit_with(
+                    &json!({"n": i}),
+                    hivent_core::EmitOptions::version(1).key("account-1"),
+                )
+                .unwrap()
+        })
+        .collect();
+    let handled: Vec<Event> = (0..n)
+        .map(|_| {
+            seen.recv_timeout(Duration::from_secs(20))
+                .expect("an event was not handled")
+        })
+        .collect();
+    assert_eq!(handled, emitted);
+}
+
+/// Waits until the service's partition count is stored again.
+fn wait_for_registration(url: &str) {
+    let mut raw = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let count: Option<String> = redis::cmd("GET")
+            .arg("ledger:partition_count")
+            .query(&mut raw)
+            .unwrap_or(None);
+        if count.as_deref() == Some("2") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never registered again"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fast_backend(server: &RedisServer) -> Arc<RedisBackend> {
+    let options = RedisOptions::default()
+        .heartbeat_interval(Duration::from_millis(100))
+        .member_ttl(Duration::from_millis(2_000));
+    Arc::new(RedisBackend::with_options(&server.url(), options).unwrap())
+}
+
+/// After FLUSHALL a running worker registers its service again at its next heartbeat
+/// and every event emitted after that is handled.
+#[test]
+fn a_worker_registers_again_after_flushall() {
+    let Some(server) = hivent_redis::test_server::server_for_tests() else {
+        return;
+    };
+    let backend = fast_backend(&server);
+    let (stop, seen, worker) = run_ledger(&backend);
+    emit_and_handle(&backend, &seen, 3);
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("FLUSHALL").query(&mut raw).unwrap();
+    wait_for_registration(&server.url());
+    emit_and_handle(&backend, &seen, 5);
+    drop(stop);
+    worker.join().unwrap().unwrap();
+}
+
+/// A redis-server without persistence restarted under a running worker comes back
+/// empty; the worker registers again and handles every event emitted after that.
+#[test]
+fn a_worker_recovers_after_a_restart_without_persistence() {
+    let Some(mut server) = hivent_redis::test_server::server_for_tests() else {
+        return;
+    };
+    let backend = fast_backend(&server);
+    let (stop, seen, worker) = run_ledger(&backend);
+    emit_and_handle(&backend, &seen, 3);
+    server.restart().unwrap();
+    wait_for_registration(&server.url());
+    emit_and_handle(&backend, &seen, 5);
+    drop(stop);
+    worker.join().unwrap().unwrap();
+}
