@@ -67,12 +67,12 @@ pub fn run(command: &DlqCommand) -> Result<(), Failure> {
     }
     let config = args.connection.config_for_tool()?;
     crate::options::require_shared_backend(&config, "dlq")?;
+    let backend = hivent::open_backend(&config)?;
     eprintln!(
         "hivent: dead letters of {} on {}",
         args.service,
         crate::options::describe_backend(&config)
     );
-    let backend = hivent::open_backend(&config)?;
     let ops = operations(backend.as_ref())?;
     let partitions = match args.partition {
         Some(p) => vec![p],

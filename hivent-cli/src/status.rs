@@ -27,11 +27,11 @@ pub struct StatusArgs {
 pub fn run(args: &StatusArgs) -> Result<(), Failure> {
     let config = args.connection.config_for_tool()?;
     crate::options::require_shared_backend(&config, "status")?;
+    let backend = hivent::open_backend(&config)?;
     eprintln!(
         "hivent: status of {}",
         crate::options::describe_backend(&config)
     );
-    let backend = hivent::open_backend(&config)?;
     let ops = crate::dlq::operations(backend.as_ref())?;
     let statuses = collect(ops, args.service.as_deref())?;
     if args.json {

@@ -175,23 +175,28 @@ impl fmt::Debug for Config {
 
 /// Replaces the password (or a lone user token) of a URL with `***`.
 ///
+/// Everything between the scheme and the *last* `@` is taken for credentials, whatever
+/// characters the password holds: an unencoded `#`, `?`, `/` or `@` in a password makes
+/// a URL parser see another authority, so no parsing decides what is shown. At worst a
+/// query holding an `@` is hidden too. Only the user name before the first `:` stays.
+///
 /// ```
 /// use hivent_core::redact_endpoint;
 /// assert_eq!(redact_endpoint("redis://app:s3cret@127.0.0.1:6379/0"), "redis://app:***@127.0.0.1:6379/0");
+/// assert_eq!(redact_endpoint("redis://app:p#w?d/x@h:1/0"), "redis://app:***@h:1/0");
+/// assert_eq!(redact_endpoint("redis://:p@ss@h/0"), "redis://:***@h/0");
+/// assert_eq!(redact_endpoint("redis://token@h/0"), "redis://***@h/0");
 /// assert_eq!(redact_endpoint("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
 /// ```
 pub fn redact_endpoint(endpoint: &str) -> String {
-    // Without a scheme the text is no URL; hide everything before an `@`.
     let scheme_end = endpoint.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &endpoint[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    let Some(at) = rest.rfind('@') else {
         return endpoint.to_owned();
     };
-    let userinfo = &rest[..at];
-    let redacted = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => "***".to_owned(),
+    let redacted = match rest[..at].split_once(':') {
+        Some((user, _)) if !user.contains(['/', '?', '#']) => format!("{user}:***"),
+        _ => "***".to_owned(),
     };
     format!("{}{}{}", &endpoint[..scheme_end], redacted, &rest[at..])
 }

@@ -181,4 +181,17 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Whatever characters a password holds, neither a parse error nor the redacted
+        /// endpoint shows it.
+        #[test]
+        fn passwords_never_show(password in "[ -~]{6,24}") {
+            let url = format!("redis://app:{password}@127.0.0.1:6379/0");
+            proptest::prop_assert!(!hivent_core::redact_endpoint(&url).contains(&password));
+            if let Err(error) = parse(&url) {
+                proptest::prop_assert!(!error.to_string().contains(&password), "{}", error);
+            }
+        }
+    }
 }

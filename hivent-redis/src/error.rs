@@ -189,6 +189,19 @@ impl From<Error> for hivent_core::Error {
             Error::NotRegistered { service, found } => {
                 hivent_core::Error::NotRegistered { service, found }
             }
+            // Configuration errors stay configuration errors (the CLI exits 2 for them).
+            Error::InvalidEndpoint { endpoint, reason } => hivent_core::Error::InvalidConfig {
+                option: "endpoint",
+                value: endpoint,
+                reason: format!(
+                    "{reason}; expected redis://[user:password@]host:port/db (rediss:// for TLS)"
+                ),
+            },
+            Error::InvalidOptions { option, reason } => hivent_core::Error::InvalidConfig {
+                option,
+                value: String::new(),
+                reason,
+            },
             other => hivent_core::Error::Backend {
                 backend: "redis",
                 transient: other.is_transient(),
@@ -230,9 +243,13 @@ mod tests {
         ));
         let bad: hivent_core::Error = Error::InvalidEndpoint {
             endpoint: "nope".into(),
-            reason: "no scheme".into(),
+            reason: "it has no scheme".into(),
         }
         .into();
         assert!(!bad.is_transient());
+        assert!(
+            matches!(&bad, hivent_core::Error::InvalidConfig { option: "endpoint", value, .. } if value == "nope"),
+            "{bad}"
+        );
     }
 }
