@@ -9,7 +9,7 @@ use crossbeam_channel::Receiver;
 use hivent::{ConsumerOptions, Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler};
 
 use crate::exit::Failure;
-use crate::logging::{self, LoggingHandler};
+use crate::logging;
 use crate::options::StartArgs;
 
 type Setup = Box<dyn FnOnce(&Hivent) -> hivent::Result<()>>;
@@ -108,10 +108,7 @@ pub fn start(
             "--concurrency must be at least 1".to_owned(),
         ));
     }
-    let config = args
-        .builder()?
-        .life_cycle_event_handler(Arc::new(LoggingHandler::new(handler)))
-        .build()?;
+    let config = args.builder()?.life_cycle_event_handler(handler).build()?;
     let hivent = hivent::connect(config)?;
     setup(&hivent)?;
     let config = hivent.config();

@@ -368,7 +368,18 @@ impl Consumer {
                 unacked = 0;
                 session.dead_letter(partition, raw)?;
                 let queue = dead_letter_queue_name(config.client_id(), partition);
-                tracing::debug!(%error, queue, "event dead-lettered");
+                let meta = payload.as_ref().map(|v| &v["meta"]);
+                let field = |name: &str| meta.map(|m| m[name].to_string()).unwrap_or_default();
+                tracing::warn!(
+                    service = config.client_id(),
+                    partition,
+                    event = field("name"),
+                    version = field("version"),
+                    uuid = field("event_uuid"),
+                    %error,
+                    queue,
+                    "event dead-lettered"
+                );
                 hooks.event_processing_failed(&error, payload.as_ref(), raw, &queue);
             } else {
                 unacked += 1;
@@ -432,14 +443,14 @@ impl Consumer {
         })?;
         match self.shared.hivent.receivers().dispatch(&event) {
             Ok(Dispatch::Handled(_)) => {
-                tracing::debug!(event = %event.meta.name, version = event.meta.version, "event processed");
+                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config
                     .life_cycle_event_handler()
                     .event_processing_succeeded(&event.meta.name, event.meta.version, &event);
                 Ok(())
             }
             Ok(Dispatch::Unmatched) => {
-                tracing::debug!(event = %event.meta.name, version = event.meta.version, "no handler matches; acknowledged");
+                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = event.meta.version, uuid = %event.meta.event_uuid, "no handler matches; acknowledged");
                 Ok(())
             }
             Err(error) => Err(Box::new((error, serde_json::to_value(&event).ok()))),

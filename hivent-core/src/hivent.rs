@@ -231,6 +231,12 @@ impl Hivent {
             partition_count: self.config().partition_count(),
         };
         self.inner.backend.register(&registration)?;
+        tracing::debug!(
+            client_id = %registration.service,
+            events = ?registration.events,
+            partition_count = registration.partition_count,
+            "application registered"
+        );
         self.config()
             .life_cycle_event_handler()
             .application_registered(

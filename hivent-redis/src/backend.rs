@@ -63,17 +63,41 @@ impl RedisBackend {
         let pool = Pool::new(options.pool_size);
         let endpoint = Arc::new(Endpoint::parse(endpoint, options)?);
         let backend = RedisBackend { endpoint, pool };
-        backend
-            .pool
-            .run(&backend.endpoint, |connection| {
-                redis::cmd("PING").query::<String>(connection)
-            })
-            .map_err(|source| Error::Unreachable {
-                endpoint: backend.endpoint.redacted().to_owned(),
-                source,
-            })?;
+        backend.ping()?;
         backend.warn_if_evicting();
         Ok(backend)
+    }
+
+    /// Checks that Redis answers, trying again after transient failures (one dropped
+    /// reply must not fail a producer's start) with the emit retry policy.
+    fn ping(&self) -> Result<(), Error> {
+        let options = self.endpoint.options();
+        let mut pause = options.emit_backoff;
+        let mut tries_left = options.emit_tries.max(1);
+        loop {
+            tries_left -= 1;
+            let answer = self.pool.run(&self.endpoint, |connection| {
+                redis::cmd("PING").query::<String>(connection)
+            });
+            match answer {
+                Ok(_) => return Ok(()),
+                Err(source)
+                    if tries_left > 0
+                        && is_transient(&source)
+                        && !source.is_connection_refusal() =>
+                {
+                    tracing::warn!(error = %source, endpoint = %self.endpoint.redacted(), tries_left, "Redis did not answer PING; trying again");
+                    thread::sleep(pause);
+                    pause = pause.saturating_mul(2);
+                }
+                Err(source) => {
+                    return Err(Error::Unreachable {
+                        endpoint: self.endpoint.redacted().to_owned(),
+                        source,
+                    })
+                }
+            }
+        }
     }
 
     /// The endpoint, with any password replaced by `***`.

@@ -151,6 +151,14 @@ pub(crate) fn is_transient(error: &RedisError) -> bool {
         || error.code() == Some("BUSY")
 }
 
+/// Whether a read was interrupted by a signal (EINTR, e.g. after SIGSTOP/SIGCONT):
+/// nothing was read, the connection is fine, and the read can simply be tried again.
+pub(crate) fn is_interrupted(error: &RedisError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+}
+
 /// Whether the connection is still in step with the server after this error: true
 /// only for error replies, after which the next reply belongs to the next command.
 pub(crate) fn keeps_connection(error: &RedisError) -> bool {

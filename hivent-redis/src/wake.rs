@@ -9,6 +9,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::connection::Endpoint;
+use crate::error::is_interrupted;
 use crate::Error;
 
 /// How often the listener looks up from a quiet subscription to see whether it
@@ -150,7 +151,7 @@ fn listen(
                         poke(&channels.group_notify)
                     }
                     Ok(_) => poke(&channels.wake_notify),
-                    Err(error) if error.is_timeout() => {}
+                    Err(error) if error.is_timeout() || is_interrupted(&error) => {}
                     Err(error) => return Err(error),
                 }
             }

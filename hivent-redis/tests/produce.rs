@@ -254,3 +254,33 @@ fn emit_to_a_vanished_redis_names_the_signal() {
         "{error}"
     );
 }
+
+/// Connecting tries PING again when Redis does not answer in time (here: paused
+/// clients), so one lost reply does not fail a producer's start.
+#[test]
+fn connect_retries_a_ping_that_got_no_answer() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let mut pause = || {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(400)
+            .arg("ALL")
+            .query(&mut redis.raw)
+            .unwrap();
+    };
+    let options = hivent_redis::RedisOptions::default()
+        .response_timeout(std::time::Duration::from_millis(150))
+        .emit_backoff(std::time::Duration::from_millis(100));
+    let url = redis.server.url();
+    pause();
+    let once = hivent_redis::RedisBackend::with_options(&url, options.clone().emit_tries(1));
+    assert!(
+        matches!(once, Err(hivent_redis::Error::Unreachable { .. })),
+        "a single PING should have timed out: {once:?}"
+    );
+    pause();
+    let backend = hivent_redis::RedisBackend::with_options(&url, options);
+    assert!(backend.is_ok(), "{:?}", backend.err());
+}
