@@ -183,6 +183,10 @@ fn has_consumers(server: &RedisServer, service: &str, n: usize) -> bool {
 /// emit → start with a command handler → the handler got the event JSON on stdin;
 /// SIGTERM then stops the worker with status 0.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn start_runs_command_handlers() {
     let Some(server) = server_for_tests() else {
         return;
@@ -213,6 +217,10 @@ fn start_runs_command_handlers() {
 /// Failing handlers' events show in `dlq list`; `dlq replay --limit 1` replays one and says
 /// how many are left, `dlq replay` the rest; each replayed event is handled once, in order.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn failed_events_can_be_listed_and_replayed() {
     let Some(server) = server_for_tests() else {
         return;
@@ -293,6 +301,10 @@ fn failed_events_can_be_listed_and_replayed() {
 
 /// `status` shows the lag before workers run, then two workers splitting 4 partitions.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn status_shows_lag_and_two_workers() {
     let Some(server) = server_for_tests() else {
         return;
@@ -361,6 +373,10 @@ fn status_shows_lag_and_two_workers() {
 /// SIGTERM while a batch is in hand: the worker finishes and acks it, exits 0, and
 /// every event is either processed (and gone) or still waiting — none lost.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn sigterm_during_a_batch_loses_nothing() {
     let Some(server) = server_for_tests() else {
         return;
@@ -537,6 +553,10 @@ fn invalid_endpoints_exit_2_without_the_password() {
 /// `emit` without `--payload` reads the payload from stdin, with `--cid`; the event
 /// lands in the receiving service's partition as printed.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn emit_reads_the_payload_from_stdin() {
     let Some(server) = server_for_tests() else {
         return;
@@ -587,6 +607,10 @@ fn emit_reads_the_payload_from_stdin() {
 /// A second SIGTERM while the first waits for a slow handler exits at once with 130
 /// and takes the running handler command with it.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn second_signal_exits_at_once() {
     let Some(server) = server_for_tests() else {
         return;
@@ -654,6 +678,10 @@ fn second_signal_exits_at_once() {
 /// in hand runs in a group of its own, so it finishes, its event is acknowledged and
 /// the worker exits 0.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn ctrl_c_lets_the_handler_in_hand_finish() {
     use std::os::unix::process::CommandExt;
     let Some(server) = server_for_tests() else {
@@ -722,6 +750,10 @@ fn is_dead(pid: u32) -> bool {
 /// A handler command dies with its worker, even when the worker is SIGKILLed, so it
 /// never runs beside the worker that takes the partition over.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn a_killed_workers_command_dies_with_it() {
     let Some(server) = server_for_tests() else {
         return;
@@ -755,6 +787,10 @@ fn a_killed_workers_command_dies_with_it() {
 /// A worker in another pid namespace with the same host name (a container sharing the
 /// host's UTS namespace) does not take a live worker for a ghost of its own host.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn a_worker_in_another_pid_namespace_evicts_nobody() {
     let Some(server) = server_for_tests() else {
         return;
@@ -812,6 +848,10 @@ fn a_worker_in_another_pid_namespace_evicts_nobody() {
 /// with none at all the binary uses Redis at the default endpoint; an explicit memory
 /// backend is refused with one line, since it would reach no other process.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn the_backend_follows_the_endpoint() {
     let Some(server) = server_for_tests() else {
         return;

@@ -608,11 +608,21 @@ fn findings(
             .or_default()
             .push(h);
     }
-    let running_at_stall = |h: &Handling| {
-        stalls
-            .iter()
-            .any(|(w, at)| *w == h.worker && h.start < *at && h.end.is_some_and(|e| e > *at))
-    };
+    // The handler in progress when a stall began: the one logged across the stop, or,
+    // when the stop came between the worker's ownership check and the handler's first
+    // log line, the worker's first handling logged after the stop. Any further handling
+    // of the stalled worker overlapping another's is a violation.
+    let in_progress: Vec<(u32, u128)> = stalls
+        .iter()
+        .filter_map(|&(worker, at)| {
+            let mine = || all.iter().filter(move |h| h.worker == worker);
+            mine()
+                .find(|h| h.start < at && h.end.is_some_and(|e| e > at))
+                .or_else(|| mine().filter(|h| h.start >= at).min_by_key(|h| h.start))
+                .map(|h| (worker, h.start))
+        })
+        .collect();
+    let running_at_stall = |h: &Handling| in_progress.contains(&(h.worker, h.start));
     let (mut overlaps, mut allowed_overlaps) = (0, 0);
     for list in by_partition.values_mut() {
         list.sort_by_key(|h| h.start);

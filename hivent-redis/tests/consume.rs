@@ -32,6 +32,10 @@ fn envelope(hash: u32, n: usize) -> Envelope {
 
 /// An event pushed with plain LPUSH in the Ruby gem's format is processed and removed.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn consumes_an_event_written_by_the_ruby_gem() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -57,6 +61,10 @@ fn consumes_an_event_written_by_the_ruby_gem() {
 
 /// After SCRIPT FLUSH a consumer's heartbeat and ack reload their scripts and work.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn consumer_survives_script_flush() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -78,6 +86,10 @@ fn consumer_survives_script_flush() {
 /// another: its ack and dead-letter are rejected as Fenced and change nothing, it
 /// fetches nothing more, and the new owner processes every event, none lost.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn stalled_consumer_is_fenced_and_nothing_is_lost() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -141,6 +153,10 @@ fn settle(sessions: &[RedisSession], partitions: u32) -> Vec<Vec<u32>> {
 
 /// Two and three workers split 4 partitions 2/2 and 2/1/1, each partition owned once.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn workers_split_partitions_evenly() {
     let Some(redis) = support::redis() else {
         return;
@@ -168,6 +184,10 @@ fn workers_split_partitions_evenly() {
 /// A worker that leaves releases its partitions at once: the remaining worker owns
 /// them after its very next heartbeat.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn leaving_worker_hands_over_within_one_heartbeat() {
     let Some(redis) = support::redis() else {
         return;
@@ -185,6 +205,10 @@ fn leaving_worker_hands_over_within_one_heartbeat() {
 
 /// An idle fetch waiting for events returns as soon as one is emitted.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn idle_fetch_wakes_on_emit() {
     let Some(redis) = support::redis() else {
         return;
@@ -218,6 +242,10 @@ fn idle_fetch_wakes_on_emit() {
 /// A full worker run (heartbeat thread, wake-ups, graceful stop) processes every
 /// event and leaves the group.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn worker_run_processes_and_leaves() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -256,6 +284,10 @@ fn worker_run_processes_and_leaves() {
 /// An item that is not UTF-8 (written by some other tool) is dead-lettered byte for byte
 /// and the consumer goes on: it is no poison pill.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn non_utf8_item_is_dead_lettered_exactly() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -298,6 +330,10 @@ fn non_utf8_item_is_dead_lettered_exactly() {
 /// removed: not a running process of this host, nor one of another pid namespace (a
 /// container with the same host name) whose pid this host does not run.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn restarted_worker_does_not_wait_for_its_ghost() {
     let Some(mut redis) = support::redis() else {
         return;

@@ -20,6 +20,10 @@ fn register(backend: &dyn Backend, service: &str, partitions: u32) {
 /// Status lists the service, its events, live consumers, owners, lag, the oldest
 /// event's time and dead letter counts; unknown services and partitions are errors.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn status_reports_group_lag_and_dead_letters() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -70,6 +74,10 @@ fn status_reports_group_lag_and_dead_letters() {
 /// Replay moves the oldest dead letters back to the oldest end in order, fencing the
 /// owner's batch in hand; purge empties the queue and says how many it held.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn replay_fences_the_batch_in_hand_and_purge_empties() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -104,6 +112,10 @@ fn replay_fences_the_batch_in_hand_and_purge_empties() {
 /// A batch fetched before a replay stays fenced even after the heartbeat reclaimed
 /// the partition, so the replayed items are never trimmed unseen.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn batch_read_before_replay_stays_fenced_after_reclaim() {
     let Some(mut redis) = support::redis() else {
         return;

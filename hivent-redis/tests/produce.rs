@@ -12,6 +12,10 @@ use serde_json::{json, Value};
 /// `svc:<crc32(key) % 4>`, readable with LINDEX -1, with `payload` and the six meta
 /// fields; the count and event set keep the gem's names.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn emit_writes_the_ruby_gem_keyspace_and_json() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -74,6 +78,10 @@ fn emit_writes_the_ruby_gem_keyspace_and_json() {
 /// A receiving service without a partition count fails the emit with
 /// MissingPartitionCount before anything is written to any other service.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn missing_partition_count_fails_before_any_write() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -130,6 +138,10 @@ fn envelope(name: &str, hash: u32) -> Envelope {
 /// the same envelope are separate emits (the retry of one call is pinned in the crate's
 /// unit tests, which can repeat a call id).
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn each_publish_call_sets_one_expiring_marker() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -164,6 +176,10 @@ fn each_publish_call_sets_one_expiring_marker() {
 
 /// A batch emit stores every event, each in its partition, in emit order.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn batch_emit_stores_all_events_in_order() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -212,6 +228,10 @@ fn batch_emit_stores_all_events_in_order() {
 
 /// After SCRIPT FLUSH the next emit reloads the script instead of failing.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn emit_survives_script_flush() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -230,6 +250,10 @@ fn emit_survives_script_flush() {
 /// When Redis goes away, an emit is tried again (4 tries by default) and then fails with
 /// a transient error that names the signal that was not emitted.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn emit_to_a_vanished_redis_names_the_signal() {
     let Some(redis) = support::redis() else {
         return;
@@ -258,6 +282,10 @@ fn emit_to_a_vanished_redis_names_the_signal() {
 /// Connecting tries PING again when Redis does not answer in time (here: paused
 /// clients), so one lost reply does not fail a producer's start.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn connect_retries_a_ping_that_got_no_answer() {
     let Some(mut redis) = support::redis() else {
         return;

@@ -16,6 +16,10 @@ fn registration(events: &[&str], partitions: u32) -> Registration {
 
 /// A new registration leaves the sets of events the service no longer receives.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn registration_leaves_events_no_longer_received() {
     let Some(mut redis) = support::redis() else {
         return;
@@ -38,6 +42,10 @@ fn registration_leaves_events_no_longer_received() {
 /// A different partition count is refused while an old partition holds events, and
 /// accepted once they are all empty.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn partition_count_change_waits_for_empty_partitions() {
     let Some(mut redis) = support::redis() else {
         return;

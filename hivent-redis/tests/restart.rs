@@ -14,6 +14,10 @@ use serde_json::json;
 /// After Redis restarts (same port, data kept, script cache empty), emits go on and the
 /// consumer's heartbeat and fetches recover on fresh connections: nothing is lost.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn producer_and_consumer_survive_a_redis_restart() {
     let persistent: Vec<String> = ["--appendonly", "yes", "--appendfsync", "always"]
         .map(String::from)
@@ -146,6 +150,10 @@ fn fast_backend(server: &RedisServer) -> Arc<RedisBackend> {
 /// After FLUSHALL a running worker registers its service again at its next heartbeat
 /// and every event emitted after that is handled.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn a_worker_registers_again_after_flushall() {
     let Some(server) = hivent_redis::test_server::server_for_tests() else {
         return;
@@ -167,6 +175,10 @@ fn a_worker_registers_again_after_flushall() {
 /// A redis-server without persistence restarted under a running worker comes back
 /// empty; the worker registers again and handles every event emitted after that.
 #[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
 fn a_worker_recovers_after_a_restart_without_persistence() {
     let Some(mut server) = hivent_redis::test_server::server_for_tests() else {
         return;
