@@ -715,4 +715,26 @@ conformance! {
         expected.sort();
         assert_eq!(got, expected);
     }
+
+    /// An emit says how many services stored it, single and batch: none when no service
+    /// receives its signal, each service once however it receives it.
+    fn emits_say_how_many_services_stored_them(h) {
+        let p = producer(h);
+        let (x, y) = (p.signal("r:x").unwrap(), p.signal("r:y").unwrap());
+        assert_eq!(y.emit_with_receipt(&json!({}), EmitOptions::version(1)).unwrap().receiving_services, 0);
+        let named = h.hivent("svc-r1", 2, &Recorder::new());
+        let _a = record(&named, "r:x");
+        named.register().unwrap();
+        let star = h.hivent("svc-r2", 2, &Recorder::new());
+        let _b = record(&star, "*");
+        let _c = record(&star, "r:x");
+        star.register().unwrap();
+        assert_eq!(x.emit_with_receipt(&json!({}), EmitOptions::version(1)).unwrap().receiving_services, 2);
+        assert_eq!(y.emit_with_receipt(&json!({}), EmitOptions::version(1)).unwrap().receiving_services, 1);
+        let mut batch = p.batch();
+        batch.push(&x, &json!({"n": 1}), EmitOptions::version(1)).unwrap();
+        batch.push(&y, &json!({"n": 2}), EmitOptions::version(1)).unwrap();
+        let counts: Vec<usize> = batch.emit_with_receipts().unwrap().iter().map(|e| e.receiving_services).collect();
+        assert_eq!(counts, [2, 1]);
+    }
 }

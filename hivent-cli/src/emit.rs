@@ -55,8 +55,20 @@ pub fn run(args: &EmitArgs) -> Result<(), Failure> {
     if let Some(cid) = &args.cid {
         options = options.cid(cid);
     }
-    let event = hivent.signal(&args.name)?.emit_with(&payload, options)?;
+    let emitted = hivent
+        .signal(&args.name)?
+        .emit_with_receipt(&payload, options)?;
+    let event = &emitted.event;
     println!("{}", event.to_json());
-    eprintln!("hivent: emitted {} to {backend}", event.meta.event_uuid);
+    match emitted.receiving_services {
+        0 => eprintln!(
+            "hivent: warning: no service receives {:?} on {backend}: event {} was stored nowhere",
+            args.name, event.meta.event_uuid
+        ),
+        n => eprintln!(
+            "hivent: emitted {} to {n} service(s) on {backend}",
+            event.meta.event_uuid
+        ),
+    }
     Ok(())
 }

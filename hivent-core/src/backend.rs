@@ -36,15 +36,15 @@ pub trait Backend: Send + Sync {
     /// The backend's name for messages (`memory`, `redis`).
     fn name(&self) -> &'static str;
 
-    /// Stores one copy of the event in a partition of every service that receives
-    /// `envelope.name` or `*`: all of them or, on error, none.
-    fn publish(&self, envelope: &Envelope) -> Result<()>;
-
-    /// Publishes many events; backends override this to save round trips. On error,
-    /// events before the failing one may have been published.
-    fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
-        envelopes.iter().try_for_each(|e| self.publish(e))
-    }
+    /// Stores one copy of each event in a partition of every service that receives its
+    /// name or `*`, and returns, per event, how many services stored it (0: nobody
+    /// receives it). `call_id` names the call: a try of the same call (same id, same
+    /// events) stores nothing twice, so a call that failed uncertainly can be completed.
+    ///
+    /// On error nothing of the call was stored, unless the error is
+    /// [`crate::Error::MaybeStored`]: the backend failed after the write was sent, and
+    /// part or all of the call may have been stored.
+    fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>>;
 
     /// Records that `registration.service` receives `registration.events` with its
     /// partition count, and that it receives nothing else any more.

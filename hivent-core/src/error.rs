@@ -65,6 +65,28 @@ pub enum Error {
         /// Why the backend failed.
         source: Box<Error>,
     },
+    /// The backend failed after an emit was sent, so its events may have been stored:
+    /// the reply was lost. Retrying the same call with [`crate::Hivent::retry_emit`]
+    /// completes it without storing a second copy.
+    #[error("signal {name:?} (event {event_uuid}) may have been stored, the reply was lost: {source}; retry it with Hivent::retry_emit to complete it without a second copy")]
+    EmitUncertain {
+        /// The signal (of the first event, for a batch).
+        name: String,
+        /// The event (the first of a batch).
+        event_uuid: String,
+        /// What [`crate::Hivent::retry_emit`] needs to send the same call again.
+        retry: Box<crate::EmitRetry>,
+        /// Why the backend failed.
+        source: Box<Error>,
+    },
+    /// A backend failed after a write was sent: it may have been applied.
+    #[error("the {backend} backend failed after the write was sent, so it may have been applied: {source}")]
+    MaybeStored {
+        /// Which backend.
+        backend: &'static str,
+        /// The backend's own error.
+        source: HandlerError,
+    },
     /// A service that receives an event has no usable partition count, so the emit was refused before anything was written.
     #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
     MissingPartitionCount {
@@ -179,7 +201,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Backend { transient, .. } => *transient,
-            Error::EmitFailed { source, .. } => source.is_transient(),
+            Error::EmitFailed { source, .. } | Error::EmitUncertain { source, .. } => {
+                source.is_transient()
+            }
+            Error::MaybeStored { .. } => true,
             _ => false,
         }
     }
@@ -187,6 +212,15 @@ impl Error {
     /// Whether this is a fencing rejection: the consumer lost the partition.
     pub fn is_fenced(&self) -> bool {
         matches!(self, Error::Fenced { .. })
+    }
+
+    /// For an emit that may have been stored, what [`crate::Hivent::retry_emit`] needs
+    /// to complete it without a second copy.
+    pub fn emit_retry(&self) -> Option<&crate::EmitRetry> {
+        match self {
+            Error::EmitUncertain { retry, .. } => Some(retry),
+            _ => None,
+        }
     }
 
     /// Whether the backend has no registration of the service.

@@ -12,8 +12,8 @@ use serde::Serialize;
 use crate::error::panic_message;
 use crate::partition::partition_hash_of_text;
 use crate::{
-    new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, Envelope, Error, Event, Meta,
-    Receivers, Registration, Result, Signal,
+    new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, EmitRetry, Emitted, Envelope,
+    Error, Event, Meta, Receivers, Registration, Result, Signal,
 };
 
 /// The handle an application uses: signals to emit to and receive from, and consumers.
@@ -156,19 +156,85 @@ impl Hivent {
         name: &str,
         payload: &P,
         options: EmitOptions,
-    ) -> Result<Event> {
+    ) -> Result<Emitted> {
         let (event, envelope) = self.prepare(name, payload, options)?;
         self.before_emit()?;
+        let counts = self.send(vec![envelope], std::slice::from_ref(&event))?;
+        self.after_emit(std::slice::from_ref(&event))?;
+        Ok(Emitted {
+            event,
+            receiving_services: counts.first().copied().unwrap_or(0),
+        })
+    }
+
+    /// Sends one publish call of `envelopes` (the encodings of `events`, not empty);
+    /// a failure says whether the events may have been stored.
+    fn send(&self, envelopes: Vec<Envelope>, events: &[Event]) -> Result<Vec<usize>> {
+        let (name, event_uuid) = events
+            .first()
+            .map(|e| (e.meta.name.clone(), e.meta.event_uuid.clone()))
+            .unwrap_or_default();
+        let call_id = new_id();
+        match self.inner.backend.publish(&call_id, &envelopes) {
+            Ok(counts) => {
+                for (event, stored) in events.iter().zip(&counts) {
+                    if *stored == 0 {
+                        tracing::debug!(signal = %event.meta.name, uuid = %event.meta.event_uuid, "emitted, but no service receives this signal");
+                    }
+                }
+                Ok(counts)
+            }
+            Err(source @ Error::MaybeStored { .. }) => Err(Error::EmitUncertain {
+                retry: Box::new(EmitRetry {
+                    call_id,
+                    name: name.clone(),
+                    event_uuid: event_uuid.clone(),
+                    envelopes: envelopes.into(),
+                }),
+                name,
+                event_uuid,
+                source: Box::new(source),
+            }),
+            Err(source) => Err(Error::EmitFailed {
+                name,
+                event_uuid,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Sends again an emit call whose reply was lost ([`Error::EmitUncertain`] carries
+    /// the [`EmitRetry`]): the backend stores what the first try did not, and nothing
+    /// twice. Returns, per event, how many services stored it; fails again (and can be
+    /// retried again) when the backend still cannot be reached.
+    ///
+    /// ```
+    /// # use hivent_core::{Config, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("shop").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// let signal = hivent.signal("order:placed")?;
+    /// match signal.emit(&serde_json::json!({"order": 1}), 1) {
+    ///     Ok(_) => {}
+    ///     Err(error) => match error.emit_retry() {
+    ///         // The event may or may not be stored: complete the same call.
+    ///         Some(retry) => {
+    ///             hivent.retry_emit(retry)?;
+    ///         }
+    ///         None => return Err(error),
+    ///     },
+    /// }
+    /// # Ok::<(), hivent_core::Error>(())
+    /// ```
+    pub fn retry_emit(&self, retry: &EmitRetry) -> Result<Vec<usize>> {
+        // Whatever this try's failure, the first try may have stored the call.
         self.inner
             .backend
-            .publish(&envelope)
-            .map_err(|source| Error::EmitFailed {
-                name: name.to_owned(),
-                event_uuid: event.meta.event_uuid.clone(),
+            .publish(&retry.call_id, &retry.envelopes)
+            .map_err(|source| Error::EmitUncertain {
+                name: retry.name.clone(),
+                event_uuid: retry.event_uuid.clone(),
+                retry: Box::new(retry.clone()),
                 source: Box::new(source),
-            })?;
-        self.after_emit(std::slice::from_ref(&event))?;
-        Ok(event)
+            })
     }
 
     /// In inline mode, makes sure the service is registered with its current receivers
@@ -389,23 +455,33 @@ impl EmitBatch {
         self.events.is_empty()
     }
 
-    /// Sends every event and returns them. On error, events before the failing one may
-    /// have been stored; the error names the first event of the batch.
+    /// Sends every event and returns them. On [`Error::EmitFailed`] nothing was
+    /// stored; on [`Error::EmitUncertain`] part of the batch may have been stored, and
+    /// [`Hivent::retry_emit`] completes it without second copies.
     pub fn emit(self) -> Result<Vec<Event>> {
+        Ok(self
+            .emit_with_receipts()?
+            .into_iter()
+            .map(|emitted| emitted.event)
+            .collect())
+    }
+
+    /// [`EmitBatch::emit`], saying for each event how many services stored it.
+    pub fn emit_with_receipts(self) -> Result<Vec<Emitted>> {
         if self.events.is_empty() {
             return Ok(Vec::new());
         }
         self.hivent.before_emit()?;
-        self.hivent
-            .inner
-            .backend
-            .publish_batch(&self.envelopes)
-            .map_err(|source| Error::EmitFailed {
-                name: self.events[0].meta.name.clone(),
-                event_uuid: self.events[0].meta.event_uuid.clone(),
-                source: Box::new(source),
-            })?;
+        let counts = self.hivent.send(self.envelopes, &self.events)?;
         self.hivent.after_emit(&self.events)?;
-        Ok(self.events)
+        Ok(self
+            .events
+            .into_iter()
+            .zip(counts)
+            .map(|(event, receiving_services)| Emitted {
+                event,
+                receiving_services,
+            })
+            .collect())
     }
 }

@@ -19,6 +19,7 @@ mod backend;
 mod config;
 mod consumer;
 pub mod dispatch;
+mod emit_outcome;
 mod error;
 mod event;
 mod hivent;
@@ -38,6 +39,7 @@ pub use config::{
 };
 pub use consumer::{Consumer, ConsumerOptions};
 pub use dispatch::{Dispatch, Handler, Receivers};
+pub use emit_outcome::{EmitRetry, Emitted};
 pub use error::{Error, HandlerError, Result};
 pub use event::{new_id, Event, Meta};
 pub use hivent::{EmitBatch, EmitTap, Hivent};

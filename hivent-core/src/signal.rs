@@ -112,6 +112,18 @@ impl Signal {
         payload: &P,
         options: EmitOptions,
     ) -> Result<Event> {
+        Ok(self.hivent.emit_one(&self.name, payload, options)?.event)
+    }
+
+    /// [`Signal::emit_with`], saying how many services stored the event (0: no service
+    /// receives this signal). On [`crate::Error::EmitFailed`] nothing was stored; on
+    /// [`crate::Error::EmitUncertain`] it may have been, and
+    /// [`crate::Hivent::retry_emit`] completes the emit without a second copy.
+    pub fn emit_with_receipt<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        options: EmitOptions,
+    ) -> Result<crate::Emitted> {
         self.hivent.emit_one(&self.name, payload, options)
     }
 

@@ -203,27 +203,21 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    fn publish(&self, envelope: &Envelope) -> Result<()> {
-        // The copy is made before taking the lock: consumers wait for it meanwhile.
-        let json = envelope.json.clone();
-        let mut state = self.shared.state.lock();
-        state.store(envelope, json);
-        state.generation += 1;
-        drop(state);
-        self.shared.emitted.notify_all();
-        Ok(())
-    }
-
-    fn publish_batch(&self, envelopes: &[Envelope]) -> Result<()> {
+    /// Never uncertain: a call is stored whole under one lock or not at all, so the
+    /// call id is not needed.
+    fn publish(&self, _call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>> {
+        // The copies are made before taking the lock: consumers wait for it meanwhile.
         let copies: Vec<String> = envelopes.iter().map(|e| e.json.clone()).collect();
         let mut state = self.shared.state.lock();
-        for (envelope, json) in envelopes.iter().zip(copies) {
-            state.store(envelope, json);
-        }
+        let counts = envelopes
+            .iter()
+            .zip(copies)
+            .map(|(envelope, json)| state.store(envelope, json))
+            .collect();
         state.generation += 1;
         drop(state);
         self.shared.emitted.notify_all();
-        Ok(())
+        Ok(counts)
     }
 
     fn register(&self, registration: &Registration) -> Result<()> {

@@ -54,8 +54,9 @@ impl Service {
 
 impl State {
     /// Appends `json` to the partition of every service that receives the envelope's
-    /// event or `*`, once per service; the last copy takes `json` itself.
-    pub(crate) fn store(&mut self, envelope: &Envelope, json: String) {
+    /// event or `*`, once per service; the last copy takes `json` itself. Returns how
+    /// many services stored it.
+    pub(crate) fn store(&mut self, envelope: &Envelope, json: String) -> usize {
         let named = self.receivers.get(&envelope.name);
         let star = self
             .receivers
@@ -69,6 +70,7 @@ impl State {
             .flatten()
             .chain(star.into_iter().flatten().filter(only_star));
         let mut json = Some(json);
+        let mut stored = 0;
         for (i, service) in targets.enumerate() {
             // Registered services always have partitions; a missing one is skipped like
             // an unregistered service rather than failing the other copies.
@@ -83,8 +85,10 @@ impl State {
                     json.clone().unwrap_or_default()
                 };
                 queue.push_back(copy);
+                stored += 1;
             }
         }
+        stored
     }
 
     pub(crate) fn service(&mut self, name: &str) -> Result<&mut Service> {

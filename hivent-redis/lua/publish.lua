@@ -9,14 +9,16 @@
 -- ARGV[6] the wildcard set (*)
 -- ARGV[7..] triples: event name, partition hash (decimal u32), event JSON
 --
--- Reply: {"ok", stored, already}   stored: events pushed now; already: events of a call
---                                  whose marker showed an earlier try stored them
+-- Reply: {"ok", n1, n2, ...}        stored now; ni services received event i
+--        {"already", n1, n2, ...}   an earlier try of this call stored it; nothing now
 --        {"missing", service, event, found}   nothing was written; found is nil
 --                                  when the count key is absent
+--        {"wrongtype", key, type}  a key the call reads or pushes to is of another
+--                                  type (a colliding name): nothing was written
 --
--- Every count is checked before the first write, so a service without a partition
--- count makes the whole call a no-op. The call is atomic, so one marker per call makes
--- a retry after a lost reply harmless: the client sends the same call id again, and a
+-- Every check (key types, partition counts) comes before the first write, so a failed
+-- check leaves nothing behind. The call is atomic, so one marker per call makes a
+-- retry after a lost reply harmless: the client sends the same call id again, and a
 -- call whose marker exists writes nothing. Receivers and counts are read once per
 -- event name and service, not once per event. `partition_count` comes from
 -- partition_count.lua.
@@ -27,43 +29,91 @@ local count_suffix = ARGV[3]
 local separator = ARGV[4]
 local wake_suffix = ARGV[5]
 local wildcard = ARGV[6]
-local events = (#ARGV - 6) / 3
 
-if redis.call('EXISTS', marker) == 1 then
-  return { 'ok', 0, events }
+local function type_of(key)
+  return redis.call('TYPE', key)['ok']
 end
 
-local counts = {}
+local wildcard_type = type_of(wildcard)
+if wildcard_type ~= 'set' and wildcard_type ~= 'none' then
+  return { 'wrongtype', wildcard, wildcard_type }
+end
+
+-- Receivers of each event name; their counts are checked only when the call writes.
 local receivers = {}
 for i = 7, #ARGV, 3 do
   local name = ARGV[i]
   if receivers[name] == nil then
-    local services = redis.call('SUNION', name, wildcard)
-    for _, service in ipairs(services) do
-      if counts[service] == nil then
-        local text = redis.call('GET', service .. count_suffix)
-        local count = partition_count(text)
-        if not count then
-          return { 'missing', service, name, text }
-        end
-        counts[service] = count
-      end
+    local found = type_of(name)
+    if found ~= 'set' and found ~= 'none' then
+      return { 'wrongtype', name, found }
     end
-    receivers[name] = services
+    receivers[name] = redis.call('SUNION', name, wildcard)
   end
+end
+
+local function counts_reply(tag)
+  local reply = { tag }
+  for i = 7, #ARGV, 3 do
+    reply[#reply + 1] = #receivers[ARGV[i]]
+  end
+  return reply
+end
+
+if redis.call('EXISTS', marker) == 1 then
+  return counts_reply('already')
+end
+
+local counts = {}
+for i = 7, #ARGV, 3 do
+  for _, service in ipairs(receivers[ARGV[i]]) do
+    if counts[service] == nil then
+      local key = service .. count_suffix
+      local found = type_of(key)
+      if found ~= 'string' and found ~= 'none' then
+        return { 'wrongtype', key, found }
+      end
+      local text = redis.call('GET', key)
+      local count = partition_count(text)
+      if not count then
+        return { 'missing', service, ARGV[i], text }
+      end
+      counts[service] = count
+    end
+  end
+end
+
+-- The target lists, computed once, each checked to be a list (or absent).
+local targets = {}
+local checked = {}
+for i = 7, #ARGV, 3 do
+  local hash = tonumber(ARGV[i + 1])
+  local keys = {}
+  for _, service in ipairs(receivers[ARGV[i]]) do
+    local partition = hash % counts[service]
+    local key = service .. separator .. string.format('%d', partition)
+    if not checked[key] then
+      local found = type_of(key)
+      if found ~= 'list' and found ~= 'none' then
+        return { 'wrongtype', key, found }
+      end
+      checked[key] = true
+    end
+    keys[#keys + 1] = { service, partition, key }
+  end
+  targets[i] = keys
 end
 
 local woken = {}
 for i = 7, #ARGV, 3 do
-  local hash, json = tonumber(ARGV[i + 1]), ARGV[i + 2]
-  for _, service in ipairs(receivers[ARGV[i]]) do
-    local partition = hash % counts[service]
-    redis.call('LPUSH', service .. separator .. string.format('%d', partition), json)
-    woken[service] = partition
+  local json = ARGV[i + 2]
+  for _, target in ipairs(targets[i]) do
+    redis.call('LPUSH', target[3], json)
+    woken[target[1]] = target[2]
   end
 end
 redis.call('SET', marker, '1', 'PX', marker_ttl)
 for service, partition in pairs(woken) do
   redis.call('PUBLISH', service .. wake_suffix, string.format('%d', partition))
 end
-return { 'ok', events, 0 }
+return counts_reply('ok')

@@ -7,7 +7,7 @@ use hivent_core::{Backend, ConsumerSession, Envelope, Operations, Registration};
 use redis::{Connection, RedisResult};
 
 use crate::connection::{Endpoint, Pool};
-use crate::error::is_transient;
+use crate::error::{certainly_not_run, is_transient};
 use crate::script::{PublishReply, PublishScript, RegisterReply, RegisterScript};
 use crate::{Error, RedisOptions, RedisSession};
 
@@ -171,23 +171,55 @@ impl RedisBackend {
         }
     }
 
-    fn publish_chunk(&self, envelopes: &[Envelope]) -> Result<(), Error> {
-        self.publish_call(envelopes, &hivent_core::new_id())
-    }
-
     /// One atomic publish call, tried again on transient failures with the same
-    /// `call_id`, whose marker makes a try after a stored one write nothing.
-    pub(crate) fn publish_call(&self, envelopes: &[Envelope], call_id: &str) -> Result<(), Error> {
-        let ttl = self.endpoint.options().emit_marker_ttl;
-        let reply = self.with_retries("publish events", |connection| {
-            PublishScript::invoke(connection, envelopes, call_id, ttl)
-        })?;
-        match reply {
-            PublishReply::Stored { already, .. } => {
-                if already > 0 {
-                    tracing::debug!(already, "events were stored by an earlier try");
+    /// `call_id`, whose marker makes a try after a stored one write nothing. Returns,
+    /// per event, how many services stored it. After a try that may have run, a final
+    /// failure is [`Error::ReplyLost`] (it may have been stored), never a plain failure.
+    pub(crate) fn publish_call(
+        &self,
+        envelopes: &[Envelope],
+        call_id: &str,
+    ) -> Result<Vec<usize>, Error> {
+        let options = self.endpoint.options();
+        let ttl = options.emit_marker_ttl;
+        let mut pause = options.emit_backoff;
+        let mut tries_left = options.emit_tries.max(1);
+        let mut may_have_run = false;
+        let reply = loop {
+            tries_left -= 1;
+            let outcome = self.pool.run(&self.endpoint, |connection| {
+                PublishScript::invoke(connection, envelopes, call_id, ttl)
+            });
+            match outcome {
+                Ok(reply) => break reply,
+                Err(error) => {
+                    may_have_run |= !certainly_not_run(&error);
+                    if tries_left > 0 && is_transient(&error) {
+                        tracing::warn!(%error, tries_left, "Redis failed to publish events; trying the same call again");
+                        thread::sleep(pause);
+                        pause = pause.saturating_mul(2);
+                        continue;
+                    }
+                    return Err(if may_have_run {
+                        Error::ReplyLost {
+                            endpoint: self.endpoint.redacted().to_owned(),
+                            source: error,
+                        }
+                    } else {
+                        self.endpoint.error("publish events", error)
+                    });
                 }
-                Ok(())
+            }
+        };
+        match reply {
+            PublishReply::Stored { counts, already } => {
+                if already {
+                    tracing::debug!(
+                        call_id,
+                        "the events were stored by an earlier try of the call"
+                    );
+                }
+                Ok(counts)
             }
             PublishReply::MissingPartitionCount {
                 service,
@@ -198,6 +230,7 @@ impl RedisBackend {
                 event,
                 found,
             }),
+            PublishReply::WrongType { key, found } => Err(Error::KeyCollision { key, found }),
         }
     }
 
@@ -238,14 +271,14 @@ impl Backend for RedisBackend {
         "redis"
     }
 
-    fn publish(&self, envelope: &Envelope) -> hivent_core::Result<()> {
-        Ok(self.publish_chunk(std::slice::from_ref(envelope))?)
-    }
-
     /// Publishes in calls of up to 500 events (or 4 MiB of JSON), each atomic: every
-    /// receiving service's count is checked before anything of the call is written.
-    fn publish_batch(&self, envelopes: &[Envelope]) -> hivent_core::Result<()> {
+    /// check is made before anything of the call is written. The chunks of one call
+    /// have ids derived from its id (`<id>`, `<id>:1`, …), so trying the whole call
+    /// again stores only the chunks that were not stored.
+    fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> hivent_core::Result<Vec<usize>> {
+        let mut counts = Vec::with_capacity(envelopes.len());
         let mut start = 0;
+        let mut chunk = 0;
         while start < envelopes.len() {
             let mut end = start;
             let mut bytes = 0;
@@ -256,10 +289,25 @@ impl Backend for RedisBackend {
                 bytes += envelopes[end].json.len();
                 end += 1;
             }
-            self.publish_chunk(&envelopes[start..end])?;
+            let id = match chunk {
+                0 => call_id.to_owned(),
+                n => format!("{call_id}:{n}"),
+            };
+            match self.publish_call(&envelopes[start..end], &id) {
+                Ok(stored) => counts.extend(stored),
+                // Earlier chunks are stored: the call as a whole is partly done.
+                Err(error) if chunk > 0 => {
+                    return Err(hivent_core::Error::MaybeStored {
+                        backend: "redis",
+                        source: Box::new(error),
+                    })
+                }
+                Err(error) => return Err(error.into()),
+            }
             start = end;
+            chunk += 1;
         }
-        Ok(())
+        Ok(counts)
     }
 
     fn register(&self, registration: &Registration) -> hivent_core::Result<()> {

@@ -55,6 +55,24 @@ pub enum Error {
         /// How long it waited.
         waited: Duration,
     },
+    /// A key hivent reads or writes holds another type: an event name, a service name
+    /// or another tool's key collides with hivent's keys. Nothing was written.
+    #[error("the Redis key {key:?} is a {found}, not what hivent keeps there (an event name or another tool's key collides with it); nothing was written")]
+    KeyCollision {
+        /// The key.
+        key: String,
+        /// Its type in Redis.
+        found: String,
+    },
+    /// Redis did not answer a write that was sent: it may have been applied (a lost
+    /// reply, a timeout, a dropped connection).
+    #[error("Redis at {endpoint} did not answer a publish call that was sent, so it may have been stored: {source}")]
+    ReplyLost {
+        /// The endpoint, redacted.
+        endpoint: String,
+        /// The client's error.
+        source: RedisError,
+    },
     /// A receiving service has no usable partition count; nothing was emitted.
     #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
     MissingPartitionCount {
@@ -125,7 +143,7 @@ impl Error {
             Error::Unreachable { source, .. } | Error::Command { source, .. } => {
                 is_transient(source)
             }
-            Error::SubscribeTimedOut { .. } => true,
+            Error::SubscribeTimedOut { .. } | Error::ReplyLost { .. } => true,
             _ => false,
         }
     }
@@ -157,6 +175,27 @@ pub(crate) fn is_interrupted(error: &RedisError) -> bool {
     std::error::Error::source(error)
         .and_then(|cause| cause.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
+}
+
+/// Whether a failed call certainly did not run: the connection was refused, or Redis
+/// answered with an error that it gives before running anything.
+pub(crate) fn certainly_not_run(error: &RedisError) -> bool {
+    error.is_connection_refusal()
+        || matches!(
+            error.code(),
+            Some(
+                "NOSCRIPT"
+                    | "BUSY"
+                    | "LOADING"
+                    | "OOM"
+                    | "NOAUTH"
+                    | "NOPERM"
+                    | "WRONGPASS"
+                    | "READONLY"
+                    | "MASTERDOWN"
+                    | "TRYAGAIN"
+            )
+        )
 }
 
 /// Whether the connection is still in step with the server after this error: true
@@ -197,6 +236,10 @@ impl From<Error> for hivent_core::Error {
             Error::NotRegistered { service, found } => {
                 hivent_core::Error::NotRegistered { service, found }
             }
+            error @ Error::ReplyLost { .. } => hivent_core::Error::MaybeStored {
+                backend: "redis",
+                source: Box::new(error),
+            },
             // Configuration errors stay configuration errors (the CLI exits 2 for them).
             Error::InvalidEndpoint { endpoint, reason } => hivent_core::Error::InvalidConfig {
                 option: "endpoint",

@@ -79,14 +79,16 @@ fn tagged(value: Value) -> Result<(String, Vec<Value>), ParsingError> {
 /// - ARGV: the call's marker key (`hivent:emitted:<call id>`) and its lifetime (ms),
 ///   the `:partition_count` suffix, the partition separator, the wake channel suffix,
 ///   `*`, then for each event its name, partition hash and JSON.
-/// - Reply: [`PublishReply`].
+/// - Reply: [`PublishReply`]. Every key type and partition count is checked before the
+///   first write.
 pub(crate) struct PublishScript;
 
 /// What [`PublishScript`] answers.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PublishReply {
-    /// `stored` events were pushed now; `already` had been stored by an earlier try.
-    Stored { stored: u64, already: u64 },
+    /// Per event, how many services received it; `already` when an earlier try of the
+    /// call stored it and this one wrote nothing.
+    Stored { counts: Vec<usize>, already: bool },
     /// `service` receives `event` but its partition count key holds `found`; nothing
     /// was written.
     MissingPartitionCount {
@@ -94,20 +96,26 @@ pub(crate) enum PublishReply {
         event: String,
         found: Option<String>,
     },
+    /// `key` is a `found` where the call needs a list or a set; nothing was written.
+    WrongType { key: String, found: String },
 }
 
 impl FromRedisValue for PublishReply {
     fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
         let (tag, rest) = tagged(value)?;
         match (tag.as_str(), rest.as_slice()) {
-            ("ok", [stored, already]) => Ok(PublishReply::Stored {
-                stored: number(stored)?,
-                already: number(already)?,
+            ("ok" | "already", counts) => Ok(PublishReply::Stored {
+                counts: counts.iter().map(number).collect::<Result<_, _>>()?,
+                already: tag == "already",
             }),
             ("missing", [service, event, found @ ..]) => Ok(PublishReply::MissingPartitionCount {
                 service: text(service).unwrap_or_default(),
                 event: text(event).unwrap_or_default(),
                 found: found.first().and_then(text),
+            }),
+            ("wrongtype", [key, found]) => Ok(PublishReply::WrongType {
+                key: text(key).unwrap_or_default(),
+                found: text(found).unwrap_or_default(),
             }),
             _ => Err(format!("unexpected publish reply {tag:?} {rest:?}").into()),
         }
@@ -473,12 +481,20 @@ mod tests {
     /// Script replies decode into their typed forms.
     #[test]
     fn decodes_replies() {
-        let ok = Value::Array(vec![bulk("ok"), Value::Int(2), Value::Int(1)]);
+        let ok = Value::Array(vec![bulk("ok"), Value::Int(2), Value::Int(0)]);
         assert_eq!(
             PublishReply::from_redis_value(ok).unwrap(),
             PublishReply::Stored {
-                stored: 2,
-                already: 1
+                counts: vec![2, 0],
+                already: false
+            }
+        );
+        let wrong = Value::Array(vec![bulk("wrongtype"), bulk("victim:1"), bulk("set")]);
+        assert_eq!(
+            PublishReply::from_redis_value(wrong).unwrap(),
+            PublishReply::WrongType {
+                key: "victim:1".into(),
+                found: "set".into()
             }
         );
         let missing = Value::Array(vec![bulk("missing"), bulk("svc"), bulk("e"), Value::Nil]);

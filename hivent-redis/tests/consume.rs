@@ -97,7 +97,7 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
     let backend = redis.backend();
     register(backend.as_ref(), "svc", 2);
     let emitted: Vec<Envelope> = (0..6).map(|n| envelope(n as u32, n)).collect();
-    backend.publish_batch(&emitted).unwrap();
+    backend.publish("call-1", &emitted).unwrap();
 
     let a = backend.join_session("svc").unwrap();
     assert_eq!(a.heartbeat().unwrap(), vec![0, 1]);
@@ -221,7 +221,7 @@ fn idle_fetch_wakes_on_emit() {
     let started = Instant::now();
     let emitter = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        producer.publish(&envelope(0, 1)).unwrap();
+        producer.publish("call-1", &[envelope(0, 1)]).unwrap();
     });
     let first = session.fetch(10, Duration::from_secs(20)).unwrap().batches;
     emitter.join().unwrap();

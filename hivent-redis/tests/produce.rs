@@ -116,7 +116,7 @@ fn missing_partition_count_fails_before_any_write() {
     redis.command("SET", &["bad:partition_count", "zero"]);
     let error = producer
         .backend()
-        .publish(&envelope("order:placed", 3))
+        .publish("call-bad", &[envelope("order:placed", 3)])
         .unwrap_err();
     assert!(
         matches!(&error, Error::MissingPartitionCount { found: Some(f), .. } if f == "zero"),
@@ -153,10 +153,13 @@ fn each_publish_call_sets_one_expiring_marker() {
     }
     let backend = redis.backend();
     let event = envelope("thing:done", 5);
-    backend.publish(&event).unwrap();
-    backend
-        .publish_batch(&[event.clone(), event.clone()])
-        .unwrap();
+    assert_eq!(backend.publish("call-1", std::slice::from_ref(&event)).unwrap(), [2]);
+    assert_eq!(
+        backend
+            .publish("call-2", &[event.clone(), event.clone()])
+            .unwrap(),
+        [2, 2]
+    );
     assert_eq!(redis.list("a:1"), vec![event.json.clone(); 3]);
     assert_eq!(redis.list("b:2"), vec![event.json.clone(); 3]);
     assert_eq!(redis.len("a:0") + redis.len("b:0") + redis.len("b:1"), 0);
@@ -247,8 +250,11 @@ fn emit_survives_script_flush() {
     assert_eq!(redis.len("svc:0"), 2);
 }
 
-/// When Redis goes away, an emit is tried again (4 tries by default) and then fails with
-/// a transient error that names the signal that was not emitted.
+/// When Redis goes away under a producer, an emit is tried again (4 tries by default)
+/// and then fails with a transient error that names the signal. The pooled connection
+/// had sent the call before it broke, so the error says the event may have been stored
+/// and carries the call to retry; a producer that could not send anything (no pooled
+/// connection, the connection refused) says it was not emitted.
 #[test]
 #[cfg_attr(
     no_redis_server,
@@ -264,19 +270,98 @@ fn emit_to_a_vanished_redis_names_the_signal() {
     let producer = redis.hivent("shop", 1);
     let signal = producer.signal("order:placed").unwrap();
     signal.emit(&json!({"n": 1}), 1).unwrap();
+    let unpooled = hivent_redis::RedisBackend::with_options(
+        &redis.server.url(),
+        support::fast_options().pool_size(0),
+    )
+    .unwrap();
+    let unpooled = hivent_core::Hivent::new(
+        hivent_core::Config::builder()
+            .client_id("shop")
+            .build()
+            .unwrap(),
+        std::sync::Arc::new(unpooled),
+    );
     drop(redis);
     let error = signal.emit(&json!({"n": 2}), 1).unwrap_err();
     assert!(error.is_transient(), "{error:?}");
     assert!(
-        matches!(&error, Error::EmitFailed { name, .. } if name == "order:placed"),
+        matches!(&error, Error::EmitUncertain { name, .. } if name == "order:placed"),
         "{error:?}"
     );
+    assert!(error.emit_retry().is_some());
     assert!(
         error
             .to_string()
             .starts_with("signal \"order:placed\" (event "),
         "{error}"
     );
+    let error = unpooled
+        .signal("order:placed")
+        .unwrap()
+        .emit(&json!({"n": 3}), 1)
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::EmitFailed { name, .. } if name == "order:placed"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("was not emitted"), "{error}");
+}
+
+/// A reply that never comes (clients paused longer than the response timeout) makes the
+/// emit uncertain, not failed; retrying the same call then leaves exactly one copy.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_lost_reply_is_uncertain_and_its_retry_stores_one_copy() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("svc", 1);
+    svc.signal("order:placed").unwrap().receive(|_| Ok(()));
+    svc.register().unwrap();
+    let options = support::fast_options()
+        .response_timeout(std::time::Duration::from_millis(100))
+        .emit_tries(1);
+    let backend = hivent_redis::RedisBackend::with_options(&redis.server.url(), options).unwrap();
+    let producer = hivent_core::Hivent::new(
+        hivent_core::Config::builder()
+            .client_id("shop")
+            .build()
+            .unwrap(),
+        std::sync::Arc::new(backend),
+    );
+    let signal = producer.signal("order:placed").unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(400)
+        .arg("WRITE")
+        .query(&mut redis.raw)
+        .unwrap();
+    let error = signal.emit(&json!({"n": 1}), 1).unwrap_err();
+    assert!(matches!(error, Error::EmitUncertain { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("may have been stored"),
+        "{error}"
+    );
+    let retry = error.emit_retry().unwrap().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let counts = loop {
+        match producer.retry_emit(&retry) {
+            Ok(counts) => break counts,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "{error}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    };
+    assert_eq!(counts, [1]);
+    assert_eq!(redis.len("svc:0"), 1);
+    // Retrying once more stores nothing either.
+    assert_eq!(producer.retry_emit(&retry).unwrap(), [1]);
+    assert_eq!(redis.len("svc:0"), 1);
 }
 
 /// Connecting tries PING again when Redis does not answer in time (here: paused
