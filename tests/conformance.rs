@@ -737,4 +737,17 @@ conformance! {
         let counts: Vec<usize> = batch.emit_with_receipts().unwrap().iter().map(|e| e.receiving_services).collect();
         assert_eq!(counts, [2, 1]);
     }
+
+    /// Names that would collide with hivent's own keys are refused at `signal()`,
+    /// naming the reason: a service's own partitions, counts, dead letters, group keys.
+    fn colliding_names_are_refused_at_signal(h) {
+        let svc = h.hivent("victim", 2, &Recorder::new());
+        for name in ["victim:1", "victim:partition_count", "victim:0:dead_letter", "victim:hivent:owners", "hivent:emitted:x"] {
+            let Err(error) = svc.signal(name) else { panic!("{name} was accepted") };
+            assert!(matches!(&error, hivent::Error::InvalidSignalName { name: n, .. } if n == name), "{name}: {error}");
+            assert!(error.to_string().contains("collide"), "{error}");
+        }
+        assert!(svc.signal("victim:created").is_ok());
+        assert!(svc.signal("other:1").is_ok(), "another service's partitions are checked where that service is known");
+    }
 }

@@ -12,6 +12,12 @@ use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result};
 /// The Redis endpoint used when none is configured.
 pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
 
+/// The most partitions a service may have. Heartbeats, registrations and status read
+/// every partition's claim, so the count bounds what one script call costs Redis; 1,024
+/// keeps that well under a millisecond while leaving room for far more consumers than
+/// one service runs.
+pub const MAX_PARTITION_COUNT: u32 = 1024;
+
 /// The memory store used when the memory backend is chosen without an endpoint.
 pub const DEFAULT_MEMORY_ENDPOINT: &str = "memory://default";
 
@@ -412,12 +418,14 @@ impl ConfigBuilder {
         let partition_count = match &merged.partition_count {
             None => 1,
             Some(text) => match text.trim().parse::<u32>() {
-                Ok(n) if n >= 1 => n,
+                Ok(n) if (1..=MAX_PARTITION_COUNT).contains(&n) => n,
                 _ => {
                     return Err(Error::InvalidConfig {
                         option: "partition_count",
                         value: text.clone(),
-                        reason: "it must be a whole number from 1 to 4294967295".into(),
+                        reason: format!(
+                            "it must be a whole number from 1 to {MAX_PARTITION_COUNT}"
+                        ),
                     })
                 }
             },
@@ -574,7 +582,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration: option `partition_count` cannot be \"0\": it must be a whole number from 1 to 4294967295"
+            "invalid configuration: option `partition_count` cannot be \"0\": it must be a whole number from 1 to 1024"
         );
     }
 

@@ -35,7 +35,7 @@ pub use backend::{
 };
 pub use config::{
     choose_backend, redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_MEMORY_ENDPOINT,
-    DEFAULT_REDIS_ENDPOINT,
+    DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT,
 };
 pub use consumer::{Consumer, ConsumerOptions};
 pub use dispatch::{Dispatch, Handler, Receivers};

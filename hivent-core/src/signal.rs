@@ -18,6 +18,8 @@ pub fn validate_signal_name(name: &str) -> Result<()> {
         "names may not contain whitespace or control characters"
     } else if name != WILDCARD && name.contains('*') {
         "partial wildcards such as `model:*` are not supported; use `*` to receive every event"
+    } else if is_hivent_key(name) {
+        "the name is one of hivent's own Redis keys (`…:partition_count`, `…:dead_letter`, `…:hivent:…`, `hivent:…`); event names are keys too, so it would collide"
     } else {
         return Ok(());
     };
@@ -25,6 +27,17 @@ pub fn validate_signal_name(name: &str) -> Result<()> {
         name: name.to_owned(),
         reason,
     })
+}
+
+/// Whether `name` has the shape of a key hivent keeps for a service (its partition
+/// count, a dead letter queue, its coordination keys, emit markers). A service's
+/// partitions (`<service>:<n>`) are checked where the service is known: at `signal()`
+/// for the handle's own service, at registration and emit for every other.
+fn is_hivent_key(name: &str) -> bool {
+    name.ends_with(":partition_count")
+        || name.ends_with(":dead_letter")
+        || name.contains(":hivent:")
+        || name.starts_with("hivent:")
 }
 
 /// Options of one emit: the version (required), a correlation id and a partition key.
@@ -90,6 +103,16 @@ pub struct Signal {
 impl Signal {
     pub(crate) fn new(name: &str, hivent: Hivent) -> Result<Signal> {
         validate_signal_name(name)?;
+        let own_partition = name
+            .strip_prefix(hivent.config().client_id())
+            .and_then(|rest| rest.strip_prefix(':'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if own_partition {
+            return Err(Error::InvalidSignalName {
+                name: name.to_owned(),
+                reason: "the name is one of this service's partitions (`<client_id>:<n>`); event names are keys too, so it would collide",
+            });
+        }
         Ok(Signal {
             name: name.to_owned(),
             hivent,
@@ -204,6 +227,11 @@ mod tests {
             ("model:*", "partial wildcards"),
             ("**", "partial wildcards"),
             ("a b", "whitespace"),
+            ("a\nb", "whitespace"),
+            ("svc:partition_count", "hivent's own Redis keys"),
+            ("svc:3:dead_letter", "hivent's own Redis keys"),
+            ("svc:hivent:members", "hivent's own Redis keys"),
+            ("hivent:emitted:abc", "hivent's own Redis keys"),
         ] {
             let err = validate_signal_name(bad).unwrap_err();
             assert!(err.to_string().contains(reason), "{bad:?}: {err}");

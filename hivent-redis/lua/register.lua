@@ -8,10 +8,68 @@
 --        {"conflict", stored, p1, p2, ...}   a different count is stored and the
 --                                             listed old partitions still hold events;
 --                                             nothing was changed
+--        {"wrongtype", key, type}            a key the registration writes holds
+--                                             another type (a colliding name); nothing
+--                                             was changed
+--        {"reserved", event, service}        the event name is a partition of another
+--                                             registered service; nothing was changed
+--        {"invalid", count}                  the count is not from 1 to 1024
+--
+-- Every check comes before the first write, so a refused registration leaves the old
+-- one in place.
 
 local service = ARGV[1]
-local requested = tonumber(ARGV[2])
+local requested = partition_count(ARGV[2])
 local prefix = ARGV[3]
+if not requested then
+  return { 'invalid', ARGV[2] }
+end
+
+local function type_of(key)
+  return redis.call('TYPE', key)['ok']
+end
+
+local function expect(key, wanted)
+  local found = type_of(key)
+  if found ~= wanted and found ~= 'none' then
+    return { 'wrongtype', key, found }
+  end
+  return nil
+end
+
+local refused = expect(KEYS[1], 'string') or expect(KEYS[2], 'set')
+if refused then
+  return refused
+end
+for p = 0, requested - 1 do
+  local list = prefix .. string.format('%d', p)
+  refused = expect(list, 'list') or expect(list .. ':dead_letter', 'list')
+  if refused then
+    return refused
+  end
+end
+local wanted = {}
+for i = 4, #ARGV do
+  local name = ARGV[i]
+  wanted[name] = true
+  refused = expect(name, 'set')
+  if refused then
+    return refused
+  end
+  local owner = string.match(name, '^(.+):%d+$')
+  if owner and owner ~= service and redis.call('EXISTS', owner .. ':partition_count') == 1 then
+    return { 'reserved', name, owner }
+  end
+end
+local old_events = redis.call('SMEMBERS', KEYS[2])
+for _, old in ipairs(old_events) do
+  if not wanted[old] then
+    refused = expect(old, 'set')
+    if refused then
+      return refused
+    end
+  end
+end
 
 local stored = partition_count(redis.call('GET', KEYS[1]))
 
@@ -31,11 +89,7 @@ end
 
 redis.call('SET', KEYS[1], ARGV[2])
 
-local wanted = {}
-for i = 4, #ARGV do
-  wanted[ARGV[i]] = true
-end
-for _, old in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+for _, old in ipairs(old_events) do
   if not wanted[old] then
     redis.call('SREM', old, service)
   end

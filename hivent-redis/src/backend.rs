@@ -253,6 +253,18 @@ impl RedisBackend {
                 stored,
                 non_empty,
             }),
+            RegisterReply::WrongType { key, found } => Err(Error::KeyCollision { key, found }),
+            RegisterReply::Reserved { event, owner } => Err(Error::KeyCollision {
+                key: event,
+                found: format!("partition of service {owner:?}"),
+            }),
+            RegisterReply::InvalidCount { requested } => Err(Error::InvalidOptions {
+                option: "partition_count",
+                reason: format!(
+                    "{requested} is not a whole number from 1 to {}",
+                    hivent_core::MAX_PARTITION_COUNT
+                ),
+            }),
         }
     }
 }

@@ -162,6 +162,12 @@ pub(crate) enum RegisterReply {
     /// `stored` differs from the requested count and the `non_empty` old partitions
     /// still hold events; nothing changed.
     Conflict { stored: u32, non_empty: Vec<u32> },
+    /// `key` holds a `found` where the registration writes another type; nothing changed.
+    WrongType { key: String, found: String },
+    /// `event` is a partition of the registered service `owner`; nothing changed.
+    Reserved { event: String, owner: String },
+    /// The requested count is out of range; nothing changed.
+    InvalidCount { requested: String },
 }
 
 impl FromRedisValue for RegisterReply {
@@ -172,6 +178,17 @@ impl FromRedisValue for RegisterReply {
             ("conflict", [stored, non_empty @ ..]) => Ok(RegisterReply::Conflict {
                 stored: number(stored)?,
                 non_empty: non_empty.iter().map(number).collect::<Result<_, _>>()?,
+            }),
+            ("wrongtype", [key, found]) => Ok(RegisterReply::WrongType {
+                key: text(key).unwrap_or_default(),
+                found: text(found).unwrap_or_default(),
+            }),
+            ("reserved", [event, owner]) => Ok(RegisterReply::Reserved {
+                event: text(event).unwrap_or_default(),
+                owner: text(owner).unwrap_or_default(),
+            }),
+            ("invalid", [requested]) => Ok(RegisterReply::InvalidCount {
+                requested: text(requested).unwrap_or_default(),
             }),
             _ => Err(format!("unexpected register reply {tag:?} {rest:?}").into()),
         }

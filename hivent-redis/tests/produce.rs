@@ -153,7 +153,12 @@ fn each_publish_call_sets_one_expiring_marker() {
     }
     let backend = redis.backend();
     let event = envelope("thing:done", 5);
-    assert_eq!(backend.publish("call-1", std::slice::from_ref(&event)).unwrap(), [2]);
+    assert_eq!(
+        backend
+            .publish("call-1", std::slice::from_ref(&event))
+            .unwrap(),
+        [2]
+    );
     assert_eq!(
         backend
             .publish("call-2", &[event.clone(), event.clone()])

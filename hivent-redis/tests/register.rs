@@ -73,3 +73,120 @@ fn partition_count_change_waits_for_empty_partitions() {
     backend.register(&registration(&["a"], 4)).unwrap();
     assert_eq!(redis.get("svc:partition_count").as_deref(), Some("4"));
 }
+
+fn registration_of(service: &str, events: &[&str], partitions: u32) -> Registration {
+    Registration {
+        service: service.to_owned(),
+        ..registration(events, partitions)
+    }
+}
+
+fn is_collision(error: &Error, key: &str) -> bool {
+    error
+        .to_string()
+        .contains(&format!("the Redis key {key:?} is a"))
+}
+
+/// A service that would receive an event named like another service's partition is
+/// refused, and keeps its old registration: the partition is never turned into a set.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn an_event_named_like_a_partition_is_refused_whole() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend
+        .register(&registration_of("victim", &["a:b"], 2))
+        .unwrap();
+    backend
+        .register(&registration_of("other", &["a:b"], 1))
+        .unwrap();
+    let error = backend
+        .register(&registration_of("other", &["victim:1"], 1))
+        .unwrap_err();
+    assert!(is_collision(&error, "victim:1"), "{error}");
+    assert_eq!(redis.command("EXISTS", &["victim:1"]), redis::Value::Int(0));
+    assert_eq!(
+        redis.command("SISMEMBER", &["a:b", "other"]),
+        redis::Value::Int(1),
+        "the old registration was kept"
+    );
+}
+
+/// A key of another type where an emit pushes or reads (another tool's key) makes the
+/// whole emit fail with an error naming the key; no service gets a copy.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_colliding_key_fails_the_emit_before_any_write() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend
+        .register(&registration_of("bystander", &["e"], 1))
+        .unwrap();
+    backend
+        .register(&registration_of("blocked", &["e"], 1))
+        .unwrap();
+    redis.command("SET", &["blocked:0", "another tool's value"]);
+    let envelope = hivent_core::Envelope {
+        name: "e".into(),
+        partition_hash: 0,
+        json: support::gem_event("e", "{}", &hivent_core::new_id()),
+    };
+    let error = backend
+        .publish("call-1", std::slice::from_ref(&envelope))
+        .unwrap_err();
+    assert!(is_collision(&error, "blocked:0"), "{error}");
+    assert_eq!(redis.len("bystander:0"), 0);
+    redis.command("DEL", &["blocked:0"]);
+    redis.command("SET", &["f", "not a set"]);
+    let error = backend
+        .publish(
+            "call-2",
+            &[hivent_core::Envelope {
+                name: "f".into(),
+                ..envelope
+            }],
+        )
+        .unwrap_err();
+    assert!(is_collision(&error, "f"), "{error}");
+    // And a registration never overwrites such a key.
+    let error = backend
+        .register(&registration_of("later", &["f"], 1))
+        .unwrap_err();
+    assert!(is_collision(&error, "f"), "{error}");
+    assert_eq!(
+        redis.command("EXISTS", &["later:partition_count"]),
+        redis::Value::Int(0)
+    );
+}
+
+/// A partition count above the maximum is refused by the script too, whatever a
+/// client sends.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn the_script_refuses_too_many_partitions() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    let error = backend
+        .register(&registration_of("huge", &["e"], 4_294_967_295))
+        .unwrap_err();
+    assert!(error.to_string().contains("from 1 to 1024"), "{error}");
+    assert_eq!(
+        redis.command("EXISTS", &["huge:partition_count"]),
+        redis::Value::Int(0)
+    );
+}
