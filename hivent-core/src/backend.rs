@@ -64,8 +64,12 @@ pub trait Backend: Send + Sync {
 pub struct Batch {
     /// The partition they were read from.
     pub partition: u32,
-    /// The raw items, oldest first.
+    /// The raw items, oldest first. An item whose bytes are not UTF-8 is given in its
+    /// lossy decoding and listed in `not_utf8`; the session keeps its exact bytes.
     pub items: Vec<String>,
+    /// The positions in `items` of items that are not UTF-8: they cannot be events, and
+    /// are dead-lettered byte for byte.
+    pub not_utf8: Vec<usize>,
 }
 
 /// What one [`ConsumerSession::fetch`] found.
@@ -139,8 +143,9 @@ pub trait ConsumerSession: Send + Sync {
     /// Removes the `count` oldest items of `partition`: the ones just processed.
     fn ack(&self, partition: u32, count: usize) -> Result<()>;
 
-    /// Moves the oldest item of `partition`, which must equal `raw`, to the partition's
-    /// dead letter queue in one atomic step.
+    /// Moves the oldest unsettled item of the batch in hand of `partition` (`raw` is its
+    /// text as given in the batch) to the partition's dead letter queue in one atomic
+    /// step, byte for byte as stored; fails unless it is the oldest item stored.
     fn dead_letter(&self, partition: u32, raw: &str) -> Result<()>;
 
     /// Gives up `partition` at once (its processed events acknowledged first) so that

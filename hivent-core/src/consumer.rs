@@ -359,7 +359,15 @@ impl Consumer {
                     return Ok(BatchEnd::GaveUp);
                 }
             }
-            let outcome = self.process_item(partition, raw);
+            let outcome = if batch.not_utf8.contains(&index) {
+                let error = Error::NotUtf8 {
+                    service: config.client_id().to_owned(),
+                    partition,
+                };
+                Err(Box::new((error, None)))
+            } else {
+                self.process_item(partition, raw)
+            };
             // Counted before any write below, which may find the partition lost.
             *processed += 1;
             if let Err(failure) = outcome {

@@ -170,6 +170,15 @@ pub enum Error {
         /// What the backend holds as the partition count, if anything.
         found: Option<String>,
     },
+    /// An item in a partition is not UTF-8, so it cannot be an event (JSON is UTF-8);
+    /// it is dead-lettered byte for byte.
+    #[error("an item in partition {partition} of service {service:?} is not UTF-8, so it is not an event")]
+    NotUtf8 {
+        /// The service.
+        service: String,
+        /// The partition.
+        partition: u32,
+    },
     /// A backend (Redis, memory) failed.
     #[error("the {backend} backend failed: {source}")]
     Backend {

@@ -116,6 +116,8 @@ impl MemorySession {
                         Batch {
                             partition: p,
                             items,
+                            // The store holds strings: everything is UTF-8.
+                            not_utf8: Vec::new(),
                         },
                         token,
                     ));

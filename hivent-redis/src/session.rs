@@ -1,7 +1,7 @@
 //! A consumer's membership in its service's group: heartbeats, fenced fetch, ack,
 //! dead-letter and leave.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,10 +52,18 @@ pub struct RedisSession {
 struct InHand {
     left: usize,
     token: u64,
-    /// The bytes as stored of items that are not UTF-8 (rare: written by some other
-    /// tool), keyed by the lossy text handed to the consumer, so that dead-lettering
-    /// names the exact item Redis holds.
-    not_utf8: HashMap<String, Vec<u8>>,
+    /// Per item, oldest first, its bytes as stored when they are not UTF-8 (rare:
+    /// written by some other tool), so that dead-lettering names the exact item Redis
+    /// holds even when two differ only where the lossy text is the same.
+    not_utf8: Vec<Option<Vec<u8>>>,
+}
+
+impl InHand {
+    /// The stored bytes of the oldest unsettled item, when it is not UTF-8.
+    fn oldest_bytes(&self) -> Option<&Vec<u8>> {
+        let index = self.not_utf8.len().checked_sub(self.left)?;
+        self.not_utf8.get(index)?.as_ref()
+    }
 }
 
 #[derive(Default)]
@@ -245,20 +253,28 @@ impl RedisSession {
                 continue;
             }
             let left = items.len();
-            let mut not_utf8 = HashMap::new();
+            let mut not_utf8 = Vec::with_capacity(left);
             // LRANGE lists newest first; the oldest item is at the right end.
-            let items = items
+            let items: Vec<String> = items
                 .into_iter()
                 .rev()
                 .map(|item| match String::from_utf8(item) {
-                    Ok(text) => text,
+                    Ok(text) => {
+                        not_utf8.push(None);
+                        text
+                    }
                     Err(error) => {
                         let bytes = error.into_bytes();
                         let text = String::from_utf8_lossy(&bytes).into_owned();
-                        not_utf8.insert(text.clone(), bytes);
+                        not_utf8.push(Some(bytes));
                         text
                     }
                 })
+                .collect();
+            let positions = not_utf8
+                .iter()
+                .enumerate()
+                .filter_map(|(i, bytes)| bytes.as_ref().map(|_| i))
                 .collect();
             in_hand.insert(
                 partition,
@@ -268,7 +284,11 @@ impl RedisSession {
                     not_utf8,
                 },
             );
-            fetched.batches.push(Batch { partition, items });
+            fetched.batches.push(Batch {
+                partition,
+                items,
+                not_utf8: positions,
+            });
         }
         {
             let mut state = self.state.lock();
@@ -324,7 +344,7 @@ impl RedisSession {
             .lock()
             .in_hand
             .get(&partition)
-            .and_then(|batch| batch.not_utf8.get(raw).cloned())
+            .and_then(|batch| batch.oldest_bytes().cloned())
             .unwrap_or_else(|| raw.as_bytes().to_vec());
         let reply = self.run("dead-letter an event", |connection| {
             DeadLetterScript::invoke(connection, &claim, &stored)

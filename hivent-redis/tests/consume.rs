@@ -292,36 +292,79 @@ fn non_utf8_item_is_dead_lettered_exactly() {
     let Some(mut redis) = support::redis() else {
         return;
     };
-    let svc = redis.hivent("bytes", 1);
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let recorder = Arc::new(FailureRecorder::default());
+    let svc = hivent_core::Hivent::new(
+        hivent_core::Config::builder()
+            .client_id("bytes")
+            .life_cycle_event_handler(recorder.clone())
+            .build()
+            .unwrap(),
+        redis.backend(),
+    );
     let sink = seen.clone();
     svc.signal("ok:event").unwrap().receive(move |e| {
         sink.lock().push(e.payload.clone());
         Ok(())
     });
     let consumer = svc.consumer().unwrap();
-    let garbage: &[u8] = b"\xff\xfe not utf-8 \xc3";
-    let _: i64 = redis::cmd("LPUSH")
-        .arg("bytes:0")
-        .arg(garbage)
-        .query(&mut redis.raw)
-        .unwrap();
+    // Two different items with the same lossy text (both invalid bytes become U+FFFD),
+    // and an otherwise valid event holding an invalid byte in a string.
+    let garbage: Vec<Vec<u8>> = vec![
+        b"\xff\xfe not utf-8 \xc3".to_vec(),
+        b"\xfe\xff not utf-8 \xc3".to_vec(),
+        support::gem_event("ok:event", "{\"name\":\"caf~\"}", &hivent_core::new_id())
+            .into_bytes()
+            .into_iter()
+            .map(|b| if b == b'~' { 0xe9 } else { b })
+            .collect(),
+    ];
+    for item in &garbage {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg("bytes:0")
+            .arg(item.as_slice())
+            .query(&mut redis.raw)
+            .unwrap();
+    }
     redis
         .hivent("producer", 1)
         .signal("ok:event")
         .unwrap()
         .emit(&serde_json::json!({"fine": true}), 1)
         .unwrap();
-    assert_eq!(consumer.run_until_idle().unwrap(), 2);
+    assert_eq!(consumer.run_until_idle().unwrap(), 4);
     assert_eq!(*seen.lock(), [serde_json::json!({"fine": true})]);
-    let dead: Vec<Vec<u8>> = redis::cmd("LRANGE")
+    let mut dead: Vec<Vec<u8>> = redis::cmd("LRANGE")
         .arg("bytes:0:dead_letter")
         .arg(0)
         .arg(-1)
         .query(&mut redis.raw)
         .unwrap();
-    assert_eq!(dead, [garbage.to_vec()]);
+    dead.reverse();
+    assert_eq!(dead, garbage);
     assert_eq!(redis.len("bytes:0"), 0);
+    let reasons = recorder.0.lock().clone();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons.iter().all(|r| r.contains("is not UTF-8")),
+        "{reasons:?}"
+    );
+}
+
+/// Keeps the error text of every failure.
+#[derive(Default)]
+struct FailureRecorder(parking_lot::Mutex<Vec<String>>);
+
+impl hivent_core::LifeCycleEventHandler for FailureRecorder {
+    fn event_processing_failed(
+        &self,
+        error: &hivent_core::Error,
+        _payload: Option<&serde_json::Value>,
+        _raw: &str,
+        _queue: &str,
+    ) {
+        self.0.lock().push(error.to_string());
+    }
 }
 
 /// A worker restarted on the same host does not wait for its own ghost: a member of
