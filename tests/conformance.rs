@@ -284,7 +284,7 @@ conformance! {
         let emitted = vec![signal.emit(&json!({"n": 1}), 1).unwrap(), signal.emit(&json!({"n": 2}), 1).unwrap()];
         let stalled = svc.backend().join("svc-fence").unwrap();
         assert_eq!(stalled.heartbeat().unwrap(), [0]);
-        let batches = stalled.fetch(10, Duration::ZERO).unwrap().batches;
+        let batches = stalled.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].items.len(), 2);
         // `stalled` never heartbeats again; the other consumer claims partition 0 once
@@ -460,12 +460,12 @@ conformance! {
         h.push_raw("svc-replay-fence", 0, "junk");
         let session = svc.backend().join("svc-replay-fence").unwrap();
         assert_eq!(session.heartbeat().unwrap(), [0]);
-        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
+        let batch = session.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 2);
         session.ack(0, 1).unwrap();
         session.dead_letter(0, "junk").unwrap();
         signal.emit(&json!({"n": 2}), 1).unwrap();
-        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
+        let batch = session.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 1);
         let ops = svc.backend().operations().expect("operations");
         assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, 10).unwrap(), 1);
@@ -474,7 +474,7 @@ conformance! {
         assert_eq!(session.heartbeat().unwrap(), [0]);
         assert!(session.ack(0, 1).unwrap_err().is_fenced());
         assert_eq!(h.partition("svc-replay-fence", 0).len(), 2);
-        let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
+        let batch = session.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items[0], "junk");
     }
 
@@ -749,5 +749,45 @@ conformance! {
         }
         assert!(svc.signal("victim:created").is_ok());
         assert!(svc.signal("other:1").is_ok(), "another service's partitions are checked where that service is known");
+    }
+
+    /// A fetch reads about its byte budget of events, and always at least one event,
+    /// however large, so a big backlog bounds the worker's memory and still moves.
+    fn fetches_are_bounded_by_bytes(h) {
+        let svc = h.hivent("svc-bytes", 1, &Recorder::new());
+        let seen = record(&svc, "b:y");
+        svc.register().unwrap();
+        let signal = producer(h).signal("b:y").unwrap();
+        for n in 0..6 {
+            signal.emit(&json!({"n": n, "pad": "x".repeat(1000)}), 1).unwrap();
+        }
+        let sizes: Vec<usize> = h.partition("svc-bytes", 0).iter().map(String::len).collect();
+        let budget = sizes[0] + sizes[1];
+        let consumer = svc.join(ConsumerOptions::default().max_fetch_bytes(budget)).unwrap();
+        assert_eq!(consumer.poll().unwrap(), 2);
+        let tiny = svc.join(ConsumerOptions::default().max_fetch_bytes(1)).unwrap();
+        consumer.leave().unwrap();
+        assert_eq!(tiny.poll().unwrap(), 1, "one event larger than the budget is still read");
+        assert_eq!(tiny.run_until_idle().unwrap(), 3);
+        assert_eq!(seen.lock().len(), 6);
+    }
+
+    /// An event larger than `max_event_bytes` (1 MiB by default) is refused before
+    /// anything is sent, with the sizes named; nothing reaches the receiving service.
+    fn oversized_events_are_refused_before_sending(h) {
+        let svc = h.hivent("svc-big", 1, &Recorder::new());
+        let _seen = record(&svc, "big:one");
+        svc.register().unwrap();
+        let signal = producer(h).signal("big:one").unwrap();
+        let error = signal.emit(&json!({"blob": "x".repeat(10 << 20)}), 1).unwrap_err();
+        assert!(matches!(error, hivent::Error::EventTooLarge { limit: 1_048_576, actual, .. } if actual > 10 << 20), "{error}");
+        let p = producer(h);
+        let mut batch = p.batch();
+        let too_big = batch.push(&signal, &json!({"blob": "x".repeat(2 << 20)}), EmitOptions::version(1));
+        assert!(too_big.is_err());
+        assert!(batch.is_empty());
+        assert!(h.partition("svc-big", 0).is_empty());
+        signal.emit(&json!({"blob": "x".repeat(1000)}), 1).unwrap();
+        assert_eq!(h.partition("svc-big", 0).len(), 1);
     }
 }

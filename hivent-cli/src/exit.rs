@@ -35,6 +35,8 @@ impl From<hivent::Error> for Failure {
             | hivent::Error::ConfigFileInvalid { .. }
             | hivent::Error::ConfigFileUnreadable { .. }
             | hivent::Error::InvalidSignalName { .. }
+            | hivent::Error::EventTooLarge { .. }
+            | hivent::Error::PayloadNotEncodable { .. }
             | hivent::Error::NoReceivers { .. } => Failure::Usage(error.to_string()),
             other => Failure::Runtime(other),
         }

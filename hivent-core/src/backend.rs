@@ -127,10 +127,13 @@ pub trait ConsumerSession: Send + Sync {
     /// partitions it owns now, sorted.
     fn heartbeat(&self) -> Result<Vec<u32>>;
 
-    /// Reads up to `max` oldest items from each owned partition, without removing them,
-    /// checking each partition's claim in the same step. When nothing was read and no
-    /// claim was found gone, waits up to `wait` for an emit before returning.
-    fn fetch(&self, max: usize, wait: Duration) -> Result<Fetched>;
+    /// Reads up to `max` oldest items from each owned partition, and about `max_bytes`
+    /// of items in all (always at least one item, however large, so nothing blocks a
+    /// partition), without removing them, checking each partition's claim in the same
+    /// step. Partitions take turns at coming first, so a large backlog in one cannot
+    /// starve the others. When nothing was read and no claim was found gone, waits up to
+    /// `wait` for an emit before returning.
+    fn fetch(&self, max: usize, max_bytes: usize, wait: Duration) -> Result<Fetched>;
 
     /// Whether the next event of the batch fetched last from `partition` may be handled:
     /// the partition is still owned under the claim the batch was read with and the

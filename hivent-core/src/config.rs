@@ -18,6 +18,11 @@ pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
 /// one service runs.
 pub const MAX_PARTITION_COUNT: u32 = 1024;
 
+/// The largest event (its stored JSON) an emit sends unless configured otherwise: 1 MiB,
+/// Kafka's default too. Larger events make every fetch, dead letter and replay of their
+/// partition heavy; send a reference to the data instead.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+
 /// The memory store used when the memory backend is chosen without an endpoint.
 pub const DEFAULT_MEMORY_ENDPOINT: &str = "memory://default";
 
@@ -112,6 +117,7 @@ pub struct Config {
     client_id: String,
     heartbeat_interval: Option<Duration>,
     member_ttl: Option<Duration>,
+    max_event_bytes: usize,
     life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
 }
 
@@ -158,6 +164,12 @@ impl Config {
     /// heartbeat.
     pub fn member_ttl(&self) -> Option<Duration> {
         self.member_ttl
+    }
+
+    /// The largest event (its JSON as stored) an emit sends; a larger one is refused
+    /// before anything is sent ([`crate::Error::EventTooLarge`]).
+    pub fn max_event_bytes(&self) -> usize {
+        self.max_event_bytes
     }
 
     /// The life-cycle handler.
@@ -216,6 +228,7 @@ struct Settings {
     client_id: Option<String>,
     heartbeat_interval_ms: Option<String>,
     member_ttl_ms: Option<String>,
+    max_event_bytes: Option<String>,
 }
 
 impl Settings {
@@ -227,6 +240,7 @@ impl Settings {
             client_id: self.client_id.or(lower.client_id),
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(lower.heartbeat_interval_ms),
             member_ttl_ms: self.member_ttl_ms.or(lower.member_ttl_ms),
+            max_event_bytes: self.max_event_bytes.or(lower.max_event_bytes),
         }
     }
 
@@ -240,6 +254,7 @@ impl Settings {
             client_id: get("HIVENT_CLIENT_ID"),
             heartbeat_interval_ms: get("HIVENT_HEARTBEAT_INTERVAL_MS"),
             member_ttl_ms: get("HIVENT_MEMBER_TTL_MS"),
+            max_event_bytes: get("HIVENT_MAX_EVENT_BYTES"),
         }
     }
 
@@ -274,9 +289,10 @@ impl Settings {
                 "client_id" => settings.client_id = Some(text),
                 "heartbeat_interval_ms" => settings.heartbeat_interval_ms = Some(text),
                 "member_ttl_ms" => settings.member_ttl_ms = Some(text),
+                "max_event_bytes" => settings.max_event_bytes = Some(text),
                 _ => {
                     return Err(format!(
-                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms)"
+                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes)"
                 ))
                 }
             }
@@ -348,6 +364,12 @@ impl ConfigBuilder {
     /// milliseconds); it must exceed the heartbeat interval.
     pub fn member_ttl(mut self, ttl: Duration) -> Self {
         self.code.member_ttl_ms = Some(ttl.as_millis().to_string());
+        self
+    }
+
+    /// Sets the largest event (its stored JSON, in bytes) an emit sends.
+    pub fn max_event_bytes(mut self, bytes: usize) -> Self {
+        self.code.max_event_bytes = Some(bytes.to_string());
         self
     }
 
@@ -471,6 +493,20 @@ impl ConfigBuilder {
                 });
             }
         }
+        let max_event_bytes = match &merged.max_event_bytes {
+            None => DEFAULT_MAX_EVENT_BYTES,
+            Some(text) => match text.trim().parse::<usize>() {
+                // Redis refuses bulk strings over 512 MB.
+                Ok(n) if (1..=512 << 20).contains(&n) => n,
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        option: "max_event_bytes",
+                        value: text.clone(),
+                        reason: "it must be a whole number of bytes from 1 to 536870912".into(),
+                    })
+                }
+            },
+        };
         Ok(Config {
             backend,
             endpoint,
@@ -478,6 +514,7 @@ impl ConfigBuilder {
             client_id,
             heartbeat_interval,
             member_ttl,
+            max_event_bytes,
             life_cycle_event_handler: self
                 .handler
                 .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),

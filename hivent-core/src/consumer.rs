@@ -21,6 +21,10 @@ pub struct ConsumerOptions {
     pub batch_size: usize,
     /// How long an idle consumer waits for an emit before fetching again.
     pub idle_wait: Duration,
+    /// About how many bytes of events one fetch reads in all (default 4 MiB), so a
+    /// backlog of large events cannot fill the worker's memory; a larger single event
+    /// is still read, alone.
+    pub max_fetch_bytes: usize,
     /// How long handled events of a batch may stay unacknowledged: a slow batch is
     /// acknowledged in steps, so a crash makes the next owner redo at most about this
     /// much work rather than the whole batch.
@@ -32,6 +36,7 @@ impl Default for ConsumerOptions {
         ConsumerOptions {
             batch_size: 100,
             idle_wait: Duration::from_millis(500),
+            max_fetch_bytes: 4 << 20,
             ack_interval: Duration::from_millis(100),
         }
     }
@@ -47,6 +52,12 @@ impl ConsumerOptions {
     /// Sets the idle wait.
     pub fn idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
+        self
+    }
+
+    /// Sets the byte budget of one fetch (at least 1).
+    pub fn max_fetch_bytes(mut self, bytes: usize) -> Self {
+        self.max_fetch_bytes = bytes.max(1);
         self
     }
 
@@ -182,10 +193,11 @@ impl Consumer {
     /// how many events were processed (succeeded, unmatched or dead-lettered).
     pub fn poll(&self) -> Result<usize> {
         self.heartbeat()?;
-        let fetched = self
-            .shared
-            .session
-            .fetch(self.options.batch_size, Duration::ZERO)?;
+        let fetched = self.shared.session.fetch(
+            self.options.batch_size,
+            self.options.max_fetch_bytes,
+            Duration::ZERO,
+        )?;
         self.process(&fetched, &|| false)
     }
 
@@ -257,7 +269,11 @@ impl Consumer {
             let fetched = self
                 .shared
                 .session
-                .fetch(self.options.batch_size, self.options.idle_wait)
+                .fetch(
+                    self.options.batch_size,
+                    self.options.max_fetch_bytes,
+                    self.options.idle_wait,
+                )
                 .and_then(|fetched| self.process(&fetched, &stopping));
             match fetched {
                 Ok(_) => backoff = Duration::from_millis(50),

@@ -55,6 +55,16 @@ pub enum Error {
         /// The encoder's error.
         source: serde_json::Error,
     },
+    /// The event is larger than `max_event_bytes`; nothing was sent.
+    #[error("signal {name:?}: the event is {actual} bytes, more than the limit of {limit} (max_event_bytes), so it was not emitted; send a reference to large data instead")]
+    EventTooLarge {
+        /// The signal.
+        name: String,
+        /// The event's size as stored.
+        actual: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The backend failed to store an emitted event; nothing was emitted.
     #[error("signal {name:?} (event {event_uuid}) was not emitted: {source}")]
     EmitFailed {

@@ -148,6 +148,14 @@ impl Hivent {
             partition_hash: hash,
             json: event.to_json_with_payload(&payload_text),
         };
+        let limit = self.inner.config.max_event_bytes();
+        if envelope.json.len() > limit {
+            return Err(Error::EventTooLarge {
+                name: name.to_owned(),
+                actual: envelope.json.len(),
+                limit,
+            });
+        }
         Ok((event, envelope))
     }
 

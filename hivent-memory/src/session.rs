@@ -32,6 +32,8 @@ struct Local {
     working: Option<u32>,
     /// Until when the last successful heartbeat lets this member handle events.
     lease_until: Option<Instant>,
+    /// Which owned partition comes first at the next fetch.
+    turn: usize,
 }
 
 impl Local {
@@ -89,17 +91,26 @@ impl MemorySession {
     }
 
     /// Reads the owned partitions whose claim still holds; the others are lost.
-    fn read_owned(&self, max: usize) -> Result<(Vec<ReadBatch>, Vec<u32>)> {
+    fn read_owned(&self, max: usize, max_bytes: usize) -> Result<(Vec<ReadBatch>, Vec<u32>)> {
         let owned: Vec<(u32, u64)> = {
-            let local = self.local.lock();
+            let mut local = self.local.lock();
+            local.turn = local.turn.wrapping_add(1);
             let fresh = local
                 .lease_until
                 .is_some_and(|until| self.shared.now() < until);
             if !fresh {
                 return Ok((Vec::new(), Vec::new()));
             }
-            local.owned.iter().map(|(&p, &(t, _))| (p, t)).collect()
+            let mut owned: Vec<(u32, u64)> =
+                local.owned.iter().map(|(&p, &(t, _))| (p, t)).collect();
+            if !owned.is_empty() {
+                let first = local.turn % owned.len();
+                owned.rotate_left(first);
+            }
+            owned
         };
+        let mut budget = max_bytes;
+        let mut read_any = false;
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
         let mut batches = Vec::new();
@@ -110,8 +121,16 @@ impl MemorySession {
                 continue;
             }
             if let Some(queue) = svc.partitions.get(p as usize) {
-                if !queue.is_empty() {
-                    let items = queue.iter().take(max).cloned().collect();
+                let mut items = Vec::new();
+                for item in queue.iter().take(max) {
+                    if read_any && item.len() > budget {
+                        break;
+                    }
+                    budget = budget.saturating_sub(item.len());
+                    read_any = true;
+                    items.push(item.clone());
+                }
+                if !items.is_empty() {
                     batches.push((
                         Batch {
                             partition: p,
@@ -164,9 +183,9 @@ impl ConsumerSession for MemorySession {
         Ok(local.owned.keys().copied().collect())
     }
 
-    fn fetch(&self, max: usize, wait: Duration) -> Result<Fetched> {
+    fn fetch(&self, max: usize, max_bytes: usize, wait: Duration) -> Result<Fetched> {
         let generation = self.shared.state.lock().generation;
-        let (mut batches, mut lost) = self.read_owned(max)?;
+        let (mut batches, mut lost) = self.read_owned(max, max_bytes)?;
         if batches.is_empty() && lost.is_empty() && !wait.is_zero() {
             let deadline = Instant::now() + wait;
             let mut state = self.shared.state.lock();
@@ -181,7 +200,7 @@ impl ConsumerSession for MemorySession {
                 }
             }
             drop(state);
-            (batches, lost) = self.read_owned(max)?;
+            (batches, lost) = self.read_owned(max, max_bytes)?;
         }
         let mut local = self.local.lock();
         for p in &lost {

@@ -296,18 +296,20 @@ impl HeartbeatScript {
 ///
 /// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, then each partition's
 ///   list.
-/// - ARGV: the member id, the most items per partition, then partition/token pairs.
-/// - Reply: per partition, `Some(items)` (newest first, as LRANGE lists them) or `None`
-///   when its claim is gone.
+/// - ARGV: the member id, the most items per partition, the most bytes in all, then
+///   partition/token pairs.
+/// - Reply: per partition, `Some(items)` (oldest first) or `None` when its claim is gone.
 pub(crate) struct FetchScript;
 
 impl FetchScript {
-    /// Reads up to `max` oldest items of each of `claims` (partition, token).
+    /// Reads up to `max` oldest items of each of `claims` (partition, token), about
+    /// `max_bytes` in all.
     pub(crate) fn invoke(
         connection: &mut Connection,
         service: &str,
         member: &str,
         max: usize,
+        max_bytes: usize,
         claims: &[(u32, u64)],
     ) -> RedisResult<Vec<Option<Vec<Vec<u8>>>>> {
         let mut call = FETCH.prepare_invoke();
@@ -315,7 +317,7 @@ impl FetchScript {
         for &(partition, _) in claims {
             call.key(keys::partition(service, partition));
         }
-        call.arg(member).arg(max.max(1));
+        call.arg(member).arg(max.max(1)).arg(max_bytes.max(1));
         for &(partition, token) in claims {
             call.arg(partition).arg(token);
         }

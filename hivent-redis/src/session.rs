@@ -32,7 +32,7 @@ use crate::{keys, Error};
 /// let backend = hivent_redis::RedisBackend::connect("redis://127.0.0.1:6379/0")?;
 /// let session = backend.join_session("billing")?;
 /// let owned = session.heartbeat()?;
-/// for batch in session.fetch(100, Duration::from_millis(500))?.batches {
+/// for batch in session.fetch(100, 4 << 20, Duration::from_millis(500))?.batches {
 ///     // ... process batch.items, oldest first ...
 ///     session.ack(batch.partition, batch.items.len())?;
 /// }
@@ -81,6 +81,8 @@ struct State {
     working: Option<u32>,
     /// When the last successful heartbeat was sent: the lease runs from then.
     last_heartbeat: Option<Instant>,
+    /// Which owned partition comes first at the next fetch.
+    turn: usize,
 }
 
 impl State {
@@ -218,18 +220,24 @@ impl RedisSession {
         }
     }
 
-    fn fetch_inner(&self, max: usize, wait: Duration) -> Result<Fetched, Error> {
+    fn fetch_inner(&self, max: usize, max_bytes: usize, wait: Duration) -> Result<Fetched, Error> {
         let claims: Vec<(u32, u64)> = {
             let mut state = self.state.lock();
             // Whatever was in hand is done or given up: the loop fetches only then.
             state.in_hand.clear();
             state.working = None;
             if state.lease_is_fresh(self.endpoint.options().self_fence_after()) {
-                state
+                let mut claims: Vec<(u32, u64)> = state
                     .owned
                     .values()
                     .map(|o| (o.partition, o.token))
-                    .collect()
+                    .collect();
+                state.turn = state.turn.wrapping_add(1);
+                if !claims.is_empty() {
+                    let first = state.turn % claims.len();
+                    claims.rotate_left(first);
+                }
+                claims
             } else {
                 Vec::new()
             }
@@ -240,7 +248,14 @@ impl RedisSession {
         }
         self.wake.clear();
         let lists = self.run("fetch events", |connection| {
-            FetchScript::invoke(connection, &self.service, &self.member, max, &claims)
+            FetchScript::invoke(
+                connection,
+                &self.service,
+                &self.member,
+                max,
+                max_bytes,
+                &claims,
+            )
         })?;
         let mut fetched = Fetched::default();
         let mut in_hand = BTreeMap::new();
@@ -254,10 +269,8 @@ impl RedisSession {
             }
             let left = items.len();
             let mut not_utf8 = Vec::with_capacity(left);
-            // LRANGE lists newest first; the oldest item is at the right end.
             let items: Vec<String> = items
                 .into_iter()
-                .rev()
                 .map(|item| match String::from_utf8(item) {
                     Ok(text) => {
                         not_utf8.push(None);
@@ -401,8 +414,8 @@ impl ConsumerSession for RedisSession {
         Ok(self.heartbeat_inner()?)
     }
 
-    fn fetch(&self, max: usize, wait: Duration) -> hivent_core::Result<Fetched> {
-        Ok(self.fetch_inner(max, wait)?)
+    fn fetch(&self, max: usize, max_bytes: usize, wait: Duration) -> hivent_core::Result<Fetched> {
+        Ok(self.fetch_inner(max, max_bytes, wait)?)
     }
 
     fn standing(&self, partition: u32) -> Standing {

@@ -101,7 +101,7 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
 
     let a = backend.join_session("svc").unwrap();
     assert_eq!(a.heartbeat().unwrap(), vec![0, 1]);
-    let in_hand = a.fetch(10, Duration::ZERO).unwrap().batches;
+    let in_hand = a.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
     assert_eq!(in_hand.len(), 2);
 
     // A never heartbeats again; B takes over once A's membership expired.
@@ -122,10 +122,13 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
         redis.len("svc:0:dead_letter") + redis.len("svc:1:dead_letter"),
         0
     );
-    assert_eq!(a.fetch(10, Duration::ZERO).unwrap(), Fetched::default());
+    assert_eq!(
+        a.fetch(10, usize::MAX, Duration::ZERO).unwrap(),
+        Fetched::default()
+    );
 
     let mut processed = Vec::new();
-    for batch in b.fetch(10, Duration::ZERO).unwrap().batches {
+    for batch in b.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches {
         b.ack(batch.partition, batch.items.len()).unwrap();
         processed.extend(batch.items);
     }
@@ -223,10 +226,16 @@ fn idle_fetch_wakes_on_emit() {
         std::thread::sleep(Duration::from_millis(100));
         producer.publish("call-1", &[envelope(0, 1)]).unwrap();
     });
-    let first = session.fetch(10, Duration::from_secs(20)).unwrap().batches;
+    let first = session
+        .fetch(10, usize::MAX, Duration::from_secs(20))
+        .unwrap()
+        .batches;
     emitter.join().unwrap();
     let batches = if first.is_empty() {
-        session.fetch(10, Duration::ZERO).unwrap().batches
+        session
+            .fetch(10, usize::MAX, Duration::ZERO)
+            .unwrap()
+            .batches
     } else {
         first
     };

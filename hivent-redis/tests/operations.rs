@@ -89,7 +89,10 @@ fn replay_fences_the_batch_in_hand_and_purge_empties() {
     redis.command("LPUSH", &["svc:0", "e1"]);
     let session = backend.join_session("svc").unwrap();
     session.heartbeat().unwrap();
-    let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
+    let batch = session
+        .fetch(10, usize::MAX, Duration::ZERO)
+        .unwrap()
+        .batches;
     assert_eq!(batch[0].items, vec!["e1".to_string()]);
 
     let ops = backend.operations().unwrap();
@@ -99,7 +102,10 @@ fn replay_fences_the_batch_in_hand_and_purge_empties() {
     // The heartbeat renews the claim at once; the old batch still cannot be acked.
     assert_eq!(session.heartbeat().unwrap(), vec![0]);
     assert_eq!(redis.list("svc:0"), vec!["e1", "d2", "d1"]);
-    let batch = session.fetch(10, Duration::ZERO).unwrap().batches;
+    let batch = session
+        .fetch(10, usize::MAX, Duration::ZERO)
+        .unwrap()
+        .batches;
     assert_eq!(batch[0].items, vec!["d1", "d2", "e1"]);
     session.ack(0, 3).unwrap();
     assert_eq!(redis.len("svc:0"), 0);
@@ -126,7 +132,7 @@ fn batch_read_before_replay_stays_fenced_after_reclaim() {
     redis.command("LPUSH", &["svc:0", "e1"]);
     let session = backend.join_session("svc").unwrap();
     session.heartbeat().unwrap();
-    session.fetch(10, Duration::ZERO).unwrap();
+    session.fetch(10, usize::MAX, Duration::ZERO).unwrap();
     backend
         .operations()
         .unwrap()
