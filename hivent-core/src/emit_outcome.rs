@@ -31,7 +31,7 @@ pub struct Emitted {
 /// Pass it to [`crate::Hivent::retry_emit`]. The backend stores nothing twice for one
 /// call id, so retrying a call that was in fact stored only confirms it, and retrying
 /// one that was not stores it once. On Redis a call's marker lives for
-/// `RedisOptions::emit_marker_ttl` (5 minutes by default): retry within that time.
+/// `RedisOptions::emit_marker_ttl` (60 s by default): retry within that time.
 #[derive(Clone)]
 pub struct EmitRetry {
     pub(crate) call_id: String,

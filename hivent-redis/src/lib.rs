@@ -24,7 +24,7 @@
 //! | `<service>:hivent:fence` | string | counter the tokens come from; only grows |
 //! | `<service>:hivent:wake` | channel | wake-up notices after a push |
 //! | `<service>:hivent:group` | channel | group changes: a member joined, left, expired or released a partition |
-//! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for 5 min |
+//! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for [`RedisOptions::emit_marker_ttl`] (60 s); about 160 bytes each |
 //!
 //! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
 //! reloaded after NOSCRIPT (a restarted Redis or `SCRIPT FLUSH`).
@@ -32,22 +32,32 @@
 //! # Producing
 //!
 //! One script per emit (or per chunk of up to 500 events for a batch) reads each
-//! event's set and `*`, checks that every receiving service has a valid partition
-//! count before it writes anything, then `LPUSH`es one copy per service into
-//! `<service>:<hash % count>` and `PUBLISH`es a wake-up notice per service. Each call
-//! carries a fresh random call id, and the script sets `hivent:emitted:<call id>` in
-//! the same atomic step as its pushes; a try of a call whose marker exists writes
-//! nothing. A call retried after an ambiguous failure (sent, reply lost) therefore
-//! stores no second copy. One marker per call rather than per event keeps the script's
-//! work per event to the `LPUSH`es: with a marker per event (SHA-1 of the JSON,
-//! `EXISTS`, `SET`) batch emit measured ~112k events/s, with one per call ~246k/s (see
-//! BENCHMARKS.md). Transient failures are retried with doubling pauses (4 tries by
-//! default).
+//! event's set and `*`, checks the type of every key it reads or pushes to (a set, a
+//! string count, a list, or absent: a colliding name fails the call with
+//! [`Error::KeyCollision`]) and that every receiving service has a valid partition
+//! count, all before it writes anything; then it `LPUSH`es one copy per service into
+//! `<service>:<hash % count>`, `PUBLISH`es a wake-up notice per service, and answers how
+//! many services received each event. Each call carries a call id (the chunks of a batch
+//! `<id>`, `<id>:1`, …), and the script sets `hivent:emitted:<call id>` in the same
+//! atomic step as its pushes; a try of a call whose marker exists writes nothing. A call
+//! retried after an ambiguous failure (sent, reply lost) therefore stores no second
+//! copy. Transient failures are retried with doubling pauses (4 tries by default); when
+//! the last fails after a try that may have run, the error is
+//! [`Error::ReplyLost`] (`hivent_core::Error::EmitUncertain` to the application, which
+//! completes the call with `Hivent::retry_emit`), and only a failure after which
+//! nothing can have run says the event was not emitted. One marker per call rather
+//! than per event keeps the script's work per event to the `LPUSH`es: with a marker per
+//! event (SHA-1 of the JSON, `EXISTS`, `SET`) batch emit measured ~112k events/s, with
+//! one per call ~246k/s (see BENCHMARKS.md). A marker costs about 160 bytes for
+//! [`RedisOptions::emit_marker_ttl`] (60 s): about 9.4 MB at 1,000 calls a second.
 //!
 //! # Registering
 //!
-//! A worker's start sets `<service>:partition_count`, adds the service to the set of
-//! each event it receives, and removes it from the sets of events it registered before
+//! A worker's start runs one script that first checks every key it will write (the
+//! count, the event sets, the service's partitions and dead letter queues) and refuses
+//! an event named like another registered service's partition, changing nothing then;
+//! otherwise it sets `<service>:partition_count` (1 to 1,024), adds the service to the
+//! set of each event it receives, and removes it from the sets of events it registered before
 //! but no longer receives. A different partition count is refused while any old
 //! partition still holds events (they were placed by the old count), and accepted once
 //! they are drained.

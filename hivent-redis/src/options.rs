@@ -32,8 +32,10 @@ pub struct RedisOptions {
     /// The pause before the second try of an emit; it doubles for each further try
     /// (default 50 ms).
     pub emit_backoff: Duration,
-    /// How long the marker that makes emits idempotent lives (default 5 min): a retry of
-    /// the same event within this time stores nothing again.
+    /// How long the marker that makes emits idempotent lives (default 60 s): a retry of
+    /// the same call (an automatic one, or `Hivent::retry_emit` after an uncertain
+    /// failure) within this time stores nothing again. Each marker costs Redis about
+    /// 160 bytes for this long: about 9.4 MB at 1,000 emit calls a second.
     pub emit_marker_ttl: Duration,
     /// How many idle connections the backend keeps for emits and registration (default 4).
     pub pool_size: usize,
@@ -48,7 +50,7 @@ impl Default for RedisOptions {
             response_timeout: Duration::from_secs(5),
             emit_tries: 4,
             emit_backoff: Duration::from_millis(50),
-            emit_marker_ttl: Duration::from_secs(300),
+            emit_marker_ttl: Duration::from_secs(60),
             pool_size: 4,
         }
     }
