@@ -790,4 +790,43 @@ conformance! {
         signal.emit(&json!({"blob": "x".repeat(1000)}), 1).unwrap();
         assert_eq!(h.partition("svc-big", 0).len(), 1);
     }
+
+    /// Bad items of every kind between good events: each bad one is dead-lettered with
+    /// its raw text and a reason, the worker goes on, and the good events are handled
+    /// once each, in order.
+    fn bad_items_are_dead_lettered_and_nothing_else_moves(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-bad", 1, &recorder);
+        let seen = record(&svc, "g:ood");
+        let consumer = svc.consumer().unwrap();
+        let meta = |fields: &str| format!(r#"{{"payload":{{}},"meta":{{{fields}}}}}"#);
+        let good_meta = r#""event_uuid":"0123456789abcdef0123456789abcdef","name":"g:ood","cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z""#;
+        let bad: Vec<String> = vec![
+            "".into(),
+            "not json at all".into(),
+            "[1,2,3]".into(),
+            "null".into(),
+            r#"{"meta":{}}"#.into(),
+            meta(&format!(r#"{good_meta},"version":{{"x":1}}"#)),
+            meta(r#""event_uuid":5,"name":"g:ood","version":1,"cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z""#),
+            meta(&format!(r#"{},"version":1"#, good_meta.replace("2026-12-01T04:56:33.123Z", "yesterday"))),
+            format!("{{\"payload\":\"{}\"", "x".repeat(2 << 20)),
+        ];
+        let signal = producer(h).signal("g:ood").unwrap();
+        let mut good = Vec::new();
+        for item in &bad {
+            good.push(signal.emit(&json!({"before": good.len()}), 1).unwrap());
+            h.push_raw("svc-bad", 0, item);
+        }
+        good.push(signal.emit(&json!({"last": true}), 1).unwrap());
+        consumer.run_until_idle().unwrap();
+        assert_eq!(*seen.lock(), good, "the good events, once each, in order");
+        assert_eq!(h.dead_letters("svc-bad", 0), bad, "every bad item, raw, in order");
+        let failures = recorder.failures();
+        assert_eq!(failures.len(), bad.len());
+        for (failure, item) in failures.iter().zip(&bad) {
+            assert!(matches!(failure, Call::Failed { raw, error, .. } if raw == item && !error.is_empty()), "{failure:?}");
+        }
+        assert!(h.partition("svc-bad", 0).is_empty());
+    }
 }

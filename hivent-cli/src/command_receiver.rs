@@ -51,10 +51,12 @@ impl ReceiversFile {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("could not read the receivers file {}: {e}", path.display()))?;
         let file: ReceiversFile = toml::from_str(&text).map_err(|e| {
+            // The message may span lines; a usage error is one line.
+            let message: Vec<&str> = e.message().lines().map(str::trim).collect();
             format!(
                 "the receivers file {} is not valid: {}",
                 path.display(),
-                e.message()
+                message.join(" ")
             )
         })?;
         if file.receivers.is_empty() {
@@ -456,5 +458,18 @@ mod tests {
             "{error}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    proptest::proptest! {
+        /// Any receivers file gives receivers or a one-line reason, never a panic.
+        #[test]
+        fn any_receivers_file_is_receivers_or_one_line(text in "\\PC{0,160}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("r.toml");
+            std::fs::write(&path, &text).unwrap();
+            if let Err(reason) = ReceiversFile::load(&path) {
+                proptest::prop_assert!(!reason.contains('\n'), "{}", reason);
+            }
+        }
     }
 }

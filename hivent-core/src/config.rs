@@ -270,7 +270,19 @@ impl Settings {
     }
 
     fn parse_toml(text: &str) -> std::result::Result<Settings, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            // One line: the message and its line, without the quoted source the error's
+            // Display adds.
+            let message: Vec<&str> = e.message().lines().map(str::trim).collect();
+            let line = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            match line {
+                Some(line) => format!("line {line}: {}", message.join(" ")),
+                None => message.join(" "),
+            }
+        })?;
         let mut settings = Settings::default();
         for (key, value) in table {
             let text = match &value {
@@ -824,5 +836,37 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    proptest::proptest! {
+        /// Any TOML text gives settings or a reason, never a panic; a file that parses
+        /// builds a config or an error naming a known option.
+        #[test]
+        fn any_config_file_is_settings_or_a_reason(text in "\\PC{0,120}") {
+            if let Err(reason) = Settings::parse_toml(&text) {
+                proptest::prop_assert!(!reason.contains('\n'), "{}", reason);
+            }
+        }
+
+        /// Any environment value is accepted or refused with the option it belongs to.
+        #[test]
+        fn any_env_value_is_accepted_or_names_its_option(
+            var in proptest::sample::select(vec!["HIVENT_BACKEND", "HIVENT_ENDPOINT", "HIVENT_PARTITION_COUNT", "HIVENT_CLIENT_ID", "HIVENT_HEARTBEAT_INTERVAL_MS", "HIVENT_MEMBER_TTL_MS", "HIVENT_MAX_EVENT_BYTES"]),
+            value in "\\PC{1,30}",
+        ) {
+            let built = Config::builder().client_id("app").env_from(env(&[(var, value.as_str())])).build();
+            match built {
+                Ok(_) => {}
+                Err(Error::InvalidConfig { option, .. }) => {
+                    let expected = match var {
+                        "HIVENT_HEARTBEAT_INTERVAL_MS" => "heartbeat_interval_ms",
+                        "HIVENT_MEMBER_TTL_MS" => "member_ttl_ms",
+                        other => &other["HIVENT_".len()..],
+                    };
+                    proptest::prop_assert_eq!(option.to_ascii_uppercase(), expected.to_ascii_uppercase());
+                }
+                Err(other) => proptest::prop_assert!(false, "unexpected {}", other),
+            }
+        }
     }
 }

@@ -350,4 +350,52 @@ mod tests {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(id, new_id());
     }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            "[ -~\u{a0}-\u{2fff}]{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z<>&]{1,6}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Decoding never panics, whatever the text: it is an event or an error.
+        #[test]
+        fn decoding_any_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Event::from_json(&text);
+        }
+
+        /// Decoding arbitrary JSON objects with a meta of any shape never panics.
+        #[test]
+        fn decoding_any_json_never_panics(value in json_value()) {
+            let _ = Event::from_json(&serde_json::json!({"payload": value.clone(), "meta": value}).to_string());
+        }
+
+        /// Any payload and meta text survive an encode and decode unchanged.
+        #[test]
+        fn events_round_trip(payload in json_value(), name in "[a-z:_]{1,16}", version in proptest::prelude::any::<i64>(), cid in "[0-9a-f]{32}") {
+            let event = Event {
+                payload,
+                meta: Meta {
+                    event_uuid: crate::new_id(),
+                    name,
+                    version,
+                    cid,
+                    producer: "prop".into(),
+                    created_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T04:56:33.123Z").unwrap().with_timezone(&chrono::Utc),
+                },
+            };
+            proptest::prop_assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
+        }
+    }
 }
