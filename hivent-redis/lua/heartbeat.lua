@@ -7,6 +7,7 @@
 -- ARGV[1] member id   ARGV[2] membership lifetime in ms   ARGV[3] the group channel
 -- ARGV[4] the partition whose batch the member is working on ("" for none): never
 --         released here; the member hands it over after the event in hand
+-- ARGV[5..] the partitions the member owns as far as it knows
 --
 -- Reply: {"owned", p1, token1, keep1, ...}   what the member owns now; keep is 0 for
 --                                           the partition it should hand over
@@ -40,7 +41,6 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
 end
 local joined = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local changed = joined > 0 or expired > 0
 
 -- Byte order, as Rust sorts strings: Lua's `<` follows the server's locale.
 local function before(a, b)
@@ -71,42 +71,52 @@ local function desired(p)
 end
 
 local working = ARGV[4]
+local changed = joined > 0 or expired > 0
+local reply = { 'owned' }
+local kept = {}
 
-local owners = redis.call('HGETALL', KEYS[2])
-for i = 1, #owners, 2 do
-  local field, owner = owners[i], owners[i + 1]
-  if owner == member then
-    if not desired(tonumber(field)) and field ~= working then
+-- What the member believes it owns: keep it, report it for hand-over (the partition
+-- being worked on), or release it. Only these and the desired partitions are read, so
+-- a heartbeat's work follows the member's share, not the partition count.
+for i = 5, #ARGV do
+  local field = ARGV[i]
+  if not kept[field] and redis.call('HGET', KEYS[2], field) == member then
+    local keep = desired(tonumber(field))
+    if keep or field == working then
+      kept[field] = true
+      reply[#reply + 1] = field
+      reply[#reply + 1] = redis.call('HGET', KEYS[3], field)
+      reply[#reply + 1] = keep and 1 or 0
+    else
       redis.call('HDEL', KEYS[2], field)
       redis.call('HDEL', KEYS[3], field)
       changed = true
     end
-  elseif not is_live[owner] then
-    -- A dead member's claim is void; dropping it fences that member at once.
-    redis.call('HDEL', KEYS[2], field)
-    redis.call('HDEL', KEYS[3], field)
   end
 end
 
+-- What it should own: claim what is free or held by a member that is no longer live
+-- (which voids that member's claim: its writes are fenced from now on).
 for p = index, count - 1, n do
   local field = string.format('%d', p)
-  local owner = redis.call('HGET', KEYS[2], field)
-  if not owner then
-    local token = redis.call('INCR', KEYS[4])
-    redis.call('HSET', KEYS[2], field, member)
-    redis.call('HSET', KEYS[3], field, token)
+  if not kept[field] then
+    local owner = redis.call('HGET', KEYS[2], field)
+    local token = nil
+    if owner == member then
+      token = redis.call('HGET', KEYS[3], field)
+    elseif not owner or not is_live[owner] then
+      token = redis.call('INCR', KEYS[4])
+      redis.call('HSET', KEYS[2], field, member)
+      redis.call('HSET', KEYS[3], field, token)
+    end
+    if token then
+      reply[#reply + 1] = field
+      reply[#reply + 1] = token
+      reply[#reply + 1] = 1
+    end
   end
 end
 
-local reply = { 'owned' }
-owners = redis.call('HGETALL', KEYS[2])
-for i = 1, #owners, 2 do
-  if owners[i + 1] == member then
-    reply[#reply + 1] = owners[i]
-    reply[#reply + 1] = redis.call('HGET', KEYS[3], owners[i])
-    reply[#reply + 1] = desired(tonumber(owners[i])) and 1 or 0
-  end
-end
 if changed then
   redis.call('PUBLISH', ARGV[3], member)
 end

@@ -220,8 +220,9 @@ impl RegisterScript {
 ///
 /// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`, `…:fence`,
 ///   `<service>:partition_count`.
-/// - ARGV: the member id, the membership lifetime (ms), the group channel, and the
-///   partition being worked on (`""` for none), which this call never releases.
+/// - ARGV: the member id, the membership lifetime (ms), the group channel, the
+///   partition being worked on (`""` for none), which this call never releases, then
+///   the partitions the member owns as far as it knows.
 /// - Reply: [`HeartbeatReply`]. Publishes on the group channel when the group changed.
 pub(crate) struct HeartbeatScript;
 
@@ -270,13 +271,15 @@ impl FromRedisValue for HeartbeatReply {
 }
 
 impl HeartbeatScript {
-    /// Heartbeats `member` of `service`, keeping `working` even if no longer desired.
+    /// Heartbeats `member` of `service`, which believes it owns `owned`, keeping
+    /// `working` even if no longer desired.
     pub(crate) fn invoke(
         connection: &mut Connection,
         service: &str,
         member: &str,
         ttl: Duration,
         working: Option<u32>,
+        owned: &[u32],
     ) -> RedisResult<HeartbeatReply> {
         let mut call = HEARTBEAT.prepare_invoke();
         call.key(keys::members(service))
@@ -288,6 +291,9 @@ impl HeartbeatScript {
             .arg(millis(ttl))
             .arg(keys::group_channel(service))
             .arg(working.map(|p| p.to_string()).unwrap_or_default());
+        for partition in owned {
+            call.arg(partition);
+        }
         call.invoke(connection)
     }
 }

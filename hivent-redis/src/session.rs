@@ -196,10 +196,18 @@ impl RedisSession {
         let sent = Instant::now();
         let ttl = self.endpoint.options().member_ttl;
         let working = state.working;
+        let owned: Vec<u32> = state.owned.keys().copied().collect();
         let reply = self
             .heartbeat_connection
             .run(&self.endpoint, |connection| {
-                HeartbeatScript::invoke(connection, &self.service, &self.member, ttl, working)
+                HeartbeatScript::invoke(
+                    connection,
+                    &self.service,
+                    &self.member,
+                    ttl,
+                    working,
+                    &owned,
+                )
             })
             .map_err(|e| self.endpoint.error("heartbeat", e))?;
         match reply {

@@ -467,3 +467,45 @@ fn restarted_worker_does_not_wait_for_its_ghost() {
     live.kill().unwrap();
     live.wait().unwrap();
 }
+
+/// How many times Redis ran `command` since the last `CONFIG RESETSTAT`.
+fn calls(raw: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A heartbeat's work follows the member's share, not the partition count: with 1,024
+/// partitions split over 16 members, one heartbeat reads a few claims per partition it
+/// owns and never the whole owner table.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn heartbeat_cost_follows_the_share() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    register(backend.as_ref(), "wide", 1024);
+    let sessions: Vec<RedisSession> = (0..16)
+        .map(|_| backend.join_session("wide").unwrap())
+        .collect();
+    let owned = settle(&sessions, 1024);
+    assert!(
+        owned.iter().all(|o| o.len() == 64),
+        "{:?}",
+        owned.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(sessions[0].heartbeat().unwrap().len(), 64);
+    assert_eq!(calls(&mut redis.raw, "hgetall"), 0);
+    let reads = calls(&mut redis.raw, "hget");
+    assert!(reads <= 4 * 64, "{reads} claim reads for a share of 64");
+}
