@@ -635,6 +635,34 @@ mod tests {
         );
     }
 
+    /// Negative, oversized and non-numeric partition counts are rejected, in every source.
+    #[test]
+    fn rejects_partition_counts_out_of_range() {
+        for bad in ["-1", "1025", "4294967295", "four", ""] {
+            let err = Config::builder()
+                .client_id("app")
+                .env_from(env(&[("HIVENT_PARTITION_COUNT", bad)]))
+                .build();
+            // An empty variable counts as unset.
+            if bad.is_empty() {
+                assert_eq!(err.unwrap().partition_count(), 1);
+                continue;
+            }
+            match err {
+                Err(Error::InvalidConfig { option, value, .. }) => {
+                    assert_eq!((option, value.as_str()), ("partition_count", bad))
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let c = Config::builder()
+            .client_id("app")
+            .partition_count(1024)
+            .build()
+            .unwrap();
+        assert_eq!(c.partition_count(), MAX_PARTITION_COUNT);
+    }
+
     /// An empty or missing client id is rejected.
     #[test]
     fn rejects_empty_client_id() {
