@@ -553,6 +553,14 @@ fn millis_option(option: &'static str, text: &Option<String>) -> Result<Option<D
 mod tests {
     use super::*;
 
+    /// The config of service `app` built from a TOML file holding `text`.
+    fn from_file(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hivent.toml");
+        std::fs::write(&file, text).unwrap();
+        Config::builder().client_id("app").file(&file).build()
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -604,14 +612,7 @@ mod tests {
         assert_eq!(c.endpoint(), "redis://mine/2");
         let c = from_env(&[("REDIS_URL", "redis://gem/1"), ("HIVENT_BACKEND", "memory")]);
         assert_eq!(c.backend(), BackendKind::Memory);
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("h.toml");
-        std::fs::write(&file, "endpoint = \"redis://file/0\"\n").unwrap();
-        let c = Config::builder()
-            .client_id("app")
-            .file(&file)
-            .build()
-            .unwrap();
+        let c = from_file("endpoint = \"redis://file/0\"\n").unwrap();
         assert_eq!(c.backend(), BackendKind::Redis);
         let c = Config::builder()
             .client_id("app")
@@ -816,14 +817,7 @@ mod tests {
     /// exceed the interval, and bad values name the option.
     #[test]
     fn group_timing_options() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("h.toml");
-        std::fs::write(&file, "heartbeat_interval_ms = 100\nmember_ttl_ms = 900\n").unwrap();
-        let c = Config::builder()
-            .client_id("app")
-            .file(&file)
-            .build()
-            .unwrap();
+        let c = from_file("heartbeat_interval_ms = 100\nmember_ttl_ms = 900\n").unwrap();
         assert_eq!(c.heartbeat_interval(), Some(Duration::from_millis(100)));
         assert_eq!(c.member_ttl(), Some(Duration::from_millis(900)));
         let c = Config::builder()

@@ -172,8 +172,17 @@ pub(crate) fn is_transient(error: &RedisError) -> bool {
 /// Whether a read was interrupted by a signal (EINTR, e.g. after SIGSTOP/SIGCONT):
 /// nothing was read, the connection is fine, and the read can simply be tried again.
 pub(crate) fn is_interrupted(error: &RedisError) -> bool {
-    std::error::Error::source(error)
-        .and_then(|cause| cause.downcast_ref::<std::io::Error>())
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let Some(cause) = std::error::Error::source(error) else {
+        return false;
+    };
+    // redis-rs keeps an I/O error behind an `Arc` as the source; look through it.
+    let cause: &(dyn std::error::Error + 'static) = match cause.downcast_ref::<Shared>() {
+        Some(shared) => shared.as_ref(),
+        None => cause,
+    };
+    cause
+        .downcast_ref::<std::io::Error>()
         .is_some_and(|io| io.kind() == std::io::ErrorKind::Interrupted)
 }
 
@@ -266,6 +275,15 @@ impl From<Error> for hivent_core::Error {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// An interrupted read (EINTR) is recognised as such, and only it.
+    #[test]
+    fn recognises_interrupted_reads() {
+        let interrupted = RedisError::from(std::io::Error::from(std::io::ErrorKind::Interrupted));
+        assert!(is_interrupted(&interrupted));
+        let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!is_interrupted(&reset));
+    }
 
     /// Fencing and partition count errors keep their core meaning; the rest become
     /// backend errors that keep transience.
