@@ -130,7 +130,7 @@ impl Hivent {
             })?;
         // Encoded once: for the partition hash and inside the event's JSON.
         let payload_text = payload.to_string();
-        let hash = partition_hash_of_text(options.key.as_deref(), &payload_text);
+        let hash = partition_hash_of_text(options.key.as_deref(), &payload, &payload_text);
         let event = Event {
             payload,
             meta: Meta {
