@@ -829,4 +829,24 @@ conformance! {
         }
         assert!(h.partition("svc-bad", 0).is_empty());
     }
+
+    /// No number changes value between an emit and a handler: integers beyond 64 bits,
+    /// `-0` and float text exactly as written, whether emitted from JSON text or stored
+    /// by another producer.
+    fn numbers_keep_their_text_end_to_end(h) {
+        let svc = h.hivent("svc-numbers", 1, &Recorder::new());
+        let seen = record(&svc, "n:um");
+        let consumer = svc.consumer().unwrap();
+        let text = r#"{"big":18446744073709551616,"huge":-123456789012345678901234567890,"neg0":-0,"f":9.99e-302,"g":1.0e+20,"h":0.1}"#;
+        let payload: serde_json::Value = serde_json::from_str(text).unwrap();
+        producer(h).signal("n:um").unwrap().emit(&payload, 1).unwrap();
+        assert!(h.partition("svc-numbers", 0)[0].contains(text), "stored as written");
+        let foreign = format!(r#"{{"payload":{text},"meta":{{"event_uuid":"0123456789abcdef0123456789abcdef","name":"n:um","version":1,"cid":"c","producer":"ruby","created_at":"2026-12-01T04:56:33.123Z"}}}}"#);
+        h.push_raw("svc-numbers", 0, &foreign);
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        for event in seen.lock().iter() {
+            assert_eq!(event.payload.to_string(), text);
+            assert_eq!(event.payload["f"].as_f64(), Some(9.99e-302));
+        }
+    }
 }
