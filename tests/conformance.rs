@@ -849,4 +849,23 @@ conformance! {
             assert_eq!(event.payload["f"].as_f64(), Some(9.99e-302));
         }
     }
+
+    /// A handler sees the item exactly as stored (`Event::raw`), escapes and number
+    /// notation of another producer included; an event built here has none.
+    fn handlers_see_the_stored_text(h) {
+        let svc = h.hivent("svc-rawtext", 1, &Recorder::new());
+        let raws: Arc<parking_lot::Mutex<Vec<Option<String>>>> = Arc::default();
+        let sink = raws.clone();
+        svc.signal("r:aw").unwrap().receive(move |e| {
+            sink.lock().push(e.raw().map(str::to_owned));
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let stored = r#"{"payload":{"s":"\u003c","f":1.0e+20},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"r:aw","version":1,"cid":"c","producer":"ruby","created_at":"2026-12-01T04:56:33.123Z"}}"#;
+        h.push_raw("svc-rawtext", 0, stored);
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        assert_eq!(*raws.lock(), [Some(stored.to_owned())]);
+        let built = producer(h).signal("r:aw").unwrap().emit(&json!({}), 1).unwrap();
+        assert_eq!(built.raw(), None);
+    }
 }

@@ -78,9 +78,9 @@ impl Scene {
             t: 12_345_678_901,
             pad: &self.pad,
         };
-        let event = Event {
-            payload: serde_json::to_value(&payload).unwrap_or_default(),
-            meta: Meta {
+        let event = Event::new(
+            serde_json::to_value(&payload).unwrap_or_default(),
+            Meta {
                 event_uuid: hivent::new_id(),
                 name: self.signal_name(),
                 version: 1,
@@ -88,7 +88,7 @@ impl Scene {
                 producer: format!("{}-producer", self.prefix),
                 created_at: Utc::now(),
             },
-        };
+        );
         event.to_json().len()
     }
 

@@ -110,7 +110,8 @@ impl ReceiversFile {
 const STDERR_GRACE: Duration = Duration::from_secs(1);
 
 impl CommandReceiver {
-    /// Runs the command with the event on stdin; exit status 0 is success.
+    /// Runs the command with the event on stdin (the item exactly as stored, when the
+    /// event was read from a partition); exit status 0 is success.
     ///
     /// The command runs in a process group of its own, so the SIGINT a terminal sends
     /// to the worker's group on Ctrl-C does not kill it: the worker's first signal lets
@@ -141,7 +142,8 @@ impl CommandReceiver {
             });
         }
         if let Some(mut stdin) = child.stdin.take() {
-            let json = event.to_json();
+            // The item as stored, byte for byte (a gem's escapes and numbers included).
+            let json = event.raw().map_or_else(|| event.to_json(), str::to_owned);
             // On a thread: a command that never reads would block a large write, and
             // the timeout must still apply. Not reading its stdin is the command's choice.
             std::thread::spawn(move || {

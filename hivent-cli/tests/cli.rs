@@ -910,3 +910,41 @@ fn the_backend_follows_the_endpoint() {
         assert!(stderr.contains("cannot use the memory backend"), "{stderr}");
     }
 }
+
+/// A command handler receives the item exactly as stored: a gem-written event with its
+/// escapes and Ruby number notation arrives byte for byte.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn commands_get_the_stored_bytes() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.json");
+    let file = receivers(dir.path(), "gem:event", &format!("cat > {}", out.display()));
+    let worker = start_registered(&server, "svc-raw", &file);
+    let stored = r#"{"payload":{"html":"\u003cb\u003e","f":1.0e+20,"big":18446744073709551616},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"gem:event","version":1,"cid":"c","producer":"ruby_app","created_at":"2026-12-01T04:56:33.123Z"}}"#;
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg("svc-raw:0")
+        .arg(stored)
+        .query(&mut connection)
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg("svc-raw:hivent:wake")
+        .arg("0")
+        .query(&mut connection)
+        .unwrap();
+    wait_for("the command to run", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| !t.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), stored);
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -456,7 +456,7 @@ impl Consumer {
         raw: &str,
     ) -> std::result::Result<(), Box<(Error, Option<serde_json::Value>)>> {
         let config = self.shared.hivent.config();
-        let event = Event::from_json(raw).map_err(|source| {
+        let event = Event::from_stored(raw).map_err(|source| {
             let value = serde_json::from_str(raw).ok();
             let error = Error::MalformedEvent {
                 service: config.client_id().to_owned(),

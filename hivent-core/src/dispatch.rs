@@ -125,9 +125,9 @@ mod tests {
     use parking_lot::Mutex;
 
     fn event(name: &str, version: i64) -> Event {
-        Event {
-            payload: serde_json::json!({}),
-            meta: Meta {
+        Event::new(
+            serde_json::json!({}),
+            Meta {
                 event_uuid: "u".into(),
                 name: name.into(),
                 version,
@@ -135,7 +135,7 @@ mod tests {
                 producer: "p".into(),
                 created_at: chrono::Utc::now(),
             },
-        }
+        )
     }
 
     fn recorder(log: &Arc<Mutex<Vec<String>>>, tag: &str) -> Handler {

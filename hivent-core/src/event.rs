@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// One emitted fact: a JSON payload and the meta data hivent adds.
 ///
@@ -20,12 +21,23 @@ use serde_json::Value;
 /// assert_eq!(event.payload["id"], 7);
 /// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Event {
     /// What the producer emitted.
     pub payload: Value,
     /// Who emitted what, when.
     pub meta: Meta,
+    /// The item exactly as stored, for an event read from a partition.
+    #[serde(skip)]
+    raw: Option<Arc<str>>,
+}
+
+/// Events are equal when their payload and meta are: where an event was read from (its
+/// stored text) does not make it another event.
+impl PartialEq for Event {
+    fn eq(&self, other: &Event) -> bool {
+        self.payload == other.payload && self.meta == other.meta
+    }
 }
 
 /// The meta data of an [`Event`].
@@ -50,6 +62,30 @@ pub struct Meta {
 }
 
 impl Event {
+    /// An event of `payload` with `meta`.
+    pub fn new(payload: Value, meta: Meta) -> Event {
+        Event {
+            payload,
+            meta,
+            raw: None,
+        }
+    }
+
+    /// Decodes an event as read from a partition, keeping the stored text: handlers
+    /// that pass the event on (e.g. `hivent start -r` commands) get it byte for byte.
+    pub fn from_stored(raw: &str) -> Result<Event, serde_json::Error> {
+        let mut event = Event::from_json(raw)?;
+        event.raw = Some(raw.into());
+        Ok(event)
+    }
+
+    /// The item exactly as it was stored, when this event was read from a partition
+    /// (`None` for an event built or emitted in this process). The gem's escapes and
+    /// number notation are kept, unlike [`Event::to_json`], which encodes anew.
+    pub fn raw(&self) -> Option<&str> {
+        self.raw.as_deref()
+    }
+
     /// Decodes an event from its wire JSON.
     pub fn from_json(raw: &str) -> Result<Event, serde_json::Error> {
         serde_json::from_str(raw)
@@ -209,9 +245,9 @@ mod tests {
     use serde_json::json;
 
     fn sample() -> Event {
-        Event {
-            payload: json!({"b": 1, "a": "x"}),
-            meta: Meta {
+        Event::new(
+            json!({"b": 1, "a": "x"}),
+            Meta {
                 event_uuid: "0123456789abcdef0123456789abcdef".into(),
                 name: "user:created".into(),
                 version: 2,
@@ -223,7 +259,7 @@ mod tests {
                     .unwrap()
                     + chrono::Duration::milliseconds(123),
             },
-        }
+        )
     }
 
     /// The encoded form is exactly the gem's: field names, order of payload keys, time format.
@@ -384,9 +420,9 @@ mod tests {
         /// Any payload and meta text survive an encode and decode unchanged.
         #[test]
         fn events_round_trip(payload in json_value(), name in "[a-z:_]{1,16}", version in proptest::prelude::any::<i64>(), cid in "[0-9a-f]{32}") {
-            let event = Event {
+            let event = Event::new(
                 payload,
-                meta: Meta {
+                Meta {
                     event_uuid: crate::new_id(),
                     name,
                     version,
@@ -394,7 +430,7 @@ mod tests {
                     producer: "prop".into(),
                     created_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T04:56:33.123Z").unwrap().with_timezone(&chrono::Utc),
                 },
-            };
+            );
             proptest::prop_assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
         }
     }

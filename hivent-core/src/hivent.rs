@@ -131,9 +131,9 @@ impl Hivent {
         // Encoded once: for the partition hash and inside the event's JSON.
         let payload_text = payload.to_string();
         let hash = partition_hash_of_text(options.key.as_deref(), &payload, &payload_text);
-        let event = Event {
+        let event = Event::new(
             payload,
-            meta: Meta {
+            Meta {
                 event_uuid: new_id(),
                 name: name.to_owned(),
                 version: options.version,
@@ -142,7 +142,7 @@ impl Hivent {
                 // The wire keeps milliseconds; the returned event equals the stored one.
                 created_at: Utc::now().trunc_subsecs(3),
             },
-        };
+        );
         let envelope = Envelope {
             name: name.to_owned(),
             partition_hash: hash,
