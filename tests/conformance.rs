@@ -868,4 +868,22 @@ conformance! {
         let built = producer(h).signal("r:aw").unwrap().emit(&json!({}), 1).unwrap();
         assert_eq!(built.raw(), None);
     }
+
+    /// An event the gem wrote with its version as a string (`"2"`) is routed as that
+    /// number, as the gem's consumers route it.
+    fn string_versions_route_as_the_gem_routes_them(h) {
+        let svc = h.hivent("svc-strver", 1, &Recorder::new());
+        let seen: support::Seen = Arc::default();
+        let sink = seen.clone();
+        svc.signal("s:v").unwrap().receive_version(2, move |e| {
+            sink.lock().push(e.clone());
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        h.push_raw("svc-strver", 0, r#"{"payload":{"n":1},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"s:v","version":"2","cid":"c","producer":"ruby","created_at":"2026-12-01T04:56:33.123Z"}}"#);
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        assert_eq!(seen.lock().len(), 1);
+        assert_eq!(seen.lock()[0].meta.version, 2);
+        assert!(h.dead_letters("svc-strver", 0).is_empty());
+    }
 }

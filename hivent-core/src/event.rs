@@ -47,7 +47,10 @@ pub struct Meta {
     pub event_uuid: String,
     /// The signal name.
     pub name: String,
-    /// The event version given at emit.
+    /// The event version given at emit. Decoding also accepts the version as a string
+    /// of digits (`"2"`), as the Ruby gem emits it when given one, and routes it as
+    /// that number, as the gem's consumers do.
+    #[serde(deserialize_with = "deserialize_version")]
     pub version: i64,
     /// The correlation id: given at emit, or a fresh 32-hex id.
     pub cid: String,
@@ -211,6 +214,23 @@ fn parse_millis(text: &str) -> Option<DateTime<Utc>> {
         num(20, 23)?,
     )?;
     Some(date.and_time(time).and_utc())
+}
+
+/// A version as an integer or a string of digits in canonical form (`"2"`, `"-1"`):
+/// the gem routes `"2"` as 2 (it joins the name and the version with `:`), so `"02"`,
+/// which it would route as `02`, is refused rather than guessed.
+fn deserialize_version<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let value = Value::deserialize(d)?;
+    let parsed = match &value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(text) => text.parse::<i64>().ok().filter(|n| n.to_string() == *text),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "meta.version {value} is not a whole number (or a string of its digits)"
+        ))
+    })
 }
 
 fn deserialize_created_at<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
@@ -432,6 +452,24 @@ mod tests {
                 },
             );
             proptest::prop_assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
+        }
+    }
+
+    /// The gem's string versions decode as their number; other shapes are refused with
+    /// a reason that names the field.
+    #[test]
+    fn versions_as_the_gem_writes_them() {
+        let with = |version: &str| {
+            Event::from_json(&format!(
+                r#"{{"payload":{{}},"meta":{{"event_uuid":"u","name":"n","version":{version},"cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z"}}}}"#
+            ))
+        };
+        assert_eq!(with("2").unwrap().meta.version, 2);
+        assert_eq!(with(r#""2""#).unwrap().meta.version, 2);
+        assert_eq!(with(r#""-1""#).unwrap().meta.version, -1);
+        for bad in [r#""02""#, r#""two""#, "2.5", "[2]", r#""""#] {
+            let error = with(bad).unwrap_err().to_string();
+            assert!(error.contains("meta.version"), "{bad}: {error}");
         }
     }
 }
