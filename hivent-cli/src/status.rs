@@ -62,9 +62,14 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
     for s in statuses {
         let waiting: u64 = s.partitions.iter().map(|p| p.waiting).sum();
         let dead: u64 = s.partitions.iter().map(|p| p.dead_letters).sum();
+        let gem = if s.gem_consumers.is_empty() {
+            String::new()
+        } else {
+            format!(" (+{} Ruby gem)", s.gem_consumers.len())
+        };
         let _ = writeln!(
             out,
-            "service {}: {} partitions, {} consumers, {} waiting, {} dead letters",
+            "service {}: {} partitions, {} consumers{gem}, {} waiting, {} dead letters",
             s.service,
             s.partition_count,
             s.consumers.len(),
@@ -72,11 +77,32 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             dead
         );
         let _ = writeln!(out, "  receives: {}", s.events.join(", "));
-        // Member ids are long (host, pid, start time, pid namespace, boot, random).
-        let width = s
+        for consumer in &s.gem_consumers {
+            let partitions: Vec<String> = consumer.partitions.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  Ruby gem consumer {}: partitions {}",
+                consumer.name,
+                partitions.join(", ")
+            );
+        }
+        // A partition no hivent-rs member owns may be the gem's.
+        let owners: Vec<String> = s
             .partitions
             .iter()
-            .filter_map(|p| p.owner.as_deref().map(str::len))
+            .map(|p| match &p.owner {
+                Some(owner) => owner.clone(),
+                None => s
+                    .gem_consumers
+                    .iter()
+                    .find(|c| c.partitions.contains(&p.partition))
+                    .map_or_else(|| "-".to_owned(), |c| format!("{} (gem)", c.name)),
+            })
+            .collect();
+        // Member ids are long (host, pid, start time, pid namespace, boot, random).
+        let width = owners
+            .iter()
+            .map(String::len)
             .max()
             .unwrap_or(0)
             .max("owner".len());
@@ -85,7 +111,7 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
             "partition", "owner", "waiting", "oldest", "dead"
         );
-        for p in &s.partitions {
+        for (p, owner) in s.partitions.iter().zip(&owners) {
             let age = p.oldest_created_at.map_or("-".to_owned(), |at| {
                 let ms = (now - at).num_milliseconds().max(0);
                 format!("{:.1}s", ms as f64 / 1000.0)
@@ -93,11 +119,7 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             let _ = writeln!(
                 out,
                 "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
-                p.partition,
-                p.owner.as_deref().unwrap_or("-"),
-                p.waiting,
-                age,
-                p.dead_letters
+                p.partition, owner, p.waiting, age, p.dead_letters
             );
         }
     }

@@ -948,3 +948,47 @@ fn commands_get_the_stored_bytes() {
     let (code, stderr) = worker.terminate();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// A service consumed by Ruby gem workers shows them in `status`, with the partitions
+/// the gem assigned them, marked as gem consumers; a gem consumer whose keep-alive
+/// expired is not shown.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn status_shows_ruby_gem_consumers() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let mut connection = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    // The keys the gem's consumer.lua keeps for a live worker `w1` and a dead `w2`.
+    let mut run = |args: &[&str]| {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let _: redis::Value = cmd.query(&mut connection).unwrap();
+    };
+    run(&["SET", "rubysvc:partition_count", "2"]);
+    run(&["SADD", "rubysvc:consumers", "w1", "w2"]);
+    run(&["SET", "rubysvc:w1:alive", "true", "PX", "60000"]);
+    run(&["RPUSH", "rubysvc:w1:assigned", "rubysvc:1", "rubysvc:0"]);
+    run(&["RPUSH", "rubysvc:w2:assigned", "rubysvc:1"]);
+    let status = status_json(&server, "rubysvc");
+    assert_eq!(
+        status["gem_consumers"],
+        serde_json::json!([{"name": "w1", "partitions": [0, 1]}])
+    );
+    let out = on_redis(&server, &["status", "--service", "rubysvc"]);
+    let table = text(&out.stdout);
+    assert!(table.contains("0 consumers (+1 Ruby gem)"), "{table}");
+    assert!(
+        table.contains("Ruby gem consumer w1: partitions 0, 1"),
+        "{table}"
+    );
+    assert!(table.contains("w1 (gem)"), "{table}");
+}

@@ -44,6 +44,6 @@ pub use error::{Error, HandlerError, Result};
 pub use event::{new_id, Event, Meta};
 pub use hivent::{EmitBatch, EmitTap, Hivent};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
-pub use operations::{Operations, PartitionStatus, ServiceStatus};
+pub use operations::{GemConsumer, Operations, PartitionStatus, ServiceStatus};
 pub use partition::{partition_for, partition_hash, ruby_json};
 pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

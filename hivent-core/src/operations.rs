@@ -18,6 +18,18 @@ pub struct ServiceStatus {
     pub consumers: Vec<String>,
     /// One entry per partition, in order.
     pub partitions: Vec<PartitionStatus>,
+    /// Live consumers of the Ruby gem working on this service (its own group keys,
+    /// `<service>:consumers` and the like), with the partitions it assigned them.
+    pub gem_consumers: Vec<GemConsumer>,
+}
+
+/// A live consumer of the Ruby gem, as its keys describe it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GemConsumer {
+    /// The gem's consumer name.
+    pub name: String,
+    /// The partitions assigned to it, sorted.
+    pub partitions: Vec<u32>,
 }
 
 /// The state of one partition.

@@ -52,6 +52,8 @@ impl Operations for MemoryBackend {
             events: svc.events.iter().cloned().collect(),
             consumers,
             partitions,
+            // Only hivent-rs consumers live in memory.
+            gem_consumers: Vec::new(),
         })
     }
 

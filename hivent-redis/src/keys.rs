@@ -106,6 +106,23 @@ pub fn emitted_marker(call_id: &str) -> String {
     format!("{EMITTED_MARKER_PREFIX}{call_id}")
 }
 
+/// `<service>:consumers`: the Ruby gem's set of its consumers of the service (read by
+/// `status` only; hivent-rs's own group lives under `<service>:hivent:`).
+pub fn gem_consumers(service: &str) -> String {
+    format!("{service}:consumers")
+}
+
+/// `<service>:<consumer>:alive`: present while the gem's consumer is alive.
+pub fn gem_alive(service: &str, consumer: &str) -> String {
+    format!("{service}:{consumer}:alive")
+}
+
+/// `<service>:<consumer>:assigned`: the partitions (`<service>:<n>`) the gem assigned
+/// to its consumer.
+pub fn gem_assigned(service: &str, consumer: &str) -> String {
+    format!("{service}:{consumer}:assigned")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +161,14 @@ mod tests {
         assert_eq!(fence_counter("svc"), "svc:hivent:fence");
         assert_eq!(wake_channel("svc"), "svc:hivent:wake");
         assert_eq!(group_channel("svc"), "svc:hivent:group");
+    }
+
+    /// The gem's group keys keep its names.
+    #[test]
+    fn gem_group_keys() {
+        assert_eq!(gem_consumers("svc"), "svc:consumers");
+        assert_eq!(gem_alive("svc", "w1"), "svc:w1:alive");
+        assert_eq!(gem_assigned("svc", "w1"), "svc:w1:assigned");
     }
 
     /// A publish call's marker is named by its call id.

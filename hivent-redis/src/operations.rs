@@ -1,6 +1,6 @@
 //! [`Operations`] on Redis: services, status with lag and owners, dead letter queues.
 
-use hivent_core::{Event, Operations, PartitionStatus, ServiceStatus};
+use hivent_core::{Event, GemConsumer, Operations, PartitionStatus, ServiceStatus};
 use redis::Connection;
 
 use crate::script::ReplayScript;
@@ -142,7 +142,57 @@ impl RedisBackend {
             events,
             consumers,
             partitions,
+            gem_consumers: self.gem_consumers(service)?,
         })
+    }
+
+    /// The live consumers the Ruby gem keeps for `service`, with their assignments.
+    fn gem_consumers(&self, service: &str) -> Result<Vec<GemConsumer>, Error> {
+        let names: Vec<String> = self.run("read the gem's consumers", |connection| {
+            redis::cmd("SMEMBERS")
+                .arg(keys::gem_consumers(service))
+                .query(connection)
+        })?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        type Entry = (bool, Vec<String>);
+        let entries: Vec<Entry> = self.run("read the gem's assignments", |connection| {
+            let mut pipe = redis::pipe();
+            for name in &names {
+                pipe.cmd("EXISTS")
+                    .arg(keys::gem_alive(service, name))
+                    .cmd("LRANGE")
+                    .arg(keys::gem_assigned(service, name))
+                    .arg(0)
+                    .arg(-1);
+            }
+            let flat: Vec<redis::Value> = pipe.query(connection)?;
+            flat.chunks_exact(2)
+                .map(|c| {
+                    Ok((
+                        redis::from_redis_value_ref(&c[0])?,
+                        redis::from_redis_value_ref(&c[1])?,
+                    ))
+                })
+                .collect()
+        })?;
+        let prefix = keys::partition_prefix(service);
+        let mut consumers: Vec<GemConsumer> = names
+            .into_iter()
+            .zip(entries)
+            .filter(|(_, (alive, _))| *alive)
+            .map(|(name, (_, assigned))| {
+                let mut partitions: Vec<u32> = assigned
+                    .iter()
+                    .filter_map(|p| p.strip_prefix(&prefix)?.parse().ok())
+                    .collect();
+                partitions.sort_unstable();
+                GemConsumer { name, partitions }
+            })
+            .collect();
+        consumers.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(consumers)
     }
 
     fn dead_letters_inner(
