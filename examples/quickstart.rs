@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use hivent::{Config, EmitOptions, Error, LifeCycleEventHandler};
+use hivent::{Config, EmitOptions, Error, LifeCycleEventHandler, ReceivedSignal};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,8 +14,20 @@ use serde_json::json;
 struct Log;
 
 impl LifeCycleEventHandler for Log {
-    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
-        println!("[{client_id}] registered for {events:?} with {partition_count} partitions");
+    fn application_registered(
+        &self,
+        client_id: &str,
+        signals: &[ReceivedSignal],
+        partition_count: u32,
+    ) {
+        let signals: Vec<String> = signals
+            .iter()
+            .map(|s| match s.version {
+                Some(v) => format!("{} v{v}", s.name),
+                None => s.name.clone(),
+            })
+            .collect();
+        println!("[{client_id}] registered for {signals:?} with {partition_count} partitions");
     }
     fn event_processing_failed(
         &self,

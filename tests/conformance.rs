@@ -224,7 +224,7 @@ conformance! {
         producer(h).signal("a:b").unwrap().emit(&json!({"k": "v"}), 3).unwrap();
         assert_eq!(consumer.run_until_idle().unwrap(), 1);
         let calls = recorder.calls();
-        assert_eq!(calls[0], Call::Registered { client_id: "svc-ok".into(), events: vec!["a:b".into()], partition_count: 2 });
+        assert_eq!(calls[0], Call::Registered { client_id: "svc-ok".into(), signals: vec![("a:b".into(), None)], partition_count: 2 });
         assert_eq!(recorder.successes(), [Call::Succeeded { name: "a:b".into(), version: 3, payload: json!({"k": "v"}) }]);
     }
 
@@ -885,5 +885,26 @@ conformance! {
         assert_eq!(seen.lock().len(), 1);
         assert_eq!(seen.lock()[0].meta.version, 2);
         assert!(h.dead_letters("svc-strver", 0).is_empty());
+    }
+
+    /// `application_registered` gets each received signal with its version filter, as
+    /// the gem's `[{name:, version:}]`: one entry per signal and filter.
+    fn registration_reports_signals_with_versions(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-versions", 1, &recorder);
+        svc.signal("a:b").unwrap().receive(|_| Ok(()));
+        svc.signal("a:b").unwrap().receive_version(2, |_| Ok(()));
+        svc.signal("a:b").unwrap().receive_version(2, |_| Ok(()));
+        svc.signal("*").unwrap().receive(|_| Ok(()));
+        svc.register().unwrap();
+        let calls = recorder.calls();
+        assert_eq!(
+            calls[0],
+            Call::Registered {
+                client_id: "svc-versions".into(),
+                signals: vec![("*".into(), None), ("a:b".into(), None), ("a:b".into(), Some(2))],
+                partition_count: 1
+            }
+        );
     }
 }

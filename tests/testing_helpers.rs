@@ -125,8 +125,8 @@ fn inline_delivery_with_life_cycle() {
         .unwrap();
     let calls = recorder.calls();
     assert!(
-        matches!(&calls[0], Call::Registered { client_id, events, partition_count: 2 }
-        if client_id == "inline-svc" && events == &["user:created".to_string(), "user:failed".to_string()]),
+        matches!(&calls[0], Call::Registered { client_id, signals, partition_count: 2 }
+        if client_id == "inline-svc" && signals == &[("user:created".to_string(), None), ("user:failed".to_string(), None)]),
         "{calls:?}"
     );
     assert!(calls.contains(&Call::Succeeded {

@@ -13,9 +13,15 @@ use parking_lot::Mutex;
 struct Calls(Mutex<Vec<String>>);
 
 impl LifeCycleEventHandler for Calls {
-    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
+    fn application_registered(
+        &self,
+        client_id: &str,
+        signals: &[hivent::ReceivedSignal],
+        partition_count: u32,
+    ) {
+        let names: Vec<&str> = signals.iter().map(|s| s.name.as_str()).collect();
         self.0.lock().push(format!(
-            "registered {client_id} {events:?} {partition_count}"
+            "registered {client_id} {names:?} {partition_count}"
         ));
     }
     fn event_processing_succeeded(&self, name: &str, version: i64, _event: &Event) {

@@ -39,6 +39,17 @@ pub enum Dispatch {
     Unmatched,
 }
 
+/// A signal a service receives and its version filter, as the Ruby gem's
+/// `application_registered` reports them (`[{name:, version:}]`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub struct ReceivedSignal {
+    /// The signal name, or `*`.
+    pub name: String,
+    /// The one version received, or `None` for every version.
+    pub version: Option<i64>,
+}
+
 /// The receivers a service registered, by signal name and optional version.
 ///
 /// Registration replaces a shared snapshot, so dispatching an event takes no allocation
@@ -59,6 +70,23 @@ impl Receivers {
             handler,
         });
         *entries = Arc::new(next);
+    }
+
+    /// Each signal with its version filter, as receivers were registered, sorted and
+    /// unique.
+    pub fn received_signals(&self) -> Vec<ReceivedSignal> {
+        let mut signals: Vec<ReceivedSignal> = self
+            .entries
+            .read()
+            .iter()
+            .map(|r| ReceivedSignal {
+                name: r.signal.clone(),
+                version: r.version,
+            })
+            .collect();
+        signals.sort_unstable();
+        signals.dedup();
+        signals
     }
 
     /// The signal names with at least one handler, sorted and unique.

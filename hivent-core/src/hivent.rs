@@ -315,7 +315,7 @@ impl Hivent {
             .life_cycle_event_handler()
             .application_registered(
                 &registration.service,
-                &registration.events,
+                &self.receivers().received_signals(),
                 registration.partition_count,
             );
         Ok(registration)

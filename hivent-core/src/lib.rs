@@ -38,7 +38,7 @@ pub use config::{
     DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT,
 };
 pub use consumer::{Consumer, ConsumerOptions};
-pub use dispatch::{Dispatch, Handler, Receivers};
+pub use dispatch::{Dispatch, Handler, ReceivedSignal, Receivers};
 pub use emit_outcome::{EmitRetry, Emitted};
 pub use error::{Error, HandlerError, Result};
 pub use event::{new_id, Event, Meta};

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::{Error, Event};
+use crate::{Error, Event, ReceivedSignal};
 
 /// Callbacks for what happens in a consumer, for logging, metrics and error reporting.
 ///
@@ -22,9 +22,15 @@ use crate::{Error, Event};
 /// }
 /// ```
 pub trait LifeCycleEventHandler: Send + Sync {
-    /// The service registered its receivers with the backend (once per consumer start).
-    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
-        let _ = (client_id, events, partition_count);
+    /// The service registered its receivers with the backend (once per consumer start):
+    /// each received signal with its version filter, as the gem's `[{name:, version:}]`.
+    fn application_registered(
+        &self,
+        client_id: &str,
+        signals: &[ReceivedSignal],
+        partition_count: u32,
+    ) {
+        let _ = (client_id, signals, partition_count);
     }
 
     /// Every matching handler returned `Ok` for `event`; it is about to be acknowledged.

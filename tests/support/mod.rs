@@ -218,7 +218,8 @@ impl Harness for RedisHarness {
 pub enum Call {
     Registered {
         client_id: String,
-        events: Vec<String>,
+        /// Each received signal and its version filter.
+        signals: Vec<(String, Option<i64>)>,
         partition_count: u32,
     },
     Succeeded {
@@ -264,10 +265,18 @@ impl Recorder {
 }
 
 impl LifeCycleEventHandler for Recorder {
-    fn application_registered(&self, client_id: &str, events: &[String], partition_count: u32) {
+    fn application_registered(
+        &self,
+        client_id: &str,
+        signals: &[hivent::ReceivedSignal],
+        partition_count: u32,
+    ) {
         self.calls.lock().push(Call::Registered {
             client_id: client_id.into(),
-            events: events.to_vec(),
+            signals: signals
+                .iter()
+                .map(|s| (s.name.clone(), s.version))
+                .collect(),
             partition_count,
         });
     }
