@@ -102,9 +102,7 @@ impl Shared {
         }
         Ok(now)
     }
-}
 
-impl Shared {
     /// The backend lost the service's registration (a Redis restarted without
     /// persistence, flushed, or failed over to an empty replica): registering again lets
     /// events emitted from now on reach this service. Events stored before are gone
