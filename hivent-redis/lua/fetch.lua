@@ -9,15 +9,17 @@
 --
 -- Reply: one element per partition: the list of its oldest items, oldest first (empty
 -- when the partition is empty or the byte budget is spent), or 0 when the claim is gone.
--- Items are read in small steps from the oldest end, so the budget bounds what the
--- script holds and sends; the first item is read whatever its size, so a partition
--- whose oldest item is larger than the budget still moves.
+-- Items are read in steps from the oldest end, sized by the budget left and the size
+-- of the items read so far, so the budget bounds what the script holds and sends; the
+-- first item is read whatever its size, so a partition whose oldest item is larger
+-- than the budget still moves.
 
 local member = ARGV[1]
 local max = tonumber(ARGV[2])
 local budget = tonumber(ARGV[3])
-local step = 16
 local read_any = false
+local read_bytes = 0
+local read_items = 0
 local reply = {}
 for i = 4, #ARGV, 2 do
   local field, token = ARGV[i], ARGV[i + 1]
@@ -27,7 +29,14 @@ for i = 4, #ARGV, 2 do
     local from = -1
     local full = false
     while not full and #items < max do
-      local want = math.min(step, max - #items)
+      -- A first step of a few items; then as many as the budget left holds at the
+      -- size seen so far, so small events take one or two reads and large ones are
+      -- never read far past the budget.
+      local want = math.min(16, max - #items)
+      if read_items > 0 then
+        local average = math.max(1, read_bytes / read_items)
+        want = math.max(1, math.min(max - #items, math.floor(budget / average) + 1))
+      end
       -- LRANGE lists newest first: the oldest of this step is its last element.
       local chunk = redis.call('LRANGE', key, from - want + 1, from)
       for j = #chunk, 1, -1 do
@@ -37,6 +46,8 @@ for i = 4, #ARGV, 2 do
           break
         end
         budget = budget - size
+        read_bytes = read_bytes + size
+        read_items = read_items + 1
         read_any = true
         items[#items + 1] = chunk[j]
       end
