@@ -74,7 +74,10 @@ fn main() -> Result<(), Error> {
     audit.signal("*")?.receive(|event| {
         println!(
             "[audit]   {} v{} from {}: {}",
-            event.meta.name, event.meta.version, event.meta.producer, event.payload
+            event.meta.name,
+            event.meta.version.unwrap_or_default(),
+            event.meta.producer,
+            event.payload
         );
         Ok(())
     });

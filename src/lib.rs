@@ -16,7 +16,7 @@
 //! let hivent = hivent::connect(Config::builder().client_id("docs-quickstart").partition_count(2).build()?)?;
 //! let signal = hivent.signal("user:created")?;
 //! signal.receive(|event| {
-//!     println!("{} v{}: {}", event.meta.name, event.meta.version, event.payload);
+//!     println!("{} {:?}: {}", event.meta.name, event.meta.version, event.payload);
 //!     Ok(())
 //! });
 //! let consumer = hivent.consumer()?;

@@ -64,7 +64,7 @@ impl EmitMatcher {
     /// Whether `event` matches.
     pub fn matches(&self, event: &Event) -> bool {
         event.meta.name == self.name
-            && self.version.is_none_or(|v| v == event.meta.version)
+            && self.version.is_none_or(|v| Some(v) == event.meta.version)
             && self
                 .payload
                 .as_ref()
@@ -163,10 +163,12 @@ impl Expectation {
         }
         let mut text = String::from("these were emitted:");
         for e in &self.emitted {
+            // Emitted here, an event always has a version.
+            let version = e.meta.version.unwrap_or_default();
             let _ = write!(
                 text,
-                "\n  - {:?} version {}: {}",
-                e.meta.name, e.meta.version, e.payload
+                "\n  - {:?} version {version}: {}",
+                e.meta.name, e.payload
             );
         }
         text

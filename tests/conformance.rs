@@ -76,7 +76,7 @@ conformance! {
             signal.emit(&json!({"v": v}), v).unwrap();
         }
         assert_eq!(consumer.run_until_idle().unwrap(), 4);
-        assert_eq!(*seen.lock(), [2, 2]);
+        assert_eq!(*seen.lock(), [Some(2), Some(2)]);
         assert!(h.partition("svc-v", 0).is_empty());
         assert!(recorder.failures().is_empty());
         assert_eq!(recorder.successes().len(), 2);
@@ -92,7 +92,7 @@ conformance! {
         p.signal("b:two").unwrap().emit(&json!(2), 5).unwrap();
         assert_eq!(consumer.run_until_idle().unwrap(), 2);
         let names: Vec<_> = seen.lock().iter().map(|e| (e.meta.name.clone(), e.meta.version)).collect();
-        assert_eq!(names, [("a:one".to_string(), 1), ("b:two".to_string(), 5)]);
+        assert_eq!(names, [("a:one".to_string(), Some(1)), ("b:two".to_string(), Some(5))]);
     }
 
     /// Events with the same key are processed in emit order, even with several
@@ -225,7 +225,7 @@ conformance! {
         assert_eq!(consumer.run_until_idle().unwrap(), 1);
         let calls = recorder.calls();
         assert_eq!(calls[0], Call::Registered { client_id: "svc-ok".into(), signals: vec![("a:b".into(), None)], partition_count: 2 });
-        assert_eq!(recorder.successes(), [Call::Succeeded { name: "a:b".into(), version: 3, payload: json!({"k": "v"}) }]);
+        assert_eq!(recorder.successes(), [Call::Succeeded { name: "a:b".into(), version: Some(3), payload: json!({"k": "v"}) }]);
     }
 
     /// An item that is not JSON is dead-lettered as it was read and the consumer goes on.
@@ -883,7 +883,7 @@ conformance! {
         h.push_raw("svc-strver", 0, r#"{"payload":{"n":1},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"s:v","version":"2","cid":"c","producer":"ruby","created_at":"2026-12-01T04:56:33.123Z"}}"#);
         assert_eq!(consumer.run_until_idle().unwrap(), 1);
         assert_eq!(seen.lock().len(), 1);
-        assert_eq!(seen.lock()[0].meta.version, 2);
+        assert_eq!(seen.lock()[0].meta.version, Some(2));
         assert!(h.dead_letters("svc-strver", 0).is_empty());
     }
 
@@ -906,5 +906,36 @@ conformance! {
                 partition_count: 1
             }
         );
+    }
+
+    /// A gem event whose version is `null` (or absent) reaches receivers of every
+    /// version and `*`, and no versioned receiver, as the gem routes it.
+    fn null_versions_reach_only_unversioned_receivers(h) {
+        let svc = h.hivent("svc-nullver", 1, &Recorder::new());
+        let hits: Arc<parking_lot::Mutex<Vec<&'static str>>> = Arc::default();
+        for (label, version) in [("all", None), ("v0", Some(0)), ("v1", Some(1))] {
+            let sink = hits.clone();
+            let handler = move |e: &hivent::Event| {
+                assert_eq!(e.meta.version, None);
+                sink.lock().push(label);
+                Ok(())
+            };
+            match version {
+                Some(v) => svc.signal("n:v").unwrap().receive_version(v, handler),
+                None => svc.signal("n:v").unwrap().receive(handler),
+            }
+        }
+        let sink = hits.clone();
+        svc.signal("*").unwrap().receive(move |_| {
+            sink.lock().push("star");
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let meta = r#""event_uuid":"0123456789abcdef0123456789abcdef","name":"n:v","cid":"c","producer":"ruby","created_at":"2026-12-01T04:56:33.123Z""#;
+        h.push_raw("svc-nullver", 0, &format!(r#"{{"payload":{{}},"meta":{{{meta},"version":null}}}}"#));
+        h.push_raw("svc-nullver", 0, &format!(r#"{{"payload":{{}},"meta":{{{meta}}}}}"#));
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        assert_eq!(*hits.lock(), ["all", "star", "all", "star"]);
+        assert!(h.dead_letters("svc-nullver", 0).is_empty());
     }
 }

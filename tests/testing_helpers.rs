@@ -131,7 +131,7 @@ fn inline_delivery_with_life_cycle() {
     );
     assert!(calls.contains(&Call::Succeeded {
         name: "user:created".into(),
-        version: 1,
+        version: Some(1),
         payload: json!({"id": 1})
     }));
     assert!(

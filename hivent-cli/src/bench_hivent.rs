@@ -83,7 +83,7 @@ impl Scene {
             Meta {
                 event_uuid: hivent::new_id(),
                 name: self.signal_name(),
-                version: 1,
+                version: Some(1),
                 cid: hivent::new_id(),
                 producer: format!("{}-producer", self.prefix),
                 created_at: Utc::now(),

@@ -156,9 +156,11 @@ fn replay(
 fn describe(partition: u32, index: usize, raw: &str) -> String {
     match Event::from_json(raw) {
         Ok(e) => format!(
-            "partition {partition} #{index}: {} v{} {} {}",
+            "partition {partition} #{index}: {} {} {} {}",
             e.meta.name,
-            e.meta.version,
+            e.meta
+                .version
+                .map_or_else(|| "(no version)".to_owned(), |v| format!("v{v}")),
             e.meta.event_uuid,
             e.meta
                 .created_at

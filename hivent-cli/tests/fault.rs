@@ -479,6 +479,17 @@ fn emit_events(
     emitted
 }
 
+/// Whether `pid` is stopped (state `T` in `/proc/<pid>/stat`).
+fn is_stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('T'))
+        })
+        .unwrap_or(false)
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
@@ -550,6 +561,8 @@ struct Findings {
     order_violations: usize,
     overlaps: usize,
     allowed_overlaps: usize,
+    /// A few of the forbidden overlaps, for the failure message.
+    examples: Vec<String>,
 }
 
 /// `kills`: (worker, when); a handling of a killed worker without an exit ends then.
@@ -624,6 +637,7 @@ fn findings(
         .collect();
     let running_at_stall = |h: &Handling| in_progress.contains(&(h.worker, h.start));
     let (mut overlaps, mut allowed_overlaps) = (0, 0);
+    let mut examples = Vec::new();
     for list in by_partition.values_mut() {
         list.sort_by_key(|h| h.start);
         for (i, a) in list.iter().enumerate() {
@@ -637,6 +651,9 @@ fn findings(
                         allowed_overlaps += 1;
                     } else {
                         overlaps += 1;
+                        if examples.len() < 4 {
+                            examples.push(format!("{a:?} and {b:?}"));
+                        }
                     }
                 }
             }
@@ -649,6 +666,7 @@ fn findings(
         order_violations,
         overlaps,
         allowed_overlaps,
+        examples,
     }
 }
 
@@ -664,8 +682,10 @@ fn assert_sound(service: &Service, findings: &Findings) {
         "per-key order broken: {findings:?}"
     );
     assert_eq!(
-        findings.overlaps, 0,
-        "two live workers in one partition: {findings:?}"
+        findings.overlaps,
+        0,
+        "two live workers in one partition: {findings:?}\n{}",
+        findings.examples.join("\n")
     );
 }
 
@@ -758,7 +778,13 @@ fn stall(server: &RedisServer, scale: &Scale) -> String {
                 .collect();
             workers.contains(&a) && workers.contains(&b)
         });
-        let stopped = service.signal(a, nix::sys::signal::Signal::SIGSTOP);
+        service.signal(a, nix::sys::signal::Signal::SIGSTOP);
+        // The signal is delivered asynchronously: the stall begins when the process is
+        // seen stopped, and only a handler logged as entered by then was in progress.
+        wait_for("the worker to be stopped", Duration::from_secs(20), || {
+            is_stopped(a)
+        });
+        let stopped = now_ns();
         std::thread::sleep(Duration::from_millis(TTL_MS * 8 / 5));
         let resumed = service.signal(a, nix::sys::signal::Signal::SIGCONT);
         service.wait_until_done(&emitted, Duration::from_secs(300));

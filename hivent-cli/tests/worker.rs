@@ -24,8 +24,8 @@ impl LifeCycleEventHandler for Calls {
             "registered {client_id} {names:?} {partition_count}"
         ));
     }
-    fn event_processing_succeeded(&self, name: &str, version: i64, _event: &Event) {
-        self.0.lock().push(format!("succeeded {name} {version}"));
+    fn event_processing_succeeded(&self, name: &str, version: Option<i64>, _event: &Event) {
+        self.0.lock().push(format!("succeeded {name} {version:?}"));
     }
 }
 
@@ -99,7 +99,7 @@ fn start_runs_the_applications_receivers_until_shutdown() {
     assert_eq!(
         calls
             .iter()
-            .filter(|c| *c == "succeeded user:created 1")
+            .filter(|c| *c == "succeeded user:created Some(1)")
             .count(),
         5
     );

@@ -465,14 +465,14 @@ impl Consumer {
         })?;
         match self.shared.hivent.receivers().dispatch(&event) {
             Ok(Dispatch::Handled(_)) => {
-                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = event.meta.version, uuid = %event.meta.event_uuid, "event processed");
+                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config
                     .life_cycle_event_handler()
                     .event_processing_succeeded(&event.meta.name, event.meta.version, &event);
                 Ok(())
             }
             Ok(Dispatch::Unmatched) => {
-                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = event.meta.version, uuid = %event.meta.event_uuid, "no handler matches; acknowledged");
+                tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "no handler matches; acknowledged");
                 Ok(())
             }
             Err(error) => Err(Box::new((error, serde_json::to_value(&event).ok()))),

@@ -113,7 +113,7 @@ impl Receivers {
         let mut handled = 0;
         let matching = entries.iter().filter(|r| {
             (r.signal == "*" || r.signal == event.meta.name)
-                && r.version.is_none_or(|v| v == event.meta.version)
+                && r.version.is_none_or(|v| Some(v) == event.meta.version)
         });
         for receiver in matching {
             let handler = &receiver.handler;
@@ -158,7 +158,7 @@ mod tests {
             Meta {
                 event_uuid: "u".into(),
                 name: name.into(),
-                version,
+                version: Some(version),
                 cid: "c".into(),
                 producer: "p".into(),
                 created_at: chrono::Utc::now(),

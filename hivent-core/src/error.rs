@@ -128,34 +128,35 @@ pub enum Error {
         partition: u32,
     },
     /// A handler returned an error for an event.
-    #[error("a handler for {event:?} version {version} failed: {source}")]
+    #[error("a handler for {event:?} {} failed: {source}", describe_version(.version))]
     HandlerFailed {
         /// The event name.
         event: String,
         /// The event version.
-        version: i64,
+        version: Option<i64>,
         /// The handler's error.
         source: HandlerError,
     },
     /// A handler panicked; the panic was caught and treated as a failure.
-    #[error("a handler for {event:?} version {version} panicked: {message}")]
+    #[error("a handler for {event:?} {} panicked: {message}", describe_version(.version))]
     HandlerPanicked {
         /// The event name.
         event: String,
         /// The event version.
-        version: i64,
+        version: Option<i64>,
         /// The panic message.
         message: String,
     },
     /// An event's payload does not deserialize into the type a typed receiver expects.
     #[error(
-        "the payload of {event:?} version {version} does not match the receiver's type: {source}"
+        "the payload of {event:?} {} does not match the receiver's type: {source}",
+        describe_version(.version)
     )]
     PayloadMismatch {
         /// The event name.
         event: String,
         /// The event version.
-        version: i64,
+        version: Option<i64>,
         /// The decoder's error.
         source: serde_json::Error,
     },
@@ -245,6 +246,14 @@ impl Error {
     /// Whether the backend has no registration of the service.
     pub fn is_not_registered(&self) -> bool {
         matches!(self, Error::NotRegistered { .. })
+    }
+}
+
+/// `version 2`, or `without a version` for a gem event whose version is null.
+fn describe_version(version: &Option<i64>) -> String {
+    match version {
+        Some(v) => format!("version {v}"),
+        None => "without a version".to_owned(),
     }
 }
 

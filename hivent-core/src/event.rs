@@ -47,11 +47,13 @@ pub struct Meta {
     pub event_uuid: String,
     /// The signal name.
     pub name: String,
-    /// The event version given at emit. Decoding also accepts the version as a string
-    /// of digits (`"2"`), as the Ruby gem emits it when given one, and routes it as
-    /// that number, as the gem's consumers do.
-    #[serde(deserialize_with = "deserialize_version")]
-    pub version: i64,
+    /// The event version given at emit; always set by hivent-rs. Decoding also
+    /// accepts the version as a string of digits (`"2"`) and as `null` (or absent),
+    /// both of which the Ruby gem emits when given them: `"2"` is routed as 2 and a
+    /// missing version (`None`) reaches only receivers of every version and `*`, as the
+    /// gem's consumers route them.
+    #[serde(default, deserialize_with = "deserialize_version")]
+    pub version: Option<i64>,
     /// The correlation id: given at emit, or a fresh 32-hex id.
     pub cid: String,
     /// The `client_id` of the emitting service.
@@ -216,19 +218,21 @@ fn parse_millis(text: &str) -> Option<DateTime<Utc>> {
     Some(date.and_time(time).and_utc())
 }
 
-/// A version as an integer or a string of digits in canonical form (`"2"`, `"-1"`):
-/// the gem routes `"2"` as 2 (it joins the name and the version with `:`), so `"02"`,
-/// which it would route as `02`, is refused rather than guessed.
-fn deserialize_version<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+/// A version as an integer, a string of digits in canonical form (`"2"`, `"-1"`), or
+/// `null`: the gem routes `"2"` as 2 (it joins the name and the version with `:`) and
+/// `null` to no versioned receiver, so `"02"`, which it would route as `02`, is refused
+/// rather than guessed.
+fn deserialize_version<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let value = Value::deserialize(d)?;
     let parsed = match &value {
+        Value::Null => return Ok(None),
         Value::Number(n) => n.as_i64(),
         Value::String(text) => text.parse::<i64>().ok().filter(|n| n.to_string() == *text),
         _ => None,
     };
-    parsed.ok_or_else(|| {
+    parsed.map(Some).ok_or_else(|| {
         serde::de::Error::custom(format!(
-            "meta.version {value} is not a whole number (or a string of its digits)"
+            "meta.version {value} is not a whole number (or a string of its digits, or null)"
         ))
     })
 }
@@ -270,7 +274,7 @@ mod tests {
             Meta {
                 event_uuid: "0123456789abcdef0123456789abcdef".into(),
                 name: "user:created".into(),
-                version: 2,
+                version: Some(2),
                 cid: "fedcba9876543210fedcba9876543210".into(),
                 producer: "accounts".into(),
                 created_at: Utc
@@ -307,7 +311,7 @@ mod tests {
         let raw = r#"{"payload":{"id":1},"extra":true,"meta":{"event_uuid":"aa","name":"n","version":3,
             "cid":"c","producer":"ruby","created_at":"2026-12-01T05:56:33+01:00","host":"x"}}"#;
         let e = Event::from_json(raw).unwrap();
-        assert_eq!(e.meta.version, 3);
+        assert_eq!(e.meta.version, Some(3));
         assert_eq!(
             e.meta.created_at,
             Utc.with_ymd_and_hms(2026, 12, 1, 4, 56, 33)
@@ -445,7 +449,7 @@ mod tests {
                 Meta {
                     event_uuid: crate::new_id(),
                     name,
-                    version,
+                    version: Some(version),
                     cid,
                     producer: "prop".into(),
                     created_at: chrono::DateTime::parse_from_rfc3339("2026-12-01T04:56:33.123Z").unwrap().with_timezone(&chrono::Utc),
@@ -464,9 +468,10 @@ mod tests {
                 r#"{{"payload":{{}},"meta":{{"event_uuid":"u","name":"n","version":{version},"cid":"c","producer":"p","created_at":"2026-12-01T04:56:33.123Z"}}}}"#
             ))
         };
-        assert_eq!(with("2").unwrap().meta.version, 2);
-        assert_eq!(with(r#""2""#).unwrap().meta.version, 2);
-        assert_eq!(with(r#""-1""#).unwrap().meta.version, -1);
+        assert_eq!(with("2").unwrap().meta.version, Some(2));
+        assert_eq!(with(r#""2""#).unwrap().meta.version, Some(2));
+        assert_eq!(with(r#""-1""#).unwrap().meta.version, Some(-1));
+        assert_eq!(with("null").unwrap().meta.version, None);
         for bad in [r#""02""#, r#""two""#, "2.5", "[2]", r#""""#] {
             let error = with(bad).unwrap_err().to_string();
             assert!(error.contains("meta.version"), "{bad}: {error}");

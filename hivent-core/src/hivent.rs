@@ -136,7 +136,7 @@ impl Hivent {
             Meta {
                 event_uuid: new_id(),
                 name: name.to_owned(),
-                version: options.version,
+                version: Some(options.version),
                 cid: options.cid.unwrap_or_else(new_id),
                 producer: self.inner.config.client_id().to_owned(),
                 // The wire keeps milliseconds; the returned event equals the stored one.

@@ -34,7 +34,13 @@ pub trait LifeCycleEventHandler: Send + Sync {
     }
 
     /// Every matching handler returned `Ok` for `event`; it is about to be acknowledged.
-    fn event_processing_succeeded(&self, event_name: &str, event_version: i64, event: &Event) {
+    /// `event_version` is `None` for a gem event whose version is null.
+    fn event_processing_succeeded(
+        &self,
+        event_name: &str,
+        event_version: Option<i64>,
+        event: &Event,
+    ) {
         let _ = (event_name, event_version, event);
     }
 

@@ -91,7 +91,7 @@ impl EmitOptions {
 /// });
 /// let event = signal.emit_with(&serde_json::json!({"id": 7}), EmitOptions::version(1).key("7"))?;
 /// assert_eq!(event.meta.name, "user:created");
-/// assert_eq!(event.meta.version, 1);
+/// assert_eq!(event.meta.version, Some(1));
 /// # Ok::<(), hivent_core::Error>(())
 /// ```
 #[derive(Clone)]

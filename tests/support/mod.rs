@@ -224,7 +224,7 @@ pub enum Call {
     },
     Succeeded {
         name: String,
-        version: i64,
+        version: Option<i64>,
         payload: Value,
     },
     Failed {
@@ -280,7 +280,7 @@ impl LifeCycleEventHandler for Recorder {
             partition_count,
         });
     }
-    fn event_processing_succeeded(&self, name: &str, version: i64, event: &Event) {
+    fn event_processing_succeeded(&self, name: &str, version: Option<i64>, event: &Event) {
         self.calls.lock().push(Call::Succeeded {
             name: name.into(),
             version,
