@@ -26,39 +26,29 @@ fn every_gem_vector_matches() {
             "payload {}",
             row["payload"]
         );
-        let hash = partition_hash(None, &payload);
-        assert_eq!(
-            u64::from(hash),
-            row["crc32"].as_u64().unwrap(),
-            "{}",
-            row["payload"]
-        );
-        assert_eq!(
-            u64::from(partition_for(hash, 4)),
-            row["partition_of_4"].as_u64().unwrap()
-        );
-        assert_eq!(
-            u64::from(partition_for(hash, 7)),
-            row["partition_of_7"].as_u64().unwrap()
-        );
+        assert_hash_matches(partition_hash(None, &payload), row);
     }
     for row in vectors["keyed"].as_array().unwrap() {
-        let hash = partition_hash(Some(row["key"].as_str().unwrap()), &Value::Null);
-        assert_eq!(
-            u64::from(hash),
-            row["crc32"].as_u64().unwrap(),
-            "{}",
-            row["key"]
-        );
-        assert_eq!(
-            u64::from(partition_for(hash, 4)),
-            row["partition_of_4"].as_u64().unwrap()
-        );
-        assert_eq!(
-            u64::from(partition_for(hash, 7)),
-            row["partition_of_7"].as_u64().unwrap()
+        assert_hash_matches(
+            partition_hash(Some(row["key"].as_str().unwrap()), &Value::Null),
+            row,
         );
     }
+}
+
+/// The hash and the partitions for 4 and 7 partitions are the row's.
+fn assert_hash_matches(hash: u32, row: &Value) {
+    assert_eq!(u64::from(hash), row["crc32"].as_u64().unwrap(), "{row}");
+    assert_eq!(
+        u64::from(partition_for(hash, 4)),
+        row["partition_of_4"].as_u64().unwrap(),
+        "{row}"
+    );
+    assert_eq!(
+        u64::from(partition_for(hash, 7)),
+        row["partition_of_7"].as_u64().unwrap(),
+        "{row}"
+    );
 }
 
 /// A small deterministic generator (xorshift), so a failure can be reproduced.

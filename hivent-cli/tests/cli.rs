@@ -722,12 +722,17 @@ fn ctrl_c_lets_the_handler_in_hand_finish() {
         .is_empty());
 }
 
-/// The live members of `service`'s group.
-fn members(server: &RedisServer, service: &str) -> Vec<String> {
-    let mut connection = redis::Client::open(server.url())
+/// A plain connection to the test's Redis, to look at or write keys as another tool would.
+fn raw_connection(server: &RedisServer) -> redis::Connection {
+    redis::Client::open(server.url())
         .unwrap()
         .get_connection()
-        .unwrap();
+        .unwrap()
+}
+
+/// The live members of `service`'s group.
+fn members(server: &RedisServer, service: &str) -> Vec<String> {
+    let mut connection = raw_connection(server);
     redis::cmd("ZRANGE")
         .arg(format!("{service}:hivent:members"))
         .arg(0)
@@ -927,10 +932,7 @@ fn commands_get_the_stored_bytes() {
     let file = receivers(dir.path(), "gem:event", &format!("cat > {}", out.display()));
     let worker = start_registered(&server, "svc-raw", &file);
     let stored = r#"{"payload":{"html":"\u003cb\u003e","f":1.0e+20,"big":18446744073709551616},"meta":{"event_uuid":"0123456789abcdef0123456789abcdef","name":"gem:event","version":1,"cid":"c","producer":"ruby_app","created_at":"2026-12-01T04:56:33.123Z"}}"#;
-    let mut connection = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = raw_connection(&server);
     let _: i64 = redis::cmd("LPUSH")
         .arg("svc-raw:0")
         .arg(stored)
@@ -961,10 +963,7 @@ fn status_shows_ruby_gem_consumers() {
     let Some(server) = server_for_tests() else {
         return;
     };
-    let mut connection = redis::Client::open(server.url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = raw_connection(&server);
     // The keys the gem's consumer.lua keeps for a live worker `w1` and a dead `w2`.
     let mut run = |args: &[&str]| {
         let mut cmd = redis::cmd(args[0]);
