@@ -991,3 +991,36 @@ fn status_shows_ruby_gem_consumers() {
     );
     assert!(table.contains("w1 (gem)"), "{table}");
 }
+
+/// At `--log-level debug` each life-cycle event is logged once: one line for the
+/// registration, the assignment and the processed event.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn life_cycle_lines_are_logged_once() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let file = receivers(dir.path(), "user:created", &append_to(&out));
+    let worker = Worker::start(&server, "logged", &file, &["--log-level", "debug"]);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "logged", 1)
+    });
+    emit(&server, "user:created", "{}", "k");
+    wait_for("the handler to run", Duration::from_secs(20), || {
+        !lines(&out).is_empty()
+    });
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    for line in [
+        "application registered",
+        "partitions assigned",
+        "event processed",
+    ] {
+        assert_eq!(stderr.matches(line).count(), 1, "{line:?} in\n{stderr}");
+    }
+}
