@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread;
 
 use hivent_core::{Backend, ConsumerSession, Envelope, Operations, Registration};
-use redis::{Connection, RedisResult};
+use redis::{Connection, RedisError, RedisResult};
 
 use crate::connection::{Endpoint, Pool};
 use crate::error::{certainly_not_run, is_transient};
@@ -71,33 +71,19 @@ impl RedisBackend {
     /// Checks that Redis answers, trying again after transient failures (one dropped
     /// reply must not fail a producer's start) with the emit retry policy.
     fn ping(&self) -> Result<(), Error> {
-        let options = self.endpoint.options();
-        let mut pause = options.emit_backoff;
-        let mut tries_left = options.emit_tries.max(1);
-        loop {
-            tries_left -= 1;
-            let answer = self.pool.run(&self.endpoint, |connection| {
-                redis::cmd("PING").query::<String>(connection)
-            });
-            match answer {
-                Ok(_) => return Ok(()),
-                Err(source)
-                    if tries_left > 0
-                        && is_transient(&source)
-                        && !source.is_connection_refusal() =>
-                {
-                    tracing::warn!(error = %source, endpoint = %self.endpoint.redacted(), tries_left, "Redis did not answer PING; trying again");
-                    thread::sleep(pause);
-                    pause = pause.saturating_mul(2);
-                }
-                Err(source) => {
-                    return Err(Error::Unreachable {
-                        endpoint: self.endpoint.redacted().to_owned(),
-                        source,
-                    })
-                }
-            }
-        }
+        // A refused connection is no lost reply: nothing listens there.
+        let retry = |error: &RedisError| is_transient(error) && !error.is_connection_refusal();
+        self.retrying(
+            "check that Redis answers",
+            retry,
+            |_| {},
+            |connection| redis::cmd("PING").query::<String>(connection),
+        )
+        .map(|_| ())
+        .map_err(|source| Error::Unreachable {
+            endpoint: self.endpoint.redacted().to_owned(),
+            source,
+        })
     }
 
     /// The endpoint, with any password replaced by `***`.
@@ -152,8 +138,22 @@ impl RedisBackend {
     fn with_retries<T>(
         &self,
         operation: &'static str,
-        mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
+        work: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> Result<T, Error> {
+        self.retrying(operation, is_transient, |_| {}, work)
+            .map_err(|error| self.endpoint.error(operation, error))
+    }
+
+    /// Runs `work` up to `emit_tries` times with doubling pauses, trying again after
+    /// the failures `retry` accepts; `seen` is told of every failure, and the last one
+    /// is returned as it came.
+    fn retrying<T>(
+        &self,
+        operation: &'static str,
+        retry: impl Fn(&RedisError) -> bool,
+        mut seen: impl FnMut(&RedisError),
+        mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
         let options = self.endpoint.options();
         let mut pause = options.emit_backoff;
         let mut tries_left = options.emit_tries.max(1);
@@ -161,12 +161,15 @@ impl RedisBackend {
             tries_left -= 1;
             match self.pool.run(&self.endpoint, &mut work) {
                 Ok(value) => return Ok(value),
-                Err(error) if tries_left > 0 && is_transient(&error) => {
+                Err(error) => {
+                    seen(&error);
+                    if tries_left == 0 || !retry(&error) {
+                        return Err(error);
+                    }
                     tracing::warn!(%error, operation, tries_left, "Redis failed; trying again");
                     thread::sleep(pause);
                     pause = pause.saturating_mul(2);
                 }
-                Err(error) => return Err(self.endpoint.error(operation, error)),
             }
         }
     }
@@ -180,37 +183,25 @@ impl RedisBackend {
         envelopes: &[Envelope],
         call_id: &str,
     ) -> Result<Vec<usize>, Error> {
-        let options = self.endpoint.options();
-        let ttl = options.emit_marker_ttl;
-        let mut pause = options.emit_backoff;
-        let mut tries_left = options.emit_tries.max(1);
+        let ttl = self.endpoint.options().emit_marker_ttl;
         let mut may_have_run = false;
-        let reply = loop {
-            tries_left -= 1;
-            let outcome = self.pool.run(&self.endpoint, |connection| {
-                PublishScript::invoke(connection, envelopes, call_id, ttl)
-            });
-            match outcome {
-                Ok(reply) => break reply,
-                Err(error) => {
-                    may_have_run |= !certainly_not_run(&error);
-                    if tries_left > 0 && is_transient(&error) {
-                        tracing::warn!(%error, tries_left, "Redis failed to publish events; trying the same call again");
-                        thread::sleep(pause);
-                        pause = pause.saturating_mul(2);
-                        continue;
+        let reply = self
+            .retrying(
+                "publish events",
+                is_transient,
+                |error| may_have_run |= !certainly_not_run(error),
+                |connection| PublishScript::invoke(connection, envelopes, call_id, ttl),
+            )
+            .map_err(|error| {
+                if may_have_run {
+                    Error::ReplyLost {
+                        endpoint: self.endpoint.redacted().to_owned(),
+                        source: error,
                     }
-                    return Err(if may_have_run {
-                        Error::ReplyLost {
-                            endpoint: self.endpoint.redacted().to_owned(),
-                            source: error,
-                        }
-                    } else {
-                        self.endpoint.error("publish events", error)
-                    });
+                } else {
+                    self.endpoint.error("publish events", error)
                 }
-            }
-        };
+            })?;
         match reply {
             PublishReply::Stored { counts, already } => {
                 if already {
