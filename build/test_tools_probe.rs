@@ -1,7 +1,8 @@
 //! Build script of the packages with tests that need outside programs: without a
 //! runnable `redis-server` (and without `HIVENT_REQUIRE_REDIS=1`) it sets
-//! `cfg(no_redis_server)`, and without Ruby with ActiveSupport (and without
-//! `HIVENT_REQUIRE_RUBY=1`) `cfg(no_ruby_activesupport)`. Those mark the tests that need
+//! `cfg(no_redis_server)`, without Ruby with ActiveSupport (and without
+//! `HIVENT_REQUIRE_RUBY=1`) `cfg(no_ruby_activesupport)`, and where no pid namespace can
+//! be made `cfg(no_pid_namespaces)`, and without the openssl tool `cfg(no_openssl)`. Those mark the tests that need
 //! them ignored with the reason, so `cargo test` shows them as not run rather than as
 //! passed; CI installs both and requires them.
 
@@ -34,5 +35,26 @@ fn main() {
         .is_ok_and(|out| out.status.success());
     if !ruby && !ruby_required {
         println!("cargo::rustc-cfg=no_ruby_activesupport");
+    }
+
+    // Making a pid namespace needs util-linux's unshare and the right to do so (root);
+    // CI has both, and HIVENT_REQUIRE_REDIS=1 there makes the test run either way.
+    println!("cargo::rustc-check-cfg=cfg(no_pid_namespaces)");
+    let namespaces = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !namespaces && !required {
+        println!("cargo::rustc-cfg=no_pid_namespaces");
+    }
+
+    // The TLS test makes its certificates with the openssl tool.
+    println!("cargo::rustc-check-cfg=cfg(no_openssl)");
+    let openssl = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !openssl && !required {
+        println!("cargo::rustc-cfg=no_openssl");
     }
 }

@@ -795,24 +795,14 @@ fn a_killed_workers_command_dies_with_it() {
     no_redis_server,
     ignore = "redis-server is not installed (CI installs it)"
 )]
+#[cfg_attr(
+    no_pid_namespaces,
+    ignore = "unshare --pid cannot be run here (needs util-linux and root; CI has both)"
+)]
 fn a_worker_in_another_pid_namespace_evicts_nobody() {
     let Some(server) = server_for_tests() else {
         return;
     };
-    let unshare_works = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !unshare_works {
-        // Needs util-linux's unshare and the right to make namespaces (root in CI).
-        assert!(
-            std::env::var("HIVENT_REQUIRE_REDIS").is_err(),
-            "unshare --pid --fork --mount-proc does not work here"
-        );
-        eprintln!("skipped: unshare --pid cannot be run here");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let receivers = receivers(dir.path(), "ns:event", "cat > /dev/null");
     let _outside = start_registered(&server, "svc-pidns", &receivers);

@@ -94,6 +94,10 @@ fn free_port() -> u16 {
     no_redis_server,
     ignore = "redis-server is not installed (CI installs it)"
 )]
+#[cfg_attr(
+    no_openssl,
+    ignore = "the openssl tool, which makes the test certificates, is not installed (CI installs it)"
+)]
 fn emits_and_consumes_over_tls() {
     let required = std::env::var("HIVENT_REQUIRE_REDIS").is_ok_and(|v| v == "1");
     let dir = tempfile::tempdir().unwrap();
