@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent::{partition_for, partition_hash, ConsumerOptions, EmitOptions, Hivent};
+use hivent::{
+    partition_for, partition_hash, ConsumerOptions, DeadLetterFilter, DeadLetterPick,
+    DeadLetterQueue, EmitOptions, Hivent,
+};
 use serde_json::json;
 use support::{record, Call, Harness, Recorder};
 
@@ -296,7 +299,9 @@ conformance! {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(stalled.ack(0, 1).unwrap_err().is_fenced());
-        assert!(stalled.dead_letter(0, &batches[0].items[0]).unwrap_err().is_fenced());
+        let record = hivent::FailureRecord::new("boom", stalled.member_id(), chrono::Utc::now());
+        assert!(stalled.dead_letter(0, &batches[0].items[0], &record).unwrap_err().is_fenced());
+        assert!(stalled.record_attempt(0, &batches[0].items[0], chrono::Utc::now()).unwrap_err().is_fenced());
         assert_eq!(h.partition("svc-fence", 0).len(), 2);
         assert!(h.dead_letters("svc-fence", 0).is_empty());
         assert_eq!(c2.run_until_idle().unwrap(), 2);
@@ -420,14 +425,15 @@ conformance! {
     }
 
     /// Replay puts dead letters back at the head of their partition, in their original
-    /// order, ahead of waiting events; purge empties the queue.
+    /// order, ahead of waiting events; purge empties the queue. A limit counts the
+    /// oldest first, and both say what is left.
     fn dead_letter_replay_and_purge(h) {
         let svc = h.hivent("svc-dlq", 1, &Recorder::new());
         let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let seen: support::Seen = Arc::default();
         let (flag, sink) = (fail.clone(), seen.clone());
         svc.signal("d:l").unwrap().receive(move |e| {
-            if flag.load(std::sync::atomic::Ordering::SeqCst) { return Err("down".into()); }
+            if flag.load(std::sync::atomic::Ordering::SeqCst) { return Err(hivent::Permanent::new("down").into()); }
             sink.lock().push(e.clone());
             Ok(())
         });
@@ -435,18 +441,21 @@ conformance! {
         let signal = producer(h).signal("d:l").unwrap();
         let failed: Vec<_> = (0..3).map(|i| signal.emit(&json!({"i": i}), 1).unwrap()).collect();
         assert_eq!(consumer.run_until_idle().unwrap(), 3);
-        let ops = svc.backend().operations().expect("operations");
-        let dead = ops.dead_letters("svc-dlq", 0, 10).unwrap();
-        assert_eq!(dead.iter().map(|r| hivent::Event::from_json(r).unwrap()).collect::<Vec<_>>(), failed);
-        assert_eq!(ops.dead_letters("svc-dlq", 0, 2).unwrap(), dead[..2]);
+        let dlq = DeadLetterQueue::new(svc.backend().operations().expect("operations"), "svc-dlq");
+        let dead = dlq.list(&DeadLetterFilter::all()).unwrap();
+        assert_eq!(dead.iter().map(|d| hivent::Event::from_json(&d.raw).unwrap()).collect::<Vec<_>>(), failed);
+        assert_eq!(dead.iter().map(|d| d.position).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(dlq.list(&DeadLetterFilter::all().limit(2)).unwrap(), dead[..2]);
         fail.store(false, std::sync::atomic::Ordering::SeqCst);
         let later = signal.emit(&json!({"later": true}), 1).unwrap();
-        assert_eq!(ops.replay_dead_letters("svc-dlq", 0, 2).unwrap(), 2);
-        assert_eq!(ops.dead_letters("svc-dlq", 0, 10).unwrap(), dead[2..]);
+        let report = dlq.replay(&DeadLetterFilter::all().limit(2), false).unwrap();
+        assert_eq!((report.taken.clone(), report.total, report.left, report.left_selected), (vec![(0, 2)], 2, 1, 1));
+        assert_eq!(dlq.list(&DeadLetterFilter::all()).unwrap().iter().map(|d| d.raw.clone()).collect::<Vec<_>>(), [dead[2].raw.clone()]);
         assert_eq!(consumer.run_until_idle().unwrap(), 3);
         assert_eq!(*seen.lock(), [failed[0].clone(), failed[1].clone(), later]);
-        assert_eq!(ops.purge_dead_letters("svc-dlq", 0).unwrap(), 1);
-        assert!(ops.dead_letters("svc-dlq", 0, 10).unwrap().is_empty());
+        assert_eq!(dlq.purge(&DeadLetterFilter::all(), false).unwrap().total, 1);
+        assert!(dlq.list(&DeadLetterFilter::all()).unwrap().is_empty());
+        assert_eq!(h.stored_failure_records("svc-dlq", 0), 0, "no record outlives its dead letter");
     }
 
     /// A consumer holding a fetched batch when a replay lands is fenced off it: its ack is
@@ -463,12 +472,12 @@ conformance! {
         let batch = session.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 2);
         session.ack(0, 1).unwrap();
-        session.dead_letter(0, "junk").unwrap();
+        session.dead_letter(0, "junk", &hivent::FailureRecord::new("junk", session.member_id(), chrono::Utc::now())).unwrap();
         signal.emit(&json!({"n": 2}), 1).unwrap();
         let batch = session.fetch(10, usize::MAX, Duration::ZERO).unwrap().batches;
         assert_eq!(batch[0].items.len(), 1);
         let ops = svc.backend().operations().expect("operations");
-        assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, 10).unwrap(), 1);
+        assert_eq!(ops.replay_dead_letters("svc-replay-fence", 0, DeadLetterPick::Oldest(10)).unwrap(), 1);
         assert!(session.ack(0, 1).unwrap_err().is_fenced());
         // Even after re-claiming the partition, the batch read before the replay stays fenced.
         assert_eq!(session.heartbeat().unwrap(), [0]);
@@ -633,7 +642,7 @@ conformance! {
         support::wait_for(Duration::from_secs(20), "the event was dead-lettered", || h.dead_letters("svc-replay-once", 0).len() == 1);
         fail.store(false, std::sync::atomic::Ordering::SeqCst);
         let ops = svc.backend().operations().unwrap();
-        assert_eq!(ops.replay_dead_letters("svc-replay-once", 0, 10).unwrap(), 1);
+        assert_eq!(ops.replay_dead_letters("svc-replay-once", 0, DeadLetterPick::Oldest(10)).unwrap(), 1);
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)).unwrap(), first);
         // A second run of the replayed event would come before this one: FIFO.
         let second = signal.emit(&json!({"n": 2}), 1).unwrap();

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hivent::{Event, HandlerError, Hivent};
+use hivent::{CommandFailure, Event, HandlerError, Hivent, Permanent, RetryPolicy};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -37,6 +37,17 @@ pub struct CommandReceiver {
     /// Seconds before the command is killed and the event counts as failed (default 60).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// This receiver's own retry policy, instead of the worker's: attempts in all...
+    pub retry_max_attempts: Option<u32>,
+    /// ... the wait after the first failure, in ms...
+    pub retry_initial_delay_ms: Option<u64>,
+    /// ... and the longest wait, in ms. Any of the three given makes a policy of its
+    /// own, the others taken from the default policy.
+    pub retry_max_delay_ms: Option<u64>,
+    /// Exit codes meaning "retrying cannot help": the event is dead-lettered at once
+    /// (e.g. `[65]`, EX_DATAERR).
+    #[serde(default)]
+    pub permanent_exit_codes: Vec<i32>,
 }
 
 fn default_timeout() -> u64 {
@@ -86,6 +97,18 @@ impl ReceiversFile {
                     "{name} has timeout_secs = 0; give the command at least 1 second"
                 ));
             }
+            if r.retry_max_attempts == Some(0) {
+                return Err(format!(
+                    "{name} has retry_max_attempts = 0; 1 means no retries"
+                ));
+            }
+            if let Some(policy) = r.retry_policy() {
+                if policy.max_delay < policy.initial_delay {
+                    return Err(format!(
+                        "{name} has retry_max_delay_ms below retry_initial_delay_ms"
+                    ));
+                }
+            }
         }
         Ok(file)
     }
@@ -93,7 +116,10 @@ impl ReceiversFile {
     /// Registers every receiver on `hivent`.
     pub fn register(&self, hivent: &Hivent) -> hivent::Result<()> {
         for receiver in &self.receivers {
-            let signal = hivent.signal(&receiver.signal)?;
+            let mut signal = hivent.signal(&receiver.signal)?;
+            if let Some(policy) = receiver.retry_policy() {
+                signal = signal.with_retry(policy);
+            }
             let r = receiver.clone();
             let handler = move |event: &Event| r.run(event);
             match receiver.version {
@@ -110,6 +136,29 @@ impl ReceiversFile {
 const STDERR_GRACE: Duration = Duration::from_secs(1);
 
 impl CommandReceiver {
+    /// The receiver's own retry policy, when it sets any of its retry options.
+    pub fn retry_policy(&self) -> Option<RetryPolicy> {
+        if self.retry_max_attempts.is_none()
+            && self.retry_initial_delay_ms.is_none()
+            && self.retry_max_delay_ms.is_none()
+        {
+            return None;
+        }
+        let default = RetryPolicy::default();
+        let initial = self
+            .retry_initial_delay_ms
+            .map_or(default.initial_delay, Duration::from_millis);
+        Some(
+            default
+                .max_attempts(self.retry_max_attempts.unwrap_or(default.max_attempts))
+                .initial_delay(initial)
+                .max_delay(
+                    self.retry_max_delay_ms
+                        .map_or(default.max_delay.max(initial), Duration::from_millis),
+                ),
+        )
+    }
+
     /// Runs the command with the event on stdin (the item exactly as stored, when the
     /// event was read from a partition); exit status 0 is success.
     ///
@@ -173,15 +222,22 @@ impl CommandReceiver {
         let stderr = stderr_rx.recv_timeout(STDERR_GRACE).unwrap_or_else(|_| {
             "(stderr not read: a process outside the command's group still holds it)".into()
         });
-        let stderr = stderr.trim();
+        let failure = |how: String| CommandFailure::new(program.as_str(), how, &stderr);
         match status {
-            _ if timed_out => Err(format!(
-                "`{program}` did not finish within {} s and was killed: {stderr}",
+            _ if timed_out => Err(failure(format!(
+                "did not finish within {} s and was killed",
                 self.timeout_secs
-            )
+            ))
             .into()),
             Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("`{program}` exited with {status}: {stderr}").into()),
+            Ok(status)
+                if status
+                    .code()
+                    .is_some_and(|code| self.permanent_exit_codes.contains(&code)) =>
+            {
+                Err(Permanent::new(failure(format!("{status}, a permanent failure"))).into())
+            }
+            Ok(status) => Err(failure(status.to_string()).into()),
             Err(e) => Err(format!("could not wait for `{program}`: {e}").into()),
         }
     }
@@ -284,6 +340,10 @@ mod tests {
             version: None,
             command: vec!["sh".into(), "-c".into(), script.into()],
             timeout_secs,
+            retry_max_attempts: None,
+            retry_initial_delay_ms: None,
+            retry_max_delay_ms: None,
+            permanent_exit_codes: Vec::new(),
         }
     }
 
@@ -305,6 +365,25 @@ mod tests {
             .to_string();
         assert!(error.contains("exit status: 3"), "{error}");
         assert!(error.ends_with("database is down"), "{error}");
+    }
+
+    /// The failure is a `CommandFailure` (status and stderr apart, for the failure
+    /// record); a permanent exit code wraps it in `Permanent`.
+    #[test]
+    fn failures_are_structured_and_exit_codes_can_be_permanent() {
+        let _turn = one_at_a_time();
+        let mut r = receiver("cat >/dev/null; echo bad input >&2; exit 65", 10);
+        let error = r.run(&event()).unwrap_err();
+        let failure = error.downcast_ref::<CommandFailure>().unwrap();
+        assert_eq!(
+            (failure.exit_status.as_str(), failure.stderr_tail.as_str()),
+            ("exit status: 65", "bad input")
+        );
+        r.permanent_exit_codes = vec![65];
+        let error = r.run(&event()).unwrap_err();
+        let permanent = error.downcast_ref::<Permanent>().unwrap();
+        let failure = permanent.cause().downcast_ref::<CommandFailure>().unwrap();
+        assert_eq!(failure.exit_status, "exit status: 65, a permanent failure");
     }
 
     /// Whether `pid` has ended (gone, or a zombie nobody reaped yet).
@@ -346,7 +425,7 @@ mod tests {
         );
         let error = receiver(&script, 1).run(&event()).unwrap_err().to_string();
         assert!(
-            error.contains("did not finish within 1 s and was killed: slow"),
+            error.contains("did not finish within 1 s and was killed): slow"),
             "{error}"
         );
         wait_until_dead(read_pid(&pid_file));

@@ -21,7 +21,8 @@ pub struct ConnectionArgs {
     /// Partitions of this service's event streams [env: HIVENT_PARTITION_COUNT]
     #[arg(long, value_name = "N")]
     pub partition_count: Option<u32>,
-    /// A TOML file with backend, endpoint, partition_count, client_id, heartbeat_interval_ms and member_ttl_ms
+    /// A TOML file with backend, endpoint, partition_count, client_id,
+    /// heartbeat_interval_ms, member_ttl_ms, max_event_bytes and the retry_* options
     #[arg(long = "config", value_name = "FILE", env = "HIVENT_CONFIG")]
     pub config_file: Option<PathBuf>,
 }
@@ -94,6 +95,18 @@ pub struct StartArgs {
     /// on Redis]
     #[arg(long, value_name = "MS")]
     pub member_ttl_ms: Option<u64>,
+    /// How many times a failed event is tried in all before it is dead-lettered; 1 is
+    /// the Ruby gem's way (no retries) [env: HIVENT_RETRY_MAX_ATTEMPTS] [default: 5]
+    #[arg(long, value_name = "N")]
+    pub retry_max_attempts: Option<u32>,
+    /// The wait after an event's first failure, in ms; later waits double, with jitter
+    /// [env: HIVENT_RETRY_INITIAL_DELAY_MS] [default: 200]
+    #[arg(long, value_name = "MS")]
+    pub retry_initial_delay_ms: Option<u64>,
+    /// The longest wait between two attempts, in ms [env: HIVENT_RETRY_MAX_DELAY_MS]
+    /// [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub retry_max_delay_ms: Option<u64>,
 }
 
 impl StartArgs {
@@ -105,6 +118,15 @@ impl StartArgs {
         }
         if let Some(ms) = self.member_ttl_ms {
             builder = builder.member_ttl(std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = self.retry_max_attempts {
+            builder = builder.retry_max_attempts(n);
+        }
+        if let Some(ms) = self.retry_initial_delay_ms {
+            builder = builder.retry_initial_delay(std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.retry_max_delay_ms {
+            builder = builder.retry_max_delay(std::time::Duration::from_millis(ms));
         }
         Ok(builder)
     }

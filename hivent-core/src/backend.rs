@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use crossbeam_channel::Receiver;
 
-use crate::Result;
+use crate::{Attempts, FailureRecord, Result};
 
 /// An event ready to be stored: encoded once by the core, with its partition hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,10 +147,25 @@ pub trait ConsumerSession: Send + Sync {
     /// Removes the `count` oldest items of `partition`: the ones just processed.
     fn ack(&self, partition: u32, count: usize) -> Result<()>;
 
+    /// Counts a failed attempt at the oldest unsettled item of the batch in hand of
+    /// `partition` (`raw` as given in the batch), which must be the oldest item stored:
+    /// stored with the partition, so a crash or a hand-over between attempts does not
+    /// reset the count. The count belongs to that item: it goes on while the item stays
+    /// the oldest, and is dropped when the item is acknowledged or dead-lettered.
+    /// Returns the attempts so far, this one included. Fenced like
+    /// [`ConsumerSession::ack`].
+    fn record_attempt(
+        &self,
+        partition: u32,
+        raw: &str,
+        failed_at: DateTime<Utc>,
+    ) -> Result<Attempts>;
+
     /// Moves the oldest unsettled item of the batch in hand of `partition` (`raw` is its
-    /// text as given in the batch) to the partition's dead letter queue in one atomic
-    /// step, byte for byte as stored; fails unless it is the oldest item stored.
-    fn dead_letter(&self, partition: u32, raw: &str) -> Result<()>;
+    /// text as given in the batch) to the partition's dead letter queue, byte for byte
+    /// as stored, and stores `record` beside it, in one atomic step; fails unless it is
+    /// the oldest item stored.
+    fn dead_letter(&self, partition: u32, raw: &str, record: &FailureRecord) -> Result<()>;
 
     /// Gives up `partition` at once (its processed events acknowledged first) so that
     /// the member that should own it claims it; the rest of the batch stays stored for

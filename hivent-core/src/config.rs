@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result};
+use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result, RetryPolicy};
 
 /// The Redis endpoint used when none is configured.
 pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
@@ -118,6 +118,7 @@ pub struct Config {
     heartbeat_interval: Option<Duration>,
     member_ttl: Option<Duration>,
     max_event_bytes: usize,
+    retry_policy: RetryPolicy,
     life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
 }
 
@@ -172,6 +173,11 @@ impl Config {
         self.max_event_bytes
     }
 
+    /// How failed events are retried, unless their receiver has a policy of its own.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry_policy
+    }
+
     /// The life-cycle handler.
     pub fn life_cycle_event_handler(&self) -> &Arc<dyn LifeCycleEventHandler> {
         &self.life_cycle_event_handler
@@ -187,6 +193,7 @@ impl fmt::Debug for Config {
             .field("client_id", &self.client_id)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("member_ttl", &self.member_ttl)
+            .field("retry_policy", &self.retry_policy)
             .finish_non_exhaustive()
     }
 }
@@ -229,7 +236,13 @@ struct Settings {
     heartbeat_interval_ms: Option<String>,
     member_ttl_ms: Option<String>,
     max_event_bytes: Option<String>,
+    retry_max_attempts: Option<String>,
+    retry_initial_delay_ms: Option<String>,
+    retry_max_delay_ms: Option<String>,
 }
+
+/// The options of a configuration file, as they are spelled there.
+const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms";
 
 impl Settings {
     fn or(self, lower: Settings) -> Settings {
@@ -241,6 +254,11 @@ impl Settings {
             heartbeat_interval_ms: self.heartbeat_interval_ms.or(lower.heartbeat_interval_ms),
             member_ttl_ms: self.member_ttl_ms.or(lower.member_ttl_ms),
             max_event_bytes: self.max_event_bytes.or(lower.max_event_bytes),
+            retry_max_attempts: self.retry_max_attempts.or(lower.retry_max_attempts),
+            retry_initial_delay_ms: self
+                .retry_initial_delay_ms
+                .or(lower.retry_initial_delay_ms),
+            retry_max_delay_ms: self.retry_max_delay_ms.or(lower.retry_max_delay_ms),
         }
     }
 
@@ -255,6 +273,9 @@ impl Settings {
             heartbeat_interval_ms: get("HIVENT_HEARTBEAT_INTERVAL_MS"),
             member_ttl_ms: get("HIVENT_MEMBER_TTL_MS"),
             max_event_bytes: get("HIVENT_MAX_EVENT_BYTES"),
+            retry_max_attempts: get("HIVENT_RETRY_MAX_ATTEMPTS"),
+            retry_initial_delay_ms: get("HIVENT_RETRY_INITIAL_DELAY_MS"),
+            retry_max_delay_ms: get("HIVENT_RETRY_MAX_DELAY_MS"),
         }
     }
 
@@ -302,11 +323,10 @@ impl Settings {
                 "heartbeat_interval_ms" => settings.heartbeat_interval_ms = Some(text),
                 "member_ttl_ms" => settings.member_ttl_ms = Some(text),
                 "max_event_bytes" => settings.max_event_bytes = Some(text),
-                _ => {
-                    return Err(format!(
-                    "unknown option `{key}` (known: backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes)"
-                ))
-                }
+                "retry_max_attempts" => settings.retry_max_attempts = Some(text),
+                "retry_initial_delay_ms" => settings.retry_initial_delay_ms = Some(text),
+                "retry_max_delay_ms" => settings.retry_max_delay_ms = Some(text),
+                _ => return Err(format!("unknown option `{key}` (known: {FILE_OPTIONS})")),
             }
         }
         Ok(settings)
@@ -385,6 +405,32 @@ impl ConfigBuilder {
         self
     }
 
+    /// Sets how failed events are retried (see [`RetryPolicy`]; the default retries 4
+    /// times within about 3 s).
+    pub fn retry_policy(self, policy: RetryPolicy) -> Self {
+        self.retry_max_attempts(policy.max_attempts.max(1))
+            .retry_initial_delay(policy.initial_delay)
+            .retry_max_delay(policy.max_delay)
+    }
+
+    /// Sets how many times a failed event is tried in all (1: no retries).
+    pub fn retry_max_attempts(mut self, attempts: u32) -> Self {
+        self.code.retry_max_attempts = Some(attempts.to_string());
+        self
+    }
+
+    /// Sets the wait after the first failure (whole milliseconds).
+    pub fn retry_initial_delay(mut self, delay: Duration) -> Self {
+        self.code.retry_initial_delay_ms = Some(delay.as_millis().to_string());
+        self
+    }
+
+    /// Sets the longest wait between attempts (whole milliseconds).
+    pub fn retry_max_delay(mut self, delay: Duration) -> Self {
+        self.code.retry_max_delay_ms = Some(delay.as_millis().to_string());
+        self
+    }
+
     /// Sets the life-cycle handler.
     pub fn life_cycle_event_handler(mut self, handler: Arc<dyn LifeCycleEventHandler>) -> Self {
         self.handler = Some(handler);
@@ -421,7 +467,10 @@ impl ConfigBuilder {
     }
 
     /// Reads settings from a TOML file at [`ConfigBuilder::build`]. Its keys are the
-    /// option names: `backend`, `endpoint`, `partition_count`, `client_id`.
+    /// option names: `backend`, `endpoint`, `partition_count`, `client_id`,
+    /// `heartbeat_interval_ms`, `member_ttl_ms`, `max_event_bytes`,
+    /// `retry_max_attempts`, `retry_initial_delay_ms`, `retry_max_delay_ms`; the
+    /// environment's are the same upper-cased with `HIVENT_` in front.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.file = Some(path.as_ref().to_owned());
         self
@@ -439,6 +488,7 @@ impl ConfigBuilder {
             .map(Settings::from_env)
             .unwrap_or_default();
         let merged = self.code.or(env).or(file);
+        let retry_policy = retry_policy(&merged)?;
 
         let explicit = match &merged.backend {
             Some(b) => Some(b.parse::<BackendKind>()?),
@@ -527,11 +577,65 @@ impl ConfigBuilder {
             heartbeat_interval,
             member_ttl,
             max_event_bytes,
+            retry_policy,
             life_cycle_event_handler: self
                 .handler
                 .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),
         })
     }
+}
+
+/// The retry policy the settings give, the default's values where they give none.
+fn retry_policy(settings: &Settings) -> Result<RetryPolicy> {
+    let default = RetryPolicy::default();
+    let max_attempts = match &settings.retry_max_attempts {
+        None => default.max_attempts,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n) if (1..=10_000).contains(&n) => n,
+            _ => {
+                return Err(Error::InvalidConfig {
+                    option: "retry_max_attempts",
+                    value: text.clone(),
+                    reason: "it must be a whole number from 1 (no retries) to 10000".into(),
+                })
+            }
+        },
+    };
+    let delay = |option: &'static str, text: &Option<String>, default: Duration| match text {
+        None => Ok(default),
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(ms) if ms <= 86_400_000 => Ok(Duration::from_millis(ms)),
+            _ => Err(Error::InvalidConfig {
+                option,
+                value: text.clone(),
+                reason: "it must be a whole number of milliseconds from 0 to 86400000".into(),
+            }),
+        },
+    };
+    let initial_delay = delay(
+        "retry_initial_delay_ms",
+        &settings.retry_initial_delay_ms,
+        default.initial_delay,
+    )?;
+    let max_delay = delay(
+        "retry_max_delay_ms",
+        &settings.retry_max_delay_ms,
+        default.max_delay.max(initial_delay),
+    )?;
+    if max_delay < initial_delay {
+        return Err(Error::InvalidConfig {
+            option: "retry_max_delay_ms",
+            value: max_delay.as_millis().to_string(),
+            reason: format!(
+                "it must be at least the initial delay ({} ms)",
+                initial_delay.as_millis()
+            ),
+        });
+    }
+    Ok(default
+        .max_attempts(max_attempts)
+        .initial_delay(initial_delay)
+        .max_delay(max_delay))
 }
 
 /// A duration option given in whole milliseconds, from 1 ms to one day.
@@ -889,6 +993,53 @@ mod tests {
                 }
                 Err(other) => proptest::prop_assert!(false, "unexpected {}", other),
             }
+        }
+    }
+
+    /// The retry policy comes from code, the environment or the file, in that order;
+    /// each part left out keeps the default's, and bad values name their option.
+    #[test]
+    fn retry_policy_from_every_source() {
+        let c = Config::builder().client_id("app").build().unwrap();
+        assert_eq!(c.retry_policy(), RetryPolicy::default());
+        let c = from_file("retry_max_attempts = 1\nretry_initial_delay_ms = 50\n").unwrap();
+        assert_eq!(
+            c.retry_policy(),
+            RetryPolicy::default()
+                .max_attempts(1)
+                .initial_delay(Duration::from_millis(50))
+        );
+        let c = Config::builder()
+            .client_id("app")
+            .env_from(env(&[
+                ("HIVENT_RETRY_MAX_ATTEMPTS", "9"),
+                ("HIVENT_RETRY_MAX_DELAY_MS", "60000"),
+            ]))
+            .build()
+            .unwrap();
+        assert_eq!(c.retry_policy().max_attempts, 9);
+        assert_eq!(c.retry_policy().max_delay, Duration::from_secs(60));
+        let code = RetryPolicy::no_retries();
+        let c = Config::builder()
+            .client_id("app")
+            .env_from(env(&[("HIVENT_RETRY_MAX_ATTEMPTS", "9")]))
+            .retry_policy(code)
+            .build()
+            .unwrap();
+        assert_eq!(c.retry_policy(), code);
+        for (text, option) in [
+            ("retry_max_attempts = 0", "retry_max_attempts"),
+            ("retry_initial_delay_ms = -1", "retry_initial_delay_ms"),
+            (
+                "retry_initial_delay_ms = 500\nretry_max_delay_ms = 100",
+                "retry_max_delay_ms",
+            ),
+        ] {
+            let error = from_file(text).unwrap_err();
+            assert!(
+                matches!(&error, Error::InvalidConfig { option: o, .. } if *o == option),
+                "{text}: {error}"
+            );
         }
     }
 }

@@ -5,13 +5,21 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use crossbeam_channel::{select, Receiver, RecvTimeoutError, TryRecvError};
 use parking_lot::Mutex;
+use serde_json::Value;
 
+use crate::error::error_chain;
 use crate::{
-    dead_letter_queue_name, Batch, ConsumerSession, Dispatch, Error, Event, Fetched, Hivent,
-    Result, Standing,
+    dead_letter_queue_name, Attempts, Batch, CommandFailure, ConsumerSession, Dispatch, Error,
+    Event, FailureRecord, Fetched, Hivent, Permanent, ReceivedSignal, Result, RetryAfter,
+    RetryPolicy, Standing,
 };
+
+/// How often a consumer waiting to retry an event checks that its partition is still
+/// its own: a local check, so a lost or handed-over partition ends the wait promptly.
+const STANDING_CHECK: Duration = Duration::from_millis(25);
 
 /// Tuning of a consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +142,45 @@ pub struct Consumer {
     stopping: AtomicBool,
 }
 
+/// Why an item failed, and what the failure allows.
+struct ItemFailure {
+    error: Error,
+    /// The item as JSON, when it is JSON at all (for `event_processing_failed`).
+    payload: Option<Value>,
+    /// The decoded event, when it decoded.
+    event: Option<Event>,
+    /// The receiver whose handler failed, where to resume, and its own retry policy.
+    receiver: Option<(ReceivedSignal, usize, Option<RetryPolicy>)>,
+    verdict: Verdict,
+}
+
+/// Whether a failure may be retried.
+enum Verdict {
+    /// Retrying cannot help: dead-letter at once.
+    Final,
+    /// Retry under the policy, after the handler's chosen delay if it gave one.
+    Retry(Option<Duration>),
+}
+
+/// What came of a failed attempt.
+enum AfterFailure {
+    /// Try again, from the handler at this position.
+    Retry(usize),
+    DeadLettered,
+    /// Shutdown came during the wait: the event stays first in its partition.
+    Stopped,
+    /// The partition was handed over or lost during the wait.
+    GaveUp,
+}
+
+/// How the wait before a retry ended.
+enum Backoff {
+    Elapsed,
+    Stopped,
+    Handover,
+    Lost,
+}
+
 /// How the processing of one batch ended.
 enum BatchEnd {
     /// Every item was handled.
@@ -196,10 +243,14 @@ impl Consumer {
             self.options.max_fetch_bytes,
             Duration::ZERO,
         )?;
-        self.process(&fetched, &|| false)
+        self.process(&fetched, None)
     }
 
     /// Polls until a step finds nothing to do; returns how many events were processed.
+    ///
+    /// Without [`Consumer::run`]'s heartbeat thread, nothing renews the membership
+    /// while a failed event waits to be retried: keep retry delays well under the
+    /// membership lifetime when stepping by hand.
     pub fn run_until_idle(&self) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -238,16 +289,36 @@ impl Consumer {
 
     /// Whether `shutdown` has been signalled; remembers it, since a sent message is
     /// received only once.
-    fn is_stopping(&self, shutdown: &Receiver<()>) -> bool {
+    fn is_stopping(&self, shutdown: Option<&Receiver<()>>) -> bool {
         if self.stopping.load(Ordering::Relaxed) {
             return true;
         }
-        match shutdown.try_recv() {
-            Ok(()) | Err(TryRecvError::Disconnected) => {
+        match shutdown.map(Receiver::try_recv) {
+            Some(Ok(()) | Err(TryRecvError::Disconnected)) => {
                 self.stopping.store(true, Ordering::Relaxed);
                 true
             }
-            Err(TryRecvError::Empty) => false,
+            Some(Err(TryRecvError::Empty)) | None => false,
+        }
+    }
+
+    /// Waits `wait`, or less if shutdown comes meanwhile; returns whether it came.
+    fn pause(&self, shutdown: Option<&Receiver<()>>, wait: Duration) -> bool {
+        if self.is_stopping(shutdown) {
+            return true;
+        }
+        match shutdown {
+            Some(shutdown) => match shutdown.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    self.stopping.store(true, Ordering::Relaxed);
+                    true
+                }
+            },
+            None => {
+                thread::sleep(wait);
+                false
+            }
         }
     }
 
@@ -259,9 +330,8 @@ impl Consumer {
             }
             tracing::warn!(%error, "first heartbeat failed; retrying");
         }
-        let stopping = || self.is_stopping(shutdown);
         loop {
-            if stopping() {
+            if self.is_stopping(Some(shutdown)) {
                 return Ok(());
             }
             let fetched = self
@@ -272,7 +342,7 @@ impl Consumer {
                     self.options.max_fetch_bytes,
                     self.options.idle_wait,
                 )
-                .and_then(|fetched| self.process(&fetched, &stopping));
+                .and_then(|fetched| self.process(&fetched, Some(shutdown)));
             match fetched {
                 Ok(_) => backoff = Duration::from_millis(50),
                 Err(error) if error.is_transient() || error.is_fenced() => {
@@ -310,13 +380,13 @@ impl Consumer {
 
     /// Processes the fetched batches, partition by partition, checking before every
     /// event that the partition is still ours and that no shutdown came.
-    fn process(&self, fetched: &Fetched, stopping: &dyn Fn() -> bool) -> Result<usize> {
+    fn process(&self, fetched: &Fetched, shutdown: Option<&Receiver<()>>) -> Result<usize> {
         let mut processed = 0;
         // Learn the new assignment now rather than at the next heartbeat: after a
         // replay or a hand-over the partition is claimable (or ours again) at once.
         let mut heartbeat_now = !fetched.lost.is_empty();
         for batch in &fetched.batches {
-            match self.process_batch(batch, stopping, &mut processed) {
+            match self.process_batch(batch, shutdown, &mut processed) {
                 Ok(BatchEnd::Done) => {}
                 Ok(BatchEnd::GaveUp) => heartbeat_now = true,
                 Ok(BatchEnd::Stopped) => break,
@@ -339,19 +409,18 @@ impl Consumer {
     fn process_batch(
         &self,
         batch: &Batch,
-        stopping: &dyn Fn() -> bool,
+        shutdown: Option<&Receiver<()>>,
         processed: &mut usize,
     ) -> Result<BatchEnd> {
         let session = &self.shared.session;
         let config = self.shared.hivent.config();
-        let hooks = config.life_cycle_event_handler();
         let partition = batch.partition;
         // Handled and not yet acknowledged: acknowledged together at the end, or before
-        // a dead-letter, a hand-over or a stop, or once `ack_interval` passed.
+        // a failure is recorded, a hand-over or a stop, or once `ack_interval` passed.
         let mut unacked = 0;
         let mut acked_at = Instant::now();
         for (index, raw) in batch.items.iter().enumerate() {
-            if stopping() {
+            if self.is_stopping(shutdown) {
                 self.ack_prefix(partition, unacked)?;
                 return Ok(BatchEnd::Stopped);
             }
@@ -373,37 +442,30 @@ impl Consumer {
                     return Ok(BatchEnd::GaveUp);
                 }
             }
-            let outcome = if batch.not_utf8.contains(&index) {
-                let error = Error::NotUtf8 {
-                    service: config.client_id().to_owned(),
-                    partition,
+            let not_utf8 = batch.not_utf8.contains(&index);
+            let mut resume_at = 0;
+            let mut first_attempt = true;
+            let handled = loop {
+                let outcome = self.process_item(partition, raw, not_utf8, resume_at);
+                if first_attempt {
+                    // Counted before any write below, which may find the partition lost.
+                    *processed += 1;
+                    first_attempt = false;
+                }
+                let Err(failure) = outcome else {
+                    break true;
                 };
-                Err(Box::new((error, None)))
-            } else {
-                self.process_item(partition, raw)
-            };
-            // Counted before any write below, which may find the partition lost.
-            *processed += 1;
-            if let Err(failure) = outcome {
-                let (error, payload) = *failure;
                 self.ack_prefix(partition, unacked)?;
                 unacked = 0;
-                session.dead_letter(partition, raw)?;
-                let queue = dead_letter_queue_name(config.client_id(), partition);
-                let meta = payload.as_ref().map(|v| &v["meta"]);
-                let field = |name: &str| meta.map(|m| m[name].to_string()).unwrap_or_default();
-                tracing::warn!(
-                    service = config.client_id(),
-                    partition,
-                    event = field("name"),
-                    version = field("version"),
-                    uuid = field("event_uuid"),
-                    %error,
-                    queue,
-                    "event dead-lettered"
-                );
-                hooks.event_processing_failed(&error, payload.as_ref(), raw, &queue);
-            } else {
+                acked_at = Instant::now();
+                match self.after_failure(partition, raw, *failure, shutdown)? {
+                    AfterFailure::Retry(at) => resume_at = at,
+                    AfterFailure::DeadLettered => break false,
+                    AfterFailure::Stopped => return Ok(BatchEnd::Stopped),
+                    AfterFailure::GaveUp => return Ok(BatchEnd::GaveUp),
+                }
+            };
+            if handled {
                 unacked += 1;
                 if acked_at.elapsed() >= self.options.ack_interval {
                     self.ack_prefix(partition, unacked)?;
@@ -414,6 +476,152 @@ impl Consumer {
         }
         self.ack_prefix(partition, unacked)?;
         Ok(BatchEnd::Done)
+    }
+
+    /// Records a failed attempt at the oldest item of `partition`; then retries it in
+    /// place after a wait, or dead-letters it with its failure record.
+    fn after_failure(
+        &self,
+        partition: u32,
+        raw: &str,
+        failure: ItemFailure,
+        shutdown: Option<&Receiver<()>>,
+    ) -> Result<AfterFailure> {
+        let config = self.shared.hivent.config();
+        let service = config.client_id();
+        let failed_at = Utc::now();
+        let attempts = self
+            .shared
+            .session
+            .record_attempt(partition, raw, failed_at)?;
+        let policy = failure
+            .receiver
+            .as_ref()
+            .and_then(|(_, _, policy)| *policy)
+            .unwrap_or_else(|| config.retry_policy());
+        let delay = match failure.verdict {
+            Verdict::Retry(chosen) if policy.allows_another_after(attempts.count) => {
+                chosen.unwrap_or_else(|| policy.delay_after(attempts.count))
+            }
+            Verdict::Retry(_) | Verdict::Final => {
+                self.dead_letter(partition, raw, failure, attempts, failed_at)?;
+                return Ok(AfterFailure::DeadLettered);
+            }
+        };
+        let meta = failure.event.as_ref().map(|event| &event.meta);
+        tracing::info!(
+            service,
+            partition,
+            event = meta.map(|m| m.name.as_str()),
+            version = meta.and_then(|m| m.version),
+            uuid = meta.map(|m| m.event_uuid.as_str()),
+            attempt = attempts.count,
+            max_attempts = policy.max_attempts,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error = %failure.error,
+            "handler failed; retrying in place (the partition waits)"
+        );
+        if let Some(event) = &failure.event {
+            config.life_cycle_event_handler().event_processing_retried(
+                &failure.error,
+                event,
+                attempts.count,
+                delay,
+            );
+        }
+        match self.back_off(partition, delay, shutdown) {
+            Backoff::Elapsed => Ok(AfterFailure::Retry(
+                failure.receiver.map_or(0, |(_, resume_at, _)| resume_at),
+            )),
+            Backoff::Stopped => {
+                tracing::info!(
+                    service,
+                    partition,
+                    attempts = attempts.count,
+                    "shutdown while waiting to retry; the event stays first in its partition and its attempts are kept"
+                );
+                Ok(AfterFailure::Stopped)
+            }
+            Backoff::Handover => {
+                self.shared.session.release(partition)?;
+                tracing::info!(
+                    service,
+                    partition,
+                    attempts = attempts.count,
+                    "handed the partition over while waiting to retry; its new owner tries the event again, counting on from the attempts kept"
+                );
+                Ok(AfterFailure::GaveUp)
+            }
+            Backoff::Lost => {
+                self.give_up_lost(partition, 0, 1);
+                Ok(AfterFailure::GaveUp)
+            }
+        }
+    }
+
+    /// Waits before a retry while the partition stays ours and no shutdown comes.
+    fn back_off(
+        &self,
+        partition: u32,
+        delay: Duration,
+        shutdown: Option<&Receiver<()>>,
+    ) -> Backoff {
+        let until = Instant::now() + delay;
+        loop {
+            match self.shared.session.standing(partition) {
+                Standing::Owned => {}
+                Standing::Handover => return Backoff::Handover,
+                Standing::Lost => return Backoff::Lost,
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Backoff::Elapsed;
+            }
+            if self.pause(shutdown, left.min(STANDING_CHECK)) {
+                return Backoff::Stopped;
+            }
+        }
+    }
+
+    /// Moves the oldest item of `partition` to its dead letter queue with its record,
+    /// and says so at `warn` and to the life-cycle handler.
+    fn dead_letter(
+        &self,
+        partition: u32,
+        raw: &str,
+        failure: ItemFailure,
+        attempts: Attempts,
+        failed_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let config = self.shared.hivent.config();
+        let mut record = FailureRecord::new(error_chain(&failure.error), self.member_id(), failed_at);
+        record.attempts = attempts.count;
+        record.first_failed_at = attempts.first_failed_at;
+        record.permanent = matches!(failure.verdict, Verdict::Final);
+        record.command = command_failure(&failure.error);
+        record.receiver = failure.receiver.map(|(receiver, _, _)| receiver);
+        self.shared.session.dead_letter(partition, raw, &record)?;
+        let queue = dead_letter_queue_name(config.client_id(), partition);
+        let meta = failure.payload.as_ref().map(|v| &v["meta"]);
+        let field = |name: &str| meta.map(|m| m[name].to_string()).unwrap_or_default();
+        tracing::warn!(
+            service = config.client_id(),
+            partition,
+            event = field("name"),
+            version = field("version"),
+            uuid = field("event_uuid"),
+            attempts = attempts.count,
+            error = %record.error,
+            queue,
+            "event dead-lettered"
+        );
+        config.life_cycle_event_handler().event_processing_failed(
+            &failure.error,
+            failure.payload.as_ref(),
+            raw,
+            &queue,
+        );
+        Ok(())
     }
 
     fn ack_prefix(&self, partition: u32, count: usize) -> Result<()> {
@@ -446,24 +654,38 @@ impl Consumer {
         }
     }
 
-    /// Decodes and dispatches one item; on failure returns the error and the item as
-    /// JSON when it is JSON at all.
+    /// Decodes and dispatches one item, from the handler at `resume_at` on.
     fn process_item(
         &self,
         partition: u32,
         raw: &str,
-    ) -> std::result::Result<(), Box<(Error, Option<serde_json::Value>)>> {
+        not_utf8: bool,
+        resume_at: usize,
+    ) -> std::result::Result<(), Box<ItemFailure>> {
         let config = self.shared.hivent.config();
+        let undecodable = |error: Error| {
+            Box::new(ItemFailure {
+                error,
+                payload: serde_json::from_str(raw).ok(),
+                event: None,
+                receiver: None,
+                verdict: Verdict::Final,
+            })
+        };
+        if not_utf8 {
+            return Err(undecodable(Error::NotUtf8 {
+                service: config.client_id().to_owned(),
+                partition,
+            }));
+        }
         let event = Event::from_stored(raw).map_err(|source| {
-            let value = serde_json::from_str(raw).ok();
-            let error = Error::MalformedEvent {
+            undecodable(Error::MalformedEvent {
                 service: config.client_id().to_owned(),
                 partition,
                 source,
-            };
-            Box::new((error, value))
+            })
         })?;
-        match self.shared.hivent.receivers().dispatch(&event) {
+        match self.shared.hivent.receivers().dispatch_from(&event, resume_at) {
             Ok(Dispatch::Handled(_)) => {
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config
@@ -475,9 +697,55 @@ impl Consumer {
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "no handler matches; acknowledged");
                 Ok(())
             }
-            Err(error) => Err(Box::new((error, serde_json::to_value(&event).ok()))),
+            Err(failure) => {
+                let verdict = verdict(&failure.error);
+                Err(Box::new(ItemFailure {
+                    payload: serde_json::to_value(&event).ok(),
+                    event: Some(event),
+                    receiver: Some((failure.receiver, failure.resume_at, failure.retry)),
+                    error: failure.error,
+                    verdict,
+                }))
+            }
         }
     }
+}
+
+/// Whether a handler's failure may succeed on a retry.
+fn verdict(error: &Error) -> Verdict {
+    match error {
+        Error::PayloadMismatch { .. } | Error::MalformedEvent { .. } | Error::NotUtf8 { .. } => {
+            Verdict::Final
+        }
+        Error::HandlerFailed { source, .. } => {
+            if source.downcast_ref::<Permanent>().is_some() {
+                Verdict::Final
+            } else {
+                Verdict::Retry(source.downcast_ref::<RetryAfter>().map(RetryAfter::delay))
+            }
+        }
+        _ => Verdict::Retry(None),
+    }
+}
+
+/// The command failure in an error's chain, looking inside [`Permanent`] and
+/// [`RetryAfter`], which forward their cause's text rather than nest it.
+fn command_failure(error: &Error) -> Option<CommandFailure> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if let Some(found) = current.downcast_ref::<CommandFailure>() {
+            return Some(found.clone());
+        }
+        next = match (
+            current.downcast_ref::<Permanent>(),
+            current.downcast_ref::<RetryAfter>(),
+        ) {
+            (Some(permanent), _) => Some(permanent.cause()),
+            (_, Some(retry_after)) => Some(retry_after.cause()),
+            _ => current.source(),
+        };
+    }
+    None
 }
 
 /// Heartbeats every interval, and at once on each notice that the group changed.

@@ -5,9 +5,12 @@
 //!   name and exactly its version, and for `*` (with or without a version), in the
 //!   order the handlers were registered.
 //! - The first handler that fails (returns `Err` or panics) stops the rest: the event
-//!   counts as failed and is dead-lettered whole. A replay from the dead letter queue
-//!   runs every matching handler again, so handlers must be idempotent, as they must
-//!   be anyway under at-least-once delivery.
+//!   counts as failed. It is retried in place under the failing receiver's
+//!   [`RetryPolicy`] (or the service's), starting again at the handler that failed, and
+//!   dead-lettered whole once the attempts are used up. A new owner of the partition
+//!   (after a crash or a hand-over) and a replay from the dead letter queue run every
+//!   matching handler again, so handlers must be idempotent, as they must be anyway
+//!   under at-least-once delivery.
 //! - A panic is caught and becomes [`Error::HandlerPanicked`]; it never kills the worker.
 //! - An event no handler matches (e.g. a version nobody receives) is acknowledged and
 //!   dropped without calling a life-cycle hook: [`Dispatch::Unmatched`].
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::error::panic_message;
-use crate::{Error, Event, HandlerError, Result};
+use crate::{Error, Event, HandlerError, Result, RetryPolicy};
 
 /// A handler of raw events.
 pub type Handler = Arc<dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync>;
@@ -27,6 +30,7 @@ pub type Handler = Arc<dyn Fn(&Event) -> Result<(), HandlerError> + Send + Sync>
 struct Receiver {
     signal: String,
     version: Option<i64>,
+    retry: Option<RetryPolicy>,
     handler: Handler,
 }
 
@@ -39,9 +43,26 @@ pub enum Dispatch {
     Unmatched,
 }
 
+/// Why dispatching an event failed: the error, and the receiver whose handler failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct HandlerFailure {
+    /// The handler's error (or its panic, or the typed receiver's decoding error).
+    pub error: Error,
+    /// Where [`Receivers::dispatch_from`] resumes to try the failed handler again,
+    /// without running the ones before it that succeeded.
+    pub resume_at: usize,
+    /// The failing receiver's signal and version filter.
+    pub receiver: ReceivedSignal,
+    /// The failing receiver's own retry policy, if it has one.
+    pub retry: Option<RetryPolicy>,
+}
+
 /// A signal a service receives and its version filter, as the Ruby gem's
 /// `application_registered` reports them (`[{name:, version:}]`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub struct ReceivedSignal {
     /// The signal name, or `*`.
@@ -60,13 +81,26 @@ pub struct Receivers {
 }
 
 impl Receivers {
-    /// Adds a handler for `signal` (or `*`), for one version or all of them.
+    /// Adds a handler for `signal` (or `*`), for one version or all of them, retried
+    /// under the service's retry policy.
     pub fn add(&self, signal: &str, version: Option<i64>, handler: Handler) {
+        self.add_with_retry(signal, version, None, handler);
+    }
+
+    /// Adds a handler with a retry policy of its own (`None`: the service's).
+    pub fn add_with_retry(
+        &self,
+        signal: &str,
+        version: Option<i64>,
+        retry: Option<RetryPolicy>,
+        handler: Handler,
+    ) {
         let mut entries = self.entries.write();
         let mut next = Vec::clone(&entries);
         next.push(Receiver {
             signal: signal.to_owned(),
             version,
+            retry,
             handler,
         });
         *entries = Arc::new(next);
@@ -109,35 +143,53 @@ impl Receivers {
 
     /// Runs the matching handlers for `event` under the rules of this module.
     pub fn dispatch(&self, event: &Event) -> Result<Dispatch> {
+        self.dispatch_from(event, 0).map_err(|failure| failure.error)
+    }
+
+    /// Runs the matching handlers for `event` from the `first`-th registered receiver
+    /// on: 0 for all of them, [`HandlerFailure::resume_at`] to try a failed one again.
+    pub fn dispatch_from(
+        &self,
+        event: &Event,
+        first: usize,
+    ) -> std::result::Result<Dispatch, Box<HandlerFailure>> {
         let entries = Arc::clone(&self.entries.read());
         let mut handled = 0;
-        let matching = entries.iter().filter(|r| {
+        let matching = entries.iter().enumerate().skip(first).filter(|(_, r)| {
             (r.signal == "*" || r.signal == event.meta.name)
                 && r.version.is_none_or(|v| Some(v) == event.meta.version)
         });
-        for receiver in matching {
+        for (index, receiver) in matching {
             let handler = &receiver.handler;
-            match catch_unwind(AssertUnwindSafe(|| handler(event))) {
-                Ok(Ok(())) => handled += 1,
-                Ok(Err(source)) => {
-                    // A typed receiver's payload mismatch keeps its own variant.
-                    return Err(match source.downcast::<Error>() {
-                        Ok(error) => *error,
-                        Err(source) => Error::HandlerFailed {
-                            event: event.meta.name.clone(),
-                            version: event.meta.version,
-                            source,
-                        },
-                    });
+            let error = match catch_unwind(AssertUnwindSafe(|| handler(event))) {
+                Ok(Ok(())) => {
+                    handled += 1;
+                    continue;
                 }
-                Err(panic) => {
-                    return Err(Error::HandlerPanicked {
+                // A typed receiver's payload mismatch keeps its own variant.
+                Ok(Err(source)) => match source.downcast::<Error>() {
+                    Ok(error) => *error,
+                    Err(source) => Error::HandlerFailed {
                         event: event.meta.name.clone(),
                         version: event.meta.version,
-                        message: panic_message(panic.as_ref()),
-                    })
-                }
-            }
+                        source,
+                    },
+                },
+                Err(panic) => Error::HandlerPanicked {
+                    event: event.meta.name.clone(),
+                    version: event.meta.version,
+                    message: panic_message(panic.as_ref()),
+                },
+            };
+            return Err(Box::new(HandlerFailure {
+                error,
+                resume_at: index,
+                receiver: ReceivedSignal {
+                    name: receiver.signal.clone(),
+                    version: receiver.version,
+                },
+                retry: receiver.retry,
+            }));
         }
         Ok(match handled {
             0 => Dispatch::Unmatched,
@@ -217,6 +269,42 @@ mod tests {
             "a handler for \"a\" version 1 failed: boom"
         );
         assert_eq!(*log.lock(), ["first"]);
+    }
+
+    /// A failure names its receiver and where to resume; resuming skips the handlers
+    /// that succeeded before it.
+    #[test]
+    fn resumes_at_the_failed_handler() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let r = Receivers::default();
+        let policy = RetryPolicy::no_retries();
+        r.add("a", None, recorder(&log, "first"));
+        r.add("b", None, recorder(&log, "other signal"));
+        let fails = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = fails.clone();
+        r.add_with_retry(
+            "*",
+            Some(1),
+            Some(policy),
+            Arc::new(move |_e: &Event| {
+                if flag.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    Err("once".into())
+                } else {
+                    Ok(())
+                }
+            }),
+        );
+        r.add("a", None, recorder(&log, "last"));
+        let failure = r.dispatch_from(&event("a", 1), 0).unwrap_err();
+        assert_eq!(failure.resume_at, 2);
+        assert_eq!((failure.receiver.name.as_str(), failure.receiver.version), ("*", Some(1)));
+        assert_eq!(failure.retry, Some(policy));
+        assert_eq!(*log.lock(), ["first"]);
+        assert_eq!(
+            r.dispatch_from(&event("a", 1), failure.resume_at).unwrap(),
+            Dispatch::Handled(2)
+        );
+        assert_eq!(*log.lock(), ["first", "last"]);
     }
 
     /// A panic is caught and becomes a failure with its message.

@@ -190,6 +190,16 @@ pub enum Error {
         /// The partition.
         partition: u32,
     },
+    /// An operation named a partition the service does not have.
+    #[error("service {service:?} has no partition {partition}; its partitions are 0 to {}", .partition_count.saturating_sub(1))]
+    NoSuchPartition {
+        /// The service.
+        service: String,
+        /// The partition asked for.
+        partition: u32,
+        /// The service's stored partition count.
+        partition_count: u32,
+    },
     /// A backend (Redis, memory) failed.
     #[error("the {backend} backend failed: {source}")]
     Backend {
@@ -259,6 +269,22 @@ fn describe_version(version: &Option<i64>) -> String {
 
 /// A `Result` with hivent's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes as one line, each cause once: a cause whose text the line
+/// already holds (an error that prints its source in its own message) is not repeated.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
+}
 
 /// Turns a caught panic's payload into its message.
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -5,10 +5,12 @@
 //! - [`Hivent`] and [`Signal`]: emit named, versioned events; register receivers.
 //! - [`partition_hash`]: Ruby-compatible CRC-32 partitioning.
 //! - [`Receivers`]: dispatch rules (see the [`dispatch`] module).
+//! - [`RetryPolicy`], [`Permanent`], [`RetryAfter`]: in-place retries of failed events
+//!   (see the `retry` module's docs), and [`FailureRecord`]s beside dead letters.
 //! - [`LifeCycleEventHandler`]: hooks for logging and error reporting.
 //! - [`Backend`] and [`ConsumerSession`]: the small object-safe seam a backend fills.
 //! - [`Consumer`]: the one consume loop, so every backend has the same semantics.
-//! - [`Operations`]: status, lag and dead letter queues, for operators.
+//! - [`Operations`] and [`DeadLetterQueue`]: status, lag and dead letter queues, for operators.
 //!
 //! This crate never depends on a storage client or a CLI library.
 
@@ -18,14 +20,17 @@ mod assignment;
 mod backend;
 mod config;
 mod consumer;
+mod dead_letter_queue;
 pub mod dispatch;
 mod emit_outcome;
 mod error;
 mod event;
+mod failure_record;
 mod hivent;
 mod lifecycle;
 mod operations;
 mod partition;
+mod retry;
 mod signal;
 
 pub use assignment::desired_partitions;
@@ -38,12 +43,17 @@ pub use config::{
     DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT,
 };
 pub use consumer::{Consumer, ConsumerOptions};
-pub use dispatch::{Dispatch, Handler, ReceivedSignal, Receivers};
+pub use dead_letter_queue::{DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, DeadLetterReport};
+pub use dispatch::{Dispatch, Handler, HandlerFailure, ReceivedSignal, Receivers};
 pub use emit_outcome::{EmitRetry, Emitted};
 pub use error::{Error, HandlerError, Result};
 pub use event::{new_id, Event, Meta};
+pub use failure_record::{Attempts, CommandFailure, DeadLetter, FailureRecord};
 pub use hivent::{EmitBatch, EmitTap, Hivent};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
-pub use operations::{GemConsumer, Operations, PartitionStatus, ServiceStatus};
+pub use operations::{
+    DeadLetterPick, GemConsumer, Operations, PartitionStatus, ServiceStatus,
+};
 pub use partition::{partition_for, partition_hash, ruby_json};
+pub use retry::{Permanent, RetryAfter, RetryPolicy};
 pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

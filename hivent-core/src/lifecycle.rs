@@ -1,5 +1,7 @@
 //! The life-cycle handler: hooks a consumer calls as it registers and processes events.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::{Error, Event, ReceivedSignal};
@@ -44,7 +46,15 @@ pub trait LifeCycleEventHandler: Send + Sync {
         let _ = (event_name, event_version, event);
     }
 
-    /// Processing failed and the raw item was moved to `dead_letter_queue_name`.
+    /// A handler failed for `event` and it will be tried again, in place, after `delay`:
+    /// `attempt` attempts have failed so far. No later event of its partition is
+    /// processed meanwhile.
+    fn event_processing_retried(&self, error: &Error, event: &Event, attempt: u32, delay: Duration) {
+        let _ = (error, event, attempt, delay);
+    }
+
+    /// Processing failed for good (the retries used up, or a failure retrying cannot
+    /// fix) and the raw item was moved to `dead_letter_queue_name`, with a failure record.
     ///
     /// `payload` is the item decoded as JSON (the whole `{payload, meta}` object), or
     /// `None` when it is not JSON at all; `raw_payload` is the text exactly as it was

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::Result;
+use crate::{DeadLetter, Result};
 
 /// The state of one service as stored by the backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -55,16 +55,44 @@ pub trait Operations: Send + Sync {
     /// The status of one service.
     fn service_status(&self, service: &str) -> Result<ServiceStatus>;
 
-    /// Up to `limit` raw items of a partition's dead letter queue, oldest first.
-    fn dead_letters(&self, service: &str, partition: u32, limit: usize) -> Result<Vec<String>>;
+    /// At most `count` dead letters of a partition with their failure records, oldest
+    /// first, starting `start` items from the oldest (0: the oldest itself).
+    fn dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>>;
 
-    /// Moves up to `limit` of the oldest dead letters back to the head of their
-    /// partition, in their original order, so they are processed next. The
-    /// partition's owner is fenced off for its batch in hand (which it then processes
-    /// again), so no consumer acknowledges a replayed event it never saw. Returns how
-    /// many were moved.
-    fn replay_dead_letters(&self, service: &str, partition: u32, limit: usize) -> Result<usize>;
+    /// Moves the picked dead letters back to the head of their partition in one atomic
+    /// step, in their original order (the oldest first in line), so they are processed
+    /// next, and removes their failure records. The partition's owner is fenced off its
+    /// batch in hand (which it then processes again), so no consumer acknowledges a
+    /// replayed event it never saw. Returns how many were moved.
+    fn replay_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize>;
 
-    /// Deletes a partition's dead letter queue; returns how many items it held.
-    fn purge_dead_letters(&self, service: &str, partition: u32) -> Result<usize>;
+    /// Deletes the picked dead letters and their failure records in one atomic step;
+    /// returns how many were deleted.
+    fn purge_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize>;
+}
+
+/// Which dead letters of one partition a replay or purge takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterPick<'a> {
+    /// The oldest `n` (`usize::MAX`: all of them).
+    Oldest(usize),
+    /// These items, exactly as stored, oldest first: each takes one stored copy, the
+    /// oldest one; items no longer stored (replayed or purged meanwhile) are skipped.
+    Items(&'a [String]),
 }

@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
 
-use crate::{Error, Event, HandlerError, Hivent, Meta, Result};
+use crate::{Error, Event, HandlerError, Hivent, Meta, Result, RetryPolicy};
 
 /// The name that receives every event.
 pub const WILDCARD: &str = "*";
@@ -98,6 +98,7 @@ impl EmitOptions {
 pub struct Signal {
     name: String,
     hivent: Hivent,
+    retry: Option<RetryPolicy>,
 }
 
 impl Signal {
@@ -116,7 +117,24 @@ impl Signal {
         Ok(Signal {
             name: name.to_owned(),
             hivent,
+            retry: None,
         })
+    }
+
+    /// This signal with a retry policy for the receivers registered through it,
+    /// instead of the service's [`crate::Config::retry_policy`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hivent_core::RetryPolicy;
+    /// # let hivent = hivent_core::Hivent::new(hivent_core::Config::builder().client_id("s").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// let patient = RetryPolicy::default().max_attempts(10).max_delay(Duration::from_secs(60));
+    /// hivent.signal("payment:captured")?.with_retry(patient).receive(|_event| Ok(()));
+    /// # Ok::<(), hivent_core::Error>(())
+    /// ```
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Signal {
+        self.retry = Some(policy);
+        self
     }
 
     /// The signal's name.
@@ -157,7 +175,7 @@ impl Signal {
     {
         self.hivent
             .receivers()
-            .add(&self.name, None, Arc::new(handler));
+            .add_with_retry(&self.name, None, self.retry, Arc::new(handler));
     }
 
     /// Receives only `version` of this signal.
@@ -165,9 +183,12 @@ impl Signal {
     where
         F: Fn(&Event) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        self.hivent
-            .receivers()
-            .add(&self.name, Some(version), Arc::new(handler));
+        self.hivent.receivers().add_with_retry(
+            &self.name,
+            Some(version),
+            self.retry,
+            Arc::new(handler),
+        );
     }
 
     /// Receives every version with the payload decoded into `T`. A payload that does
@@ -180,7 +201,7 @@ impl Signal {
     {
         self.hivent
             .receivers()
-            .add(&self.name, None, typed(handler));
+            .add_with_retry(&self.name, None, self.retry, typed(handler));
     }
 
     /// Receives only `version`, with the payload decoded into `T`.
@@ -189,9 +210,12 @@ impl Signal {
         T: DeserializeOwned,
         F: Fn(T, &Meta) -> Result<(), HandlerError> + Send + Sync + 'static,
     {
-        self.hivent
-            .receivers()
-            .add(&self.name, Some(version), typed(handler));
+        self.hivent.receivers().add_with_retry(
+            &self.name,
+            Some(version),
+            self.retry,
+            typed(handler),
+        );
     }
 }
 

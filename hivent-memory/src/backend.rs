@@ -140,7 +140,22 @@ impl MemoryBackend {
 
     /// The raw items in a partition's dead letter queue, oldest first.
     pub fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
-        self.read(service, |s| s.dead_letters.get(partition as usize).cloned())
+        self.read(service, |s| {
+            s.dead_letters
+                .get(partition as usize)
+                .map(|queue| queue.iter().map(|dead| dead.raw.clone()).collect())
+        })
+    }
+
+    /// How many failure records a partition's dead letter queue holds (one per dead
+    /// letter hivent moved; none for items pushed by other means).
+    pub fn failure_record_count(&self, service: &str, partition: u32) -> usize {
+        let state = self.shared.state.lock();
+        state
+            .services
+            .get(service)
+            .and_then(|s| s.dead_letters.get(partition as usize))
+            .map_or(0, |queue| queue.iter().filter(|d| d.record.is_some()).count())
     }
 
     /// How many events wait in all of a service's partitions.

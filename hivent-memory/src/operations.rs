@@ -1,6 +1,10 @@
 //! `Operations` for the memory backend: status, lag and dead letter queues.
 
-use hivent_core::{Error, Event, Operations, PartitionStatus, Result, ServiceStatus};
+use std::collections::{HashMap, VecDeque};
+
+use hivent_core::{
+    DeadLetter, DeadLetterPick, Error, Event, Operations, PartitionStatus, Result, ServiceStatus,
+};
 
 use crate::MemoryBackend;
 
@@ -57,26 +61,43 @@ impl Operations for MemoryBackend {
         })
     }
 
-    fn dead_letters(&self, service: &str, partition: u32, limit: usize) -> Result<Vec<String>> {
-        let mut dead = MemoryBackend::dead_letters(self, service, partition);
-        dead.truncate(limit);
-        Ok(dead)
-    }
-
-    fn replay_dead_letters(&self, service: &str, partition: u32, limit: usize) -> Result<usize> {
+    fn dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>> {
         let mut state = self.shared().state.lock();
         let svc = state.service(service)?;
+        let dead = svc
+            .dead_letters
+            .get(partition as usize)
+            .ok_or_else(|| no_partition(service, partition, svc.partition_count()))?;
+        Ok(dead.iter().skip(start).take(count).cloned().collect())
+    }
+
+    fn replay_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize> {
+        let mut state = self.shared().state.lock();
+        let svc = state.service(service)?;
+        let count = svc.partition_count();
         let index = partition as usize;
         let (Some(dead), Some(queue)) = (
             svc.dead_letters.get_mut(index),
             svc.partitions.get_mut(index),
         ) else {
-            return Err(no_partition(service, partition));
+            return Err(no_partition(service, partition, count));
         };
-        let n = limit.min(dead.len());
+        let taken = take(dead, pick);
+        let n = taken.len();
         // Oldest dead letter ends up first in line, the rest behind it in order.
-        for item in dead.drain(..n).rev() {
-            queue.push_front(item);
+        for item in taken.into_iter().rev() {
+            queue.push_front(item.raw);
         }
         // Fence the owner off its batch in hand: its next fetch finds the claim gone,
         // it reclaims at once and reads the partition again, replayed events first.
@@ -88,23 +109,53 @@ impl Operations for MemoryBackend {
         Ok(n)
     }
 
-    fn purge_dead_letters(&self, service: &str, partition: u32) -> Result<usize> {
+    fn purge_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize> {
         let mut state = self.shared().state.lock();
         let svc = state.service(service)?;
+        let count = svc.partition_count();
         let dead = svc
             .dead_letters
             .get_mut(partition as usize)
-            .ok_or_else(|| no_partition(service, partition))?;
-        let n = dead.len();
-        dead.clear();
-        Ok(n)
+            .ok_or_else(|| no_partition(service, partition, count))?;
+        Ok(take(dead, pick).len())
     }
 }
 
-fn no_partition(service: &str, partition: u32) -> Error {
-    Error::Backend {
-        backend: "memory",
-        transient: false,
-        source: format!("service {service:?} has no partition {partition}").into(),
+/// Removes the picked dead letters from a queue; returns them oldest first.
+fn take(dead: &mut VecDeque<DeadLetter>, pick: DeadLetterPick<'_>) -> Vec<DeadLetter> {
+    match pick {
+        DeadLetterPick::Oldest(n) => {
+            let n = n.min(dead.len());
+            dead.drain(..n).collect()
+        }
+        DeadLetterPick::Items(items) => {
+            let mut wanted: HashMap<&str, usize> = HashMap::new();
+            for item in items {
+                *wanted.entry(item.as_str()).or_default() += 1;
+            }
+            let (taken, kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
+                dead.drain(..).partition(|d| match wanted.get_mut(d.raw.as_str()) {
+                    Some(left) if *left > 0 => {
+                        *left -= 1;
+                        true
+                    }
+                    _ => false,
+                });
+            dead.extend(kept);
+            taken
+        }
+    }
+}
+
+fn no_partition(service: &str, partition: u32, partition_count: u32) -> Error {
+    Error::NoSuchPartition {
+        service: service.to_owned(),
+        partition,
+        partition_count,
     }
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use hivent_core::{Batch, ConsumerSession, Error, Fetched, Result, Standing};
+use chrono::{DateTime, Utc};
+use hivent_core::{
+    Attempts, Batch, ConsumerSession, DeadLetter, Error, FailureRecord, Fetched, Result, Standing,
+};
 use parking_lot::Mutex;
 
 use crate::backend::Shared;
@@ -87,6 +90,18 @@ impl MemorySession {
         Error::Fenced {
             service: self.service.clone(),
             partition,
+        }
+    }
+
+    fn not_oldest(&self, partition: u32) -> Error {
+        Error::Backend {
+            backend: "memory",
+            transient: false,
+            source: format!(
+                "the oldest item of partition {partition} of {:?} is not the one being settled",
+                self.service
+            )
+            .into(),
         }
     }
 
@@ -253,13 +268,20 @@ impl ConsumerSession for MemorySession {
             }
             None => Vec::new(),
         };
+        // The oldest item is settled: its failed attempts, if any, end with it.
+        svc.attempts.remove(&partition);
         drop(state);
         drop(removed);
         self.local.lock().settle(partition, count);
         Ok(())
     }
 
-    fn dead_letter(&self, partition: u32, raw: &str) -> Result<()> {
+    fn record_attempt(
+        &self,
+        partition: u32,
+        raw: &str,
+        failed_at: DateTime<Utc>,
+    ) -> Result<Attempts> {
         let token = self.token(partition)?;
         let mut state = self.shared.state.lock();
         let svc = state.service(&self.service)?;
@@ -268,31 +290,45 @@ impl ConsumerSession for MemorySession {
             self.local.lock().forget(partition);
             return Err(self.fenced(partition));
         }
-        let index = partition as usize;
-        let oldest_matches = svc
-            .partitions
-            .get(index)
-            .and_then(|q| q.front())
-            .is_some_and(|oldest| oldest == raw);
-        if !oldest_matches {
-            return Err(Error::Backend {
-                backend: "memory",
-                transient: false,
-                source: format!(
-                    "the oldest item of partition {partition} of {:?} is not the one being dead-lettered",
-                    self.service
-                )
-                .into(),
-            });
+        if !oldest_is(svc, partition, raw) {
+            return Err(self.not_oldest(partition));
         }
+        let attempts = match svc.attempts.get(&partition) {
+            Some((item, before)) if item == raw => Attempts {
+                count: before.count.saturating_add(1),
+                first_failed_at: before.first_failed_at,
+            },
+            _ => Attempts {
+                count: 1,
+                first_failed_at: failed_at,
+            },
+        };
+        svc.attempts.insert(partition, (raw.to_owned(), attempts));
+        Ok(attempts)
+    }
+
+    fn dead_letter(&self, partition: u32, raw: &str, record: &FailureRecord) -> Result<()> {
+        let token = self.token(partition)?;
+        let mut state = self.shared.state.lock();
+        let svc = state.service(&self.service)?;
+        if !svc.holds(&self.member, partition, token) {
+            drop(state);
+            self.local.lock().forget(partition);
+            return Err(self.fenced(partition));
+        }
+        if !oldest_is(svc, partition, raw) {
+            return Err(self.not_oldest(partition));
+        }
+        let index = partition as usize;
         if let (Some(queue), Some(dead)) = (
             svc.partitions.get_mut(index),
             svc.dead_letters.get_mut(index),
         ) {
             if let Some(item) = queue.pop_front() {
-                dead.push_back(item);
+                dead.push_back(DeadLetter::new(item, Some(record.clone())));
             }
         }
+        svc.attempts.remove(&partition);
         drop(state);
         self.local.lock().settle(partition, 1);
         Ok(())
@@ -331,4 +367,12 @@ impl ConsumerSession for MemorySession {
         self.shared.group_changed(&self.service);
         Ok(())
     }
+}
+
+/// Whether `raw` is the oldest item of the partition.
+fn oldest_is(svc: &crate::state::Service, partition: u32, raw: &str) -> bool {
+    svc.partitions
+        .get(partition as usize)
+        .and_then(|queue| queue.front())
+        .is_some_and(|oldest| oldest == raw)
 }

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Instant;
 
-use hivent_core::{desired_partitions, partition_for, Envelope, Error, Result, WILDCARD};
+use hivent_core::{
+    desired_partitions, partition_for, Attempts, DeadLetter, Envelope, Error, Result, WILDCARD,
+};
 
 /// Everything the backend stores, guarded by one lock.
 #[derive(Default)]
@@ -24,7 +26,10 @@ pub(crate) struct Service {
     pub(crate) events: BTreeSet<String>,
     /// Oldest at the front.
     pub(crate) partitions: Vec<VecDeque<String>>,
-    pub(crate) dead_letters: Vec<VecDeque<String>>,
+    /// Oldest at the front, each with its failure record.
+    pub(crate) dead_letters: Vec<VecDeque<DeadLetter>>,
+    /// Partition → the failed attempts at its oldest item, and that item.
+    pub(crate) attempts: HashMap<u32, (String, Attempts)>,
     /// Member → expiry.
     pub(crate) members: BTreeMap<String, Instant>,
     /// Partition → (owner, token).

@@ -125,9 +125,10 @@ pub enum Error {
         partition: u32,
     },
     /// The oldest item of a partition is not the one the consumer read, so it was not
-    /// dead-lettered; something other than the owner changed the partition.
-    #[error("the oldest event of partition {partition} of service {service:?} is not the one being dead-lettered; another process changed the partition, so nothing was moved")]
-    DeadLetterMismatch {
+    /// dead-lettered nor its failed attempt counted; something other than the owner
+    /// changed the partition.
+    #[error("the oldest event of partition {partition} of service {service:?} is not the one the consumer read; another process changed the partition, so nothing was changed")]
+    OldestMismatch {
         /// The service.
         service: String,
         /// The partition.
@@ -242,6 +243,15 @@ impl From<Error> for hivent_core::Error {
             Error::Fenced { service, partition } => {
                 hivent_core::Error::Fenced { service, partition }
             }
+            Error::NoSuchPartition {
+                service,
+                partition,
+                partition_count,
+            } => hivent_core::Error::NoSuchPartition {
+                service,
+                partition,
+                partition_count,
+            },
             Error::NotRegistered { service, found } => {
                 hivent_core::Error::NotRegistered { service, found }
             }

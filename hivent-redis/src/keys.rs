@@ -80,6 +80,21 @@ pub fn fence_counter(service: &str) -> String {
     own(service, "fence")
 }
 
+/// `<service>:hivent:attempts`: a hash from partition number to the failed attempts at
+/// its oldest item, `<sha1 of the item> <attempts> <first failure, ms>`, so that a
+/// crash between attempts does not reset the count; dropped when the item is
+/// acknowledged or dead-lettered.
+pub fn attempts(service: &str) -> String {
+    own(service, "attempts")
+}
+
+/// `<service>:hivent:failures:<n>`: a hash from the SHA-1 of a dead letter of partition
+/// `n` to its failure record (JSON, [`hivent_core::FailureRecord`]), written in the
+/// same step as the move; entries go with their items (replay, purge).
+pub fn failure_records(service: &str, n: u32) -> String {
+    own(service, &format!("failures:{n}"))
+}
+
 /// `<service>:hivent:wake`: the pub/sub channel producers notify after pushing to
 /// one of the service's partitions. A channel, not a key.
 pub fn wake_channel(service: &str) -> String {
@@ -161,6 +176,8 @@ mod tests {
         assert_eq!(fence_counter("svc"), "svc:hivent:fence");
         assert_eq!(wake_channel("svc"), "svc:hivent:wake");
         assert_eq!(group_channel("svc"), "svc:hivent:group");
+        assert_eq!(attempts("svc"), "svc:hivent:attempts");
+        assert_eq!(failure_records("svc", 3), "svc:hivent:failures:3");
     }
 
     /// The gem's group keys keep its names.

@@ -1,9 +1,12 @@
 //! [`Operations`] on Redis: services, status with lag and owners, dead letter queues.
 
-use hivent_core::{Event, GemConsumer, Operations, PartitionStatus, ServiceStatus};
+use hivent_core::{
+    DeadLetter, DeadLetterPick, Event, FailureRecord, GemConsumer, Operations, PartitionStatus,
+    ServiceStatus,
+};
 use redis::Connection;
 
-use crate::script::ReplayScript;
+use crate::script::{DeadLetterPageScript, PurgeScript, ReplayScript};
 use crate::{keys, Error, RedisBackend};
 
 /// How many keys one SCAN step asks for when listing services.
@@ -199,45 +202,55 @@ impl RedisBackend {
         &self,
         service: &str,
         partition: u32,
-        limit: usize,
-    ) -> Result<Vec<String>, Error> {
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
         self.check_partition(service, partition)?;
-        if limit == 0 {
+        if count == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut items: Vec<String> = self.run("read dead letters", |connection| {
-            redis::cmd("LRANGE")
-                .arg(keys::dead_letter(service, partition))
-                .arg(-limit)
-                .arg(-1)
-                .query(connection)
+        let page = self.run("read dead letters", |connection| {
+            DeadLetterPageScript::invoke(connection, service, partition, start, count)
         })?;
-        // The oldest dead letter is at the right end.
-        items.reverse();
-        Ok(items)
+        Ok(page
+            .into_iter()
+            .map(|(raw, record)| {
+                let record = record.and_then(|json| match FailureRecord::from_json(&json) {
+                    Ok(record) => Some(record),
+                    Err(error) => {
+                        tracing::warn!(service, partition, %error, "a failure record is not readable; the dead letter is shown without it");
+                        None
+                    }
+                });
+                DeadLetter::new(raw, record)
+            })
+            .collect())
     }
 
-    fn replay_inner(&self, service: &str, partition: u32, limit: usize) -> Result<usize, Error> {
+    fn replay_inner(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize, Error> {
         self.check_partition(service, partition)?;
         let moved = self.run("replay dead letters", |connection| {
-            ReplayScript::invoke(connection, service, partition, limit)
+            ReplayScript::invoke(connection, service, partition, pick)
         })?;
         Ok(usize::try_from(moved).unwrap_or(usize::MAX))
     }
 
-    fn purge_inner(&self, service: &str, partition: u32) -> Result<usize, Error> {
+    fn purge_inner(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> Result<usize, Error> {
         self.check_partition(service, partition)?;
-        let (count, _): (usize, i64) = self.run("purge dead letters", |connection| {
-            redis::pipe()
-                .atomic()
-                .cmd("LLEN")
-                .arg(keys::dead_letter(service, partition))
-                .cmd("DEL")
-                .arg(keys::dead_letter(service, partition))
-                .query(connection)
+        let purged = self.run("purge dead letters", |connection| {
+            PurgeScript::invoke(connection, service, partition, pick)
         })?;
-        Ok(count)
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
     }
 }
 
@@ -254,21 +267,27 @@ impl Operations for RedisBackend {
         &self,
         service: &str,
         partition: u32,
-        limit: usize,
-    ) -> hivent_core::Result<Vec<String>> {
-        Ok(self.dead_letters_inner(service, partition, limit)?)
+        start: usize,
+        count: usize,
+    ) -> hivent_core::Result<Vec<DeadLetter>> {
+        Ok(self.dead_letters_inner(service, partition, start, count)?)
     }
 
     fn replay_dead_letters(
         &self,
         service: &str,
         partition: u32,
-        limit: usize,
+        pick: DeadLetterPick<'_>,
     ) -> hivent_core::Result<usize> {
-        Ok(self.replay_inner(service, partition, limit)?)
+        Ok(self.replay_inner(service, partition, pick)?)
     }
 
-    fn purge_dead_letters(&self, service: &str, partition: u32) -> hivent_core::Result<usize> {
-        Ok(self.purge_inner(service, partition)?)
+    fn purge_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> hivent_core::Result<usize> {
+        Ok(self.purge_inner(service, partition, pick)?)
     }
 }

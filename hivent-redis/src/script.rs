@@ -7,7 +7,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use hivent_core::Envelope;
+use hivent_core::{DeadLetterPick, Envelope};
 use redis::{Connection, FromRedisValue, ParsingError, RedisResult, Script, Value};
 
 use crate::keys;
@@ -35,7 +35,23 @@ static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../l
 static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/release.lua")));
 static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/fetch.lua")));
-static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/replay.lua")));
+static ATTEMPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/attempt.lua")));
+static DEAD_LETTER_PAGE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/dead_letter_page.lua")));
+
+/// The scripts that take dead letters out get the one picker prepended.
+macro_rules! with_pick {
+    ($file:literal) => {
+        concat!(
+            include_str!("../lua/pick_dead_letters.lua"),
+            include_str!($file)
+        )
+    };
+}
+
+static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/replay.lua")));
+static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/purge.lua")));
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
@@ -346,9 +362,11 @@ pub(crate) struct Claim<'a> {
     pub(crate) token: u64,
 }
 
-/// `ack.lua`: removes the `count` oldest items of a partition, fenced.
+/// `ack.lua`: removes the `count` oldest items of a partition, fenced, and the failed
+/// attempts counted for its oldest item.
 ///
-/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`.
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`,
+///   `<service>:hivent:attempts`.
 /// - ARGV: the member id, the partition, the fencing token, the count.
 /// - Reply: `true` when removed, `false` when fenced (nothing changed).
 pub(crate) struct AckScript;
@@ -364,6 +382,7 @@ impl AckScript {
             .key(keys::owners(claim.service))
             .key(keys::tokens(claim.service))
             .key(keys::partition(claim.service, claim.partition))
+            .key(keys::attempts(claim.service))
             .arg(claim.member)
             .arg(claim.partition)
             .arg(claim.token)
@@ -373,49 +392,128 @@ impl AckScript {
     }
 }
 
-/// `dead_letter.lua`: moves the oldest item of a partition to its dead letter queue.
+/// `dead_letter.lua`: moves the oldest item of a partition to its dead letter queue
+/// and stores its failure record, in one step.
 ///
 /// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`,
-///   `<service>:<p>:dead_letter`.
+///   `<service>:<p>:dead_letter`, `<service>:hivent:failures:<p>`,
+///   `<service>:hivent:attempts`.
 /// - ARGV: the member id, the partition, the fencing token, the raw item expected at
-///   the right end.
-/// - Reply: [`DeadLetterReply`].
+///   the right end, the record's JSON.
+/// - Reply: [`Settled`].
 pub(crate) struct DeadLetterScript;
 
-/// What [`DeadLetterScript`] answers.
+/// What the scripts that settle the oldest item of a partition under a claim answer.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum DeadLetterReply {
-    /// The item moved.
-    Moved,
+pub(crate) enum Settled<T> {
+    /// Done.
+    Done(T),
     /// The claim is gone; nothing changed.
     Fenced,
     /// The oldest item is not the expected one; nothing changed.
     Mismatch,
 }
 
+impl<T> Settled<T> {
+    fn from_code(code: i64, done: impl FnOnce() -> T) -> Settled<T> {
+        match code {
+            0 => Settled::Fenced,
+            -1 => Settled::Mismatch,
+            _ => Settled::Done(done()),
+        }
+    }
+}
+
 impl DeadLetterScript {
     /// Dead-letters `raw` (the item's bytes as stored), which must be the oldest item
-    /// of the claimed partition.
+    /// of the claimed partition, with its record.
     pub(crate) fn invoke(
         connection: &mut Connection,
         claim: &Claim<'_>,
         raw: &[u8],
-    ) -> RedisResult<DeadLetterReply> {
+        record: &str,
+    ) -> RedisResult<Settled<()>> {
         let reply: i64 = DEAD_LETTER
             .key(keys::owners(claim.service))
             .key(keys::tokens(claim.service))
             .key(keys::partition(claim.service, claim.partition))
             .key(keys::dead_letter(claim.service, claim.partition))
+            .key(keys::failure_records(claim.service, claim.partition))
+            .key(keys::attempts(claim.service))
             .arg(claim.member)
             .arg(claim.partition)
             .arg(claim.token)
             .arg(raw)
+            .arg(record)
             .invoke(connection)?;
-        Ok(match reply {
-            1 => DeadLetterReply::Moved,
-            0 => DeadLetterReply::Fenced,
-            _ => DeadLetterReply::Mismatch,
-        })
+        Ok(Settled::from_code(reply, || ()))
+    }
+}
+
+/// `attempt.lua`: counts a failed attempt at the oldest item of a partition.
+///
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`,
+///   `<service>:hivent:attempts`.
+/// - ARGV: the member id, the partition, the fencing token, the raw item expected at
+///   the right end, the failure's time in ms.
+/// - Reply: [`Settled`] with the attempts so far and the first failure's time (ms).
+pub(crate) struct AttemptScript;
+
+impl AttemptScript {
+    /// Counts a failure of `raw` (the item's bytes as stored) at `failed_at_ms`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        claim: &Claim<'_>,
+        raw: &[u8],
+        failed_at_ms: i64,
+    ) -> RedisResult<Settled<(u32, i64)>> {
+        let reply: Value = ATTEMPT
+            .key(keys::owners(claim.service))
+            .key(keys::tokens(claim.service))
+            .key(keys::partition(claim.service, claim.partition))
+            .key(keys::attempts(claim.service))
+            .arg(claim.member)
+            .arg(claim.partition)
+            .arg(claim.token)
+            .arg(raw)
+            .arg(failed_at_ms)
+            .invoke(connection)?;
+        match reply {
+            Value::Array(items) if items.len() == 2 => {
+                Ok(Settled::Done((number(&items[0])?, number(&items[1])?)))
+            }
+            other => Ok(Settled::from_code(number(&other)?, || (0, 0))),
+        }
+    }
+}
+
+/// `dead_letter_page.lua`: reads dead letters with their failure records.
+///
+/// - KEYS: `<service>:<p>:dead_letter`, `<service>:hivent:failures:<p>`.
+/// - ARGV: how many to skip from the oldest, the most to read.
+/// - Reply: item and record (or nil) pairs, oldest first.
+pub(crate) struct DeadLetterPageScript;
+
+impl DeadLetterPageScript {
+    /// Up to `count` dead letters of `partition` from the `start`-th oldest, each with
+    /// its record's JSON if it has one.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        partition: u32,
+        start: usize,
+        count: usize,
+    ) -> RedisResult<Vec<(String, Option<String>)>> {
+        let flat: Vec<Option<String>> = DEAD_LETTER_PAGE
+            .key(keys::dead_letter(service, partition))
+            .key(keys::failure_records(service, partition))
+            .arg(start)
+            .arg(count)
+            .invoke(connection)?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|pair| (pair[0].clone().unwrap_or_default(), pair[1].clone()))
+            .collect())
     }
 }
 
@@ -465,32 +563,74 @@ impl ReleaseScript {
     }
 }
 
-/// `replay.lua`: moves the oldest dead letters back to the oldest end of their
-/// partition and voids the partition's claim, fencing its owner's batch in hand.
+/// Which dead letters [`ReplayScript`] and [`PurgeScript`] take, as their arguments.
+fn pick_args(script: &mut redis::ScriptInvocation<'_>, pick: DeadLetterPick<'_>) {
+    match pick {
+        DeadLetterPick::Oldest(n) => {
+            script.arg("oldest").arg(n);
+        }
+        DeadLetterPick::Items(items) => {
+            script.arg("items");
+            for item in items {
+                script.arg(item);
+            }
+        }
+    }
+}
+
+/// `replay.lua`: moves dead letters back to the oldest end of their partition, deletes
+/// their records and voids the partition's claim, fencing its owner's batch in hand.
 ///
 /// - KEYS: `<service>:<p>`, `<service>:<p>:dead_letter`, `<service>:hivent:owners`,
-///   `<service>:hivent:tokens`.
-/// - ARGV: the partition, the most items to move, the service's wake channel.
+///   `<service>:hivent:tokens`, `<service>:hivent:failures:<p>`.
+/// - ARGV: the partition, the service's wake channel, then the pick
+///   (`oldest` and a count, or `items` and the items).
 /// - Reply: how many items moved.
 pub(crate) struct ReplayScript;
 
 impl ReplayScript {
-    /// Replays up to `limit` dead letters of `partition`.
+    /// Replays the picked dead letters of `partition`.
     pub(crate) fn invoke(
         connection: &mut Connection,
         service: &str,
         partition: u32,
-        limit: usize,
+        pick: DeadLetterPick<'_>,
     ) -> RedisResult<u64> {
-        REPLAY
+        let mut script = REPLAY.prepare_invoke();
+        script
             .key(keys::partition(service, partition))
             .key(keys::dead_letter(service, partition))
             .key(keys::owners(service))
             .key(keys::tokens(service))
+            .key(keys::failure_records(service, partition))
             .arg(partition)
-            .arg(limit)
-            .arg(keys::wake_channel(service))
-            .invoke(connection)
+            .arg(keys::wake_channel(service));
+        pick_args(&mut script, pick);
+        script.invoke(connection)
+    }
+}
+
+/// `purge.lua`: deletes dead letters of a partition and their records.
+///
+/// - KEYS: `<service>:<p>:dead_letter`, `<service>:hivent:failures:<p>`.
+/// - ARGV: the pick (`oldest` and a count, or `items` and the items).
+/// - Reply: how many items were deleted.
+pub(crate) struct PurgeScript;
+
+impl PurgeScript {
+    /// Purges the picked dead letters of `partition`.
+    pub(crate) fn invoke(
+        connection: &mut Connection,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> RedisResult<u64> {
+        let mut script = PURGE.prepare_invoke();
+        script
+            .key(keys::dead_letter(service, partition))
+            .key(keys::failure_records(service, partition));
+        pick_args(&mut script, pick);
+        script.invoke(connection)
     }
 }
 

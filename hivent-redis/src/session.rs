@@ -5,15 +5,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent_core::{Batch, ConsumerSession, Fetched, Standing};
+use chrono::{DateTime, Utc};
+use hivent_core::{Attempts, Batch, ConsumerSession, FailureRecord, Fetched, Standing};
 use parking_lot::Mutex;
 use redis::RedisResult;
 
 use crate::connection::{Endpoint, Slot};
 use crate::member::{member_id, remove_ghosts};
 use crate::script::{
-    AckScript, Claim, DeadLetterReply, DeadLetterScript, FetchScript, HeartbeatReply,
-    HeartbeatScript, LeaveScript, Owned, ReleaseScript,
+    AckScript, AttemptScript, Claim, DeadLetterScript, FetchScript, HeartbeatReply,
+    HeartbeatScript, LeaveScript, Owned, ReleaseScript, Settled,
 };
 use crate::wake::WakeListener;
 use crate::{keys, Error};
@@ -358,32 +359,65 @@ impl RedisSession {
         }
     }
 
-    fn dead_letter_inner(&self, partition: u32, raw: &str) -> Result<(), Error> {
-        let claim = self.claim(partition)?;
-        let stored: Vec<u8> = self
-            .state
+    /// The stored bytes of the oldest unsettled item of `partition`: its text, or its
+    /// exact bytes when they are not UTF-8.
+    fn stored_bytes(&self, partition: u32, raw: &str) -> Vec<u8> {
+        self.state
             .lock()
             .in_hand
             .get(&partition)
             .and_then(|batch| batch.oldest_bytes().cloned())
-            .unwrap_or_else(|| raw.as_bytes().to_vec());
-        let reply = self.run("dead-letter an event", |connection| {
-            DeadLetterScript::invoke(connection, &claim, &stored)
-        })?;
+            .unwrap_or_else(|| raw.as_bytes().to_vec())
+    }
+
+    /// The outcome of a script that settles the oldest item under the claim.
+    fn settled<T>(&self, partition: u32, reply: Settled<T>) -> Result<T, Error> {
         match reply {
-            DeadLetterReply::Moved => {
-                self.settle(partition, 1);
-                Ok(())
-            }
-            DeadLetterReply::Fenced => {
+            Settled::Done(value) => Ok(value),
+            Settled::Fenced => {
                 self.lose(partition);
                 Err(self.fenced(partition))
             }
-            DeadLetterReply::Mismatch => Err(Error::DeadLetterMismatch {
+            Settled::Mismatch => Err(Error::OldestMismatch {
                 service: self.service.clone(),
                 partition,
             }),
         }
+    }
+
+    fn record_attempt_inner(
+        &self,
+        partition: u32,
+        raw: &str,
+        failed_at: DateTime<Utc>,
+    ) -> Result<Attempts, Error> {
+        let claim = self.claim(partition)?;
+        let stored = self.stored_bytes(partition, raw);
+        let reply = self.run("count a failed attempt", |connection| {
+            AttemptScript::invoke(connection, &claim, &stored, failed_at.timestamp_millis())
+        })?;
+        let (count, first_ms) = self.settled(partition, reply)?;
+        Ok(Attempts {
+            count,
+            first_failed_at: DateTime::from_timestamp_millis(first_ms).unwrap_or(failed_at),
+        })
+    }
+
+    fn dead_letter_inner(
+        &self,
+        partition: u32,
+        raw: &str,
+        record: &FailureRecord,
+    ) -> Result<(), Error> {
+        let claim = self.claim(partition)?;
+        let stored = self.stored_bytes(partition, raw);
+        let record = record.to_json();
+        let reply = self.run("dead-letter an event", |connection| {
+            DeadLetterScript::invoke(connection, &claim, &stored, &record)
+        })?;
+        self.settled(partition, reply)?;
+        self.settle(partition, 1);
+        Ok(())
     }
 
     fn release_inner(&self, partition: u32) -> Result<(), Error> {
@@ -434,8 +468,22 @@ impl ConsumerSession for RedisSession {
         Ok(self.ack_inner(partition, count)?)
     }
 
-    fn dead_letter(&self, partition: u32, raw: &str) -> hivent_core::Result<()> {
-        Ok(self.dead_letter_inner(partition, raw)?)
+    fn record_attempt(
+        &self,
+        partition: u32,
+        raw: &str,
+        failed_at: DateTime<Utc>,
+    ) -> hivent_core::Result<Attempts> {
+        Ok(self.record_attempt_inner(partition, raw, failed_at)?)
+    }
+
+    fn dead_letter(
+        &self,
+        partition: u32,
+        raw: &str,
+        record: &FailureRecord,
+    ) -> hivent_core::Result<()> {
+        Ok(self.dead_letter_inner(partition, raw, record)?)
     }
 
     fn release(&self, partition: u32) -> hivent_core::Result<()> {

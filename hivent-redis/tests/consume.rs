@@ -113,8 +113,15 @@ fn stalled_consumer_is_fenced_and_nothing_is_lost() {
     for batch in &in_hand {
         let ack = a.ack(batch.partition, batch.items.len()).unwrap_err();
         assert!(ack.is_fenced(), "{ack:?}");
-        let dead = a.dead_letter(batch.partition, &batch.items[0]).unwrap_err();
+        let record = hivent_core::FailureRecord::new("boom", "a", chrono::Utc::now());
+        let dead = a
+            .dead_letter(batch.partition, &batch.items[0], &record)
+            .unwrap_err();
         assert!(dead.is_fenced(), "{dead:?}");
+        let attempt = a
+            .record_attempt(batch.partition, &batch.items[0], chrono::Utc::now())
+            .unwrap_err();
+        assert!(attempt.is_fenced(), "{attempt:?}");
     }
     assert_eq!(redis.len("svc:0"), 3);
     assert_eq!(redis.len("svc:1"), 3);

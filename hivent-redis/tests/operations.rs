@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use hivent_core::{Backend, ConsumerSession, Error, Registration};
+use hivent_core::{Backend, ConsumerSession, DeadLetterPick, Error, Registration};
 
 fn register(backend: &dyn Backend, service: &str, partitions: u32) {
     backend
@@ -63,9 +63,10 @@ fn status_reports_group_lag_and_dead_letters() {
     assert!(status.partitions.iter().all(|p| p.owner.is_none()));
     assert!(!ops.service_status("nobody").unwrap_err().is_transient());
     assert!(matches!(
-        ops.dead_letters("svc", 2, 10),
-        Err(Error::Backend {
-            transient: false,
+        ops.dead_letters("svc", 2, 0, 10),
+        Err(Error::NoSuchPartition {
+            partition: 2,
+            partition_count: 2,
             ..
         })
     ));
@@ -96,8 +97,16 @@ fn replay_fences_the_batch_in_hand_and_purge_empties() {
     assert_eq!(batch[0].items, vec!["e1".to_string()]);
 
     let ops = backend.operations().unwrap();
-    assert_eq!(ops.dead_letters("svc", 0, 2).unwrap(), vec!["d1", "d2"]);
-    assert_eq!(ops.replay_dead_letters("svc", 0, 2).unwrap(), 2);
+    let raw = |dead: Vec<hivent_core::DeadLetter>| -> Vec<String> {
+        dead.into_iter().map(|d| d.raw).collect()
+    };
+    assert_eq!(raw(ops.dead_letters("svc", 0, 0, 2).unwrap()), ["d1", "d2"]);
+    assert_eq!(raw(ops.dead_letters("svc", 0, 1, 5).unwrap()), ["d2", "d3"]);
+    assert_eq!(
+        ops.replay_dead_letters("svc", 0, DeadLetterPick::Oldest(2))
+            .unwrap(),
+        2
+    );
     assert!(session.ack(0, 1).unwrap_err().is_fenced());
     // The heartbeat renews the claim at once; the old batch still cannot be acked.
     assert_eq!(session.heartbeat().unwrap(), vec![0]);
@@ -110,9 +119,13 @@ fn replay_fences_the_batch_in_hand_and_purge_empties() {
     session.ack(0, 3).unwrap();
     assert_eq!(redis.len("svc:0"), 0);
 
-    assert_eq!(ops.dead_letters("svc", 0, 10).unwrap(), vec!["d3"]);
-    assert_eq!(ops.purge_dead_letters("svc", 0).unwrap(), 1);
-    assert!(ops.dead_letters("svc", 0, 10).unwrap().is_empty());
+    assert_eq!(raw(ops.dead_letters("svc", 0, 0, 10).unwrap()), ["d3"]);
+    assert_eq!(
+        ops.purge_dead_letters("svc", 0, DeadLetterPick::Oldest(usize::MAX))
+            .unwrap(),
+        1
+    );
+    assert!(ops.dead_letters("svc", 0, 0, 10).unwrap().is_empty());
 }
 
 /// A batch fetched before a replay stays fenced even after the heartbeat reclaimed
@@ -136,10 +149,14 @@ fn batch_read_before_replay_stays_fenced_after_reclaim() {
     backend
         .operations()
         .unwrap()
-        .replay_dead_letters("svc", 0, 10)
+        .replay_dead_letters("svc", 0, DeadLetterPick::Oldest(10))
         .unwrap();
     assert_eq!(session.heartbeat().unwrap(), vec![0]);
     assert!(session.ack(0, 1).unwrap_err().is_fenced());
-    assert!(session.dead_letter(0, "e1").unwrap_err().is_fenced());
+    let record = hivent_core::FailureRecord::new("boom", "test", chrono::Utc::now());
+    assert!(session
+        .dead_letter(0, "e1", &record)
+        .unwrap_err()
+        .is_fenced());
     assert_eq!(redis.list("svc:0"), vec!["e1", "d1"]);
 }

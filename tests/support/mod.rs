@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivent::{Config, Error, Event, Hivent, LifeCycleEventHandler, MemoryBackend};
+use hivent::{Config, Error, Event, Hivent, LifeCycleEventHandler, MemoryBackend, RetryPolicy};
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -28,6 +28,17 @@ pub trait Harness {
     /// Lets `by` pass for the group without anyone heartbeating: the memory backend
     /// moves its clock, Redis (whose clock the test cannot move) really waits.
     fn stall(&self, by: Duration);
+    /// How many failure records the backend stores for a partition's dead letters,
+    /// looked at directly: a record left behind by its item counts too.
+    fn stored_failure_records(&self, service: &str, partition: u32) -> usize;
+}
+
+/// The retry policy of the handles harnesses make: the default's five attempts, with
+/// waits of a few milliseconds so that failure tests stay quick.
+pub fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .initial_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_millis(4))
 }
 
 /// Heartbeat interval and membership lifetime of a harness's consumers.
@@ -66,6 +77,7 @@ fn config(
         .partition_count(partitions)
         .heartbeat_interval(timing.heartbeat_interval)
         .member_ttl(timing.member_ttl)
+        .retry_policy(quick_retries())
         .life_cycle_event_handler(recorder.clone())
         .build()
         .unwrap()
@@ -135,6 +147,9 @@ impl Harness for MemoryHarness {
     }
     fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
         self.store.dead_letters(service, partition)
+    }
+    fn stored_failure_records(&self, service: &str, partition: u32) -> usize {
+        self.store.failure_record_count(service, partition)
     }
 }
 
@@ -211,6 +226,12 @@ impl Harness for RedisHarness {
     fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
         self.list(format!("{service}:{partition}:dead_letter"))
     }
+    fn stored_failure_records(&self, service: &str, partition: u32) -> usize {
+        redis::cmd("HLEN")
+            .arg(format!("{service}:hivent:failures:{partition}"))
+            .query(&mut self.connection())
+            .unwrap()
+    }
 }
 
 /// One life-cycle call, as recorded.
@@ -233,6 +254,12 @@ pub enum Call {
         raw: String,
         queue: String,
     },
+    Retried {
+        error: String,
+        uuid: String,
+        attempt: u32,
+        delay: Duration,
+    },
     Assigned(Vec<u32>),
     Revoked(Vec<u32>),
 }
@@ -254,6 +281,12 @@ impl Recorder {
         self.calls()
             .into_iter()
             .filter(|c| matches!(c, Call::Failed { .. }))
+            .collect()
+    }
+    pub fn retries(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Retried { .. }))
             .collect()
     }
     pub fn successes(&self) -> Vec<Call> {
@@ -299,6 +332,14 @@ impl LifeCycleEventHandler for Recorder {
             payload: payload.cloned(),
             raw: raw.into(),
             queue: queue.into(),
+        });
+    }
+    fn event_processing_retried(&self, error: &Error, event: &Event, attempt: u32, delay: Duration) {
+        self.calls.lock().push(Call::Retried {
+            error: error.to_string(),
+            uuid: event.meta.event_uuid.clone(),
+            attempt,
+            delay,
         });
     }
     fn partitions_assigned(&self, _service: &str, partitions: &[u32]) {
