@@ -947,4 +947,269 @@ conformance! {
         assert_eq!(*hits.lock(), ["all", "star", "all", "star"]);
         assert!(h.dead_letters("svc-nullver", 0).is_empty());
     }
+
+    /// A handler that fails twice and then succeeds handles its event once more each
+    /// time, in place: the next event of the same key waits, nothing is dead-lettered,
+    /// and each retry is reported with its attempt. A delay the handler chooses is used.
+    fn retry_then_success_keeps_key_order(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-retry", 2, &recorder);
+        let log: Arc<parking_lot::Mutex<Vec<(i64, &'static str)>>> = Arc::default();
+        let (sink, failures_left) = (log.clone(), Arc::new(std::sync::atomic::AtomicU32::new(2)));
+        let policy = hivent::RetryPolicy::default().max_attempts(3).initial_delay(Duration::from_millis(1));
+        svc.signal("r:t").unwrap().with_retry(policy).receive(move |e| {
+            let n = e.payload["n"].as_i64().unwrap();
+            if n == 0 && failures_left.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |left| left.checked_sub(1)).is_ok() {
+                sink.lock().push((n, "failed"));
+                return Err(hivent::RetryAfter::new(Duration::from_millis(7), "database unavailable").into());
+            }
+            sink.lock().push((n, "handled"));
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("r:t").unwrap();
+        let emitted: Vec<_> = (0..2).map(|n| signal.emit_with(&json!({"n": n}), EmitOptions::version(1).key("one key")).unwrap()).collect();
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        assert_eq!(*log.lock(), [(0, "failed"), (0, "failed"), (0, "handled"), (1, "handled")]);
+        let retried = |attempt| Call::Retried {
+            error: "a handler for \"r:t\" version 1 failed: database unavailable".into(),
+            uuid: emitted[0].meta.event_uuid.clone(),
+            attempt,
+            delay: Duration::from_millis(7),
+        };
+        assert_eq!(recorder.retries(), [retried(1), retried(2)]);
+        assert_eq!(recorder.successes().len(), 2);
+        assert!(recorder.failures().is_empty());
+        let p = partition_for(partition_hash(Some("one key"), &json!(null)), 2);
+        assert!(h.partition("svc-retry", p).is_empty());
+        assert!(h.dead_letters("svc-retry", p).is_empty());
+    }
+
+    /// A handler that always fails is tried `max_attempts` times, waiting between them,
+    /// and then dead-lettered with a record of the error, the attempts, the times, the
+    /// worker and the receiver; the dead letter itself stays the raw item.
+    fn retries_exhausted_dead_letter_with_a_record(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-exhaust", 1, &recorder);
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = calls.clone();
+        let policy = hivent::RetryPolicy::default().max_attempts(3).initial_delay(Duration::from_millis(2));
+        svc.signal("r:x").unwrap().with_retry(policy).receive(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err("db down".into())
+        });
+        let consumer = svc.consumer().unwrap();
+        let started = chrono::Utc::now();
+        let event = producer(h).signal("r:x").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let attempts: Vec<u32> = recorder.retries().iter().map(|c| match c { Call::Retried { attempt, .. } => *attempt, _ => 0 }).collect();
+        assert_eq!(attempts, [1, 2]);
+        assert_eq!(recorder.failures().len(), 1);
+        let raw = h.dead_letters("svc-exhaust", 0);
+        assert_eq!(raw.len(), 1);
+        assert_eq!(hivent::Event::from_json(&raw[0]).unwrap(), event);
+        let dlq = DeadLetterQueue::new(svc.backend().operations().unwrap(), "svc-exhaust");
+        let entries = dlq.list(&DeadLetterFilter::all()).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].raw, raw[0]);
+        assert_eq!(entries[0].event.as_ref().unwrap().event_uuid, event.meta.event_uuid);
+        let record = entries[0].record.clone().expect("a failure record");
+        assert_eq!(record.error, "a handler for \"r:x\" version 1 failed: db down");
+        assert_eq!(record.attempts, 3);
+        assert_eq!(record.worker, consumer.member_id());
+        assert_eq!(record.receiver.as_ref().map(|r| (r.name.as_str(), r.version)), Some(("r:x", None)));
+        assert!(!record.permanent);
+        assert_eq!(record.command, None);
+        assert!(started <= record.first_failed_at && record.first_failed_at < record.last_failed_at, "{record:?}");
+        assert_eq!(h.stored_failure_records("svc-exhaust", 0), 1);
+    }
+
+    /// Failures retrying cannot fix skip the retries: an error marked `Permanent`, a
+    /// payload the typed receiver rejects, an item that is not an event. Each is
+    /// dead-lettered after one attempt, with a record saying it was permanent.
+    fn permanent_failures_dead_letter_at_once(h) {
+        #[derive(serde::Deserialize)]
+        struct Order { #[allow(dead_code)] id: u64 }
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-permanent", 1, &recorder);
+        let patient = hivent::RetryPolicy::default().max_attempts(50).initial_delay(Duration::from_secs(3600));
+        svc.signal("card:charge").unwrap().with_retry(patient).receive(|_| Err(hivent::Permanent::new("card declined").into()));
+        svc.signal("order:placed").unwrap().with_retry(patient).receive_as(|_o: Order, _meta| Ok(()));
+        let consumer = svc.consumer().unwrap();
+        let producer = producer(h);
+        producer.signal("card:charge").unwrap().emit(&json!({"amount": 5}), 1).unwrap();
+        producer.signal("order:placed").unwrap().emit(&json!({"id": "x"}), 1).unwrap();
+        h.push_raw("svc-permanent", 0, "{not json");
+        assert_eq!(consumer.run_until_idle().unwrap(), 3);
+        assert!(recorder.retries().is_empty(), "{:?}", recorder.retries());
+        let entries = DeadLetterQueue::new(svc.backend().operations().unwrap(), "svc-permanent").list(&DeadLetterFilter::all()).unwrap();
+        let records: Vec<_> = entries.iter().map(|e| e.record.clone().unwrap()).collect();
+        assert_eq!(records.iter().map(|r| (r.attempts, r.permanent)).collect::<Vec<_>>(), [(1, true); 3]);
+        assert_eq!(records[0].error, "a handler for \"card:charge\" version 1 failed: card declined");
+        assert!(records[1].error.starts_with("the payload of \"order:placed\" version 1 does not match the receiver's type"), "{}", records[1].error);
+        assert!(records[2].error.contains("is not a valid event"), "{}", records[2].error);
+        assert_eq!(records[2].receiver, None);
+        assert_eq!(entries[2].raw, "{not json");
+    }
+
+    /// Shutdown during the wait before a retry stops the worker at once; the event
+    /// stays first in its partition, not dead-lettered, and its attempts are kept: the
+    /// next worker counts on from them.
+    fn shutdown_during_backoff_keeps_the_event_and_its_attempts(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-stop-retry", 1, &recorder);
+        let hour = hivent::RetryPolicy::default().max_attempts(5).initial_delay(Duration::from_secs(3600));
+        svc.signal("s:r").unwrap().with_retry(hour).receive(|_| Err("not yet".into()));
+        svc.register().unwrap();
+        let event = producer(h).signal("s:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let runner = {
+            let svc = svc.clone();
+            std::thread::spawn(move || done_tx.send(svc.run(1, ConsumerOptions::default(), shutdown)).unwrap())
+        };
+        support::wait_for(Duration::from_secs(20), "the first attempt failed", || recorder.retries().len() == 1);
+        drop(stop);
+        let outcome = done_rx.recv_timeout(Duration::from_secs(30)).expect("the worker did not stop during its hour-long wait");
+        outcome.unwrap();
+        runner.join().unwrap();
+        assert_eq!(h.partition("svc-stop-retry", 0), [event.to_json()]);
+        assert!(h.dead_letters("svc-stop-retry", 0).is_empty());
+        // The next worker of the service allows two attempts: the one made before the
+        // stop counts, so its first failure is the last.
+        let next = h.hivent("svc-stop-retry", 1, &Recorder::new());
+        next.signal("s:r").unwrap().with_retry(hour.max_attempts(2)).receive(|_| Err("still not".into()));
+        assert_eq!(next.consumer().unwrap().run_until_idle().unwrap(), 1);
+        let entries = DeadLetterQueue::new(next.backend().operations().unwrap(), "svc-stop-retry").list(&DeadLetterFilter::all()).unwrap();
+        let record = entries[0].record.clone().unwrap();
+        assert_eq!(record.attempts, 2);
+        assert!(record.first_failed_at < record.last_failed_at);
+    }
+
+    /// A partition lost during the wait before a retry ends the retries there: the old
+    /// owner starts no further attempt, and the new owner handles the event afresh.
+    fn partition_lost_during_backoff_ends_the_retries(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-lost-retry", 1, &recorder);
+        let handled: support::Handled = Arc::default();
+        let (sink, fail) = (handled.clone(), Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let hour = hivent::RetryPolicy::default().initial_delay(Duration::from_secs(3600));
+        svc.signal("l:r").unwrap().with_retry(hour).receive(move |e| {
+            sink.lock().push((std::thread::current().name().unwrap_or("?").to_owned(), e.clone()));
+            if fail.swap(false, std::sync::atomic::Ordering::SeqCst) { Err("flaky".into()) } else { Ok(()) }
+        });
+        let c1 = svc.consumer().unwrap();
+        let event = producer(h).signal("l:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        let c2 = svc.join(ConsumerOptions::default()).unwrap();
+        std::thread::scope(|s| {
+            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+            let c1 = &c1;
+            std::thread::Builder::new().name("c1".into()).spawn_scoped(s, move || done_tx.send(c1.poll()).unwrap()).unwrap();
+            support::wait_for(Duration::from_secs(20), "c1's first attempt failed", || recorder.retries().len() == 1);
+            h.stall(h.timing().past_ttl());
+            support::wait_for(Duration::from_secs(20), "c2 took partition 0 over", || c2.heartbeat().unwrap() == [0]);
+            let polled = done_rx.recv_timeout(Duration::from_secs(30)).expect("c1 went on waiting for its hour-long retry");
+            assert_eq!(polled.unwrap(), 1);
+        });
+        c1.leave().unwrap();
+        assert_eq!(h.partition("svc-lost-retry", 0).len(), 1, "the event stayed");
+        assert_eq!(c2.run_until_idle().unwrap(), 1);
+        let handled = handled.lock().clone();
+        let by: Vec<(&str, &hivent::Event)> = handled.iter().map(|(t, e)| (t.as_str(), e)).collect();
+        assert_eq!(by.len(), 2, "{by:?}");
+        assert_eq!(by[0], ("c1", &event));
+        assert_ne!(by[1].0, "c1");
+        assert_eq!(by[1].1, &event);
+        assert_eq!(recorder.retries().len(), 1);
+        assert!(h.dead_letters("svc-lost-retry", 0).is_empty());
+        assert!(h.partition("svc-lost-retry", 0).is_empty());
+    }
+
+    /// While an event waits longer than the membership lifetime to be retried, the
+    /// heartbeat keeps the worker a live member and the partition's owner throughout.
+    fn heartbeats_keep_the_membership_during_backoff(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-keep-retry", 1, &recorder);
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = fail.clone();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let wait = h.timing().member_ttl + Duration::from_millis(500);
+        let policy = hivent::RetryPolicy::default().initial_delay(wait * 2).max_delay(wait * 2);
+        svc.signal("k:r").unwrap().with_retry(policy).receive(move |e| {
+            if flag.swap(false, std::sync::atomic::Ordering::SeqCst) { return Err("later".into()); }
+            done_tx.send(e.clone()).unwrap();
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let member = consumer.member_id().to_owned();
+        let event = producer(h).signal("k:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let runner = std::thread::spawn(move || consumer.run(&shutdown));
+        support::wait_for(Duration::from_secs(20), "the first attempt failed", || recorder.retries().len() == 1);
+        let ops = svc.backend().operations().unwrap();
+        let mut looked = 0;
+        let handled = loop {
+            if let Ok(event) = done_rx.try_recv() { break event; }
+            let status = ops.service_status("svc-keep-retry").unwrap();
+            assert_eq!(status.consumers, std::slice::from_ref(&member), "still a member after {looked} looks");
+            assert_eq!(status.partitions[0].owner.as_deref(), Some(member.as_str()));
+            looked += 1;
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(handled, event);
+        assert!(looked >= 10, "the wait was watched ({looked} looks)");
+        drop(stop);
+        runner.join().unwrap().unwrap();
+        assert!(h.partition("svc-keep-retry", 0).is_empty());
+        let revoked: Vec<Call> = recorder.calls().into_iter().filter(|c| matches!(c, Call::Revoked(_))).collect();
+        assert_eq!(revoked, [Call::Revoked(vec![0])], "revoked only when the worker left");
+    }
+
+    /// A replayed dead letter is handled once it can succeed, and its failure record
+    /// goes with it; a replay by uuid or signal takes only what it selects, and a dry
+    /// run changes nothing.
+    fn replayed_dead_letter_succeeds_and_its_record_is_gone(h) {
+        let svc = h.hivent("svc-replay-record", 1, &Recorder::new());
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let seen: support::Seen = Arc::default();
+        for name in ["a:x", "b:x"] {
+            let (flag, sink) = (fail.clone(), seen.clone());
+            svc.signal(name).unwrap().receive(move |e| {
+                if flag.load(std::sync::atomic::Ordering::SeqCst) { return Err(hivent::Permanent::new("down").into()); }
+                sink.lock().push(e.clone());
+                Ok(())
+            });
+        }
+        let consumer = svc.consumer().unwrap();
+        let producer = producer(h);
+        let a1 = producer.signal("a:x").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        let b1 = producer.signal("b:x").unwrap().emit(&json!({"n": 2}), 1).unwrap();
+        let a2 = producer.signal("a:x").unwrap().emit(&json!({"n": 3}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 3);
+        assert_eq!(h.stored_failure_records("svc-replay-record", 0), 3);
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        let dlq = DeadLetterQueue::new(svc.backend().operations().unwrap(), "svc-replay-record");
+        let by_uuid = DeadLetterFilter::all().event_uuid(a2.meta.event_uuid.clone());
+        let plan = dlq.replay(&by_uuid, true).unwrap();
+        assert_eq!((plan.total, plan.left, plan.left_selected, plan.dry_run), (1, 2, 0, true));
+        assert_eq!(h.dead_letters("svc-replay-record", 0).len(), 3, "a dry run moves nothing");
+        let done = dlq.replay(&by_uuid, false).unwrap();
+        assert_eq!((done.taken.clone(), done.left), (vec![(0, 1)], 2));
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        assert_eq!(*seen.lock(), std::slice::from_ref(&a2));
+        assert_eq!(h.stored_failure_records("svc-replay-record", 0), 2);
+        let by_signal = DeadLetterFilter::all().signal("a:x");
+        assert_eq!(dlq.list(&by_signal).unwrap().iter().map(|e| e.raw.clone()).collect::<Vec<_>>(), [a1.to_json()]);
+        assert_eq!(dlq.replay(&by_signal, false).unwrap().total, 1);
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+        assert_eq!(*seen.lock(), [a2, a1]);
+        let left = dlq.list(&DeadLetterFilter::all()).unwrap();
+        assert_eq!(left.iter().map(|e| e.raw.clone()).collect::<Vec<_>>(), [b1.to_json()]);
+        assert!(left[0].record.is_some(), "what was not replayed keeps its record");
+        assert_eq!(h.stored_failure_records("svc-replay-record", 0), 1);
+        assert_eq!(dlq.purge(&DeadLetterFilter::all().signal("b:x"), false).unwrap().total, 1);
+        assert_eq!(h.stored_failure_records("svc-replay-record", 0), 0);
+        assert!(matches!(dlq.list(&DeadLetterFilter::all().partition(1)), Err(hivent::Error::NoSuchPartition { partition: 1, partition_count: 1, .. })));
+    }
 }

@@ -214,14 +214,17 @@ fn start_runs_command_handlers() {
     );
 }
 
-/// Failing handlers' events show in `dlq list`; `dlq replay --limit 1` replays one and says
-/// how many are left, `dlq replay` the rest; each replayed event is handled once, in order.
+/// A failing command is retried in place, each retry logged at info and the final
+/// dead-letter at warn; `dlq list` and `dlq show` print the failure record (attempts,
+/// the command's status and stderr), `--json` too; `dlq replay` takes selections and
+/// `--dry-run`, replays everything by default and says what is left; each replayed
+/// event is handled once, in order.
 #[test]
 #[cfg_attr(
     no_redis_server,
     ignore = "redis-server is not installed (CI installs it)"
 )]
-fn failed_events_can_be_listed_and_replayed() {
+fn failed_events_are_retried_recorded_listed_and_replayed() {
     let Some(server) = server_for_tests() else {
         return;
     };
@@ -234,11 +237,21 @@ fn failed_events_can_be_listed_and_replayed() {
         append = append_to(&out)
     );
     let file = receivers(dir.path(), "pay:due", &script);
-    let worker = start_registered(&server, "billing", &file);
+    let retries = [
+        "--retry-max-attempts",
+        "2",
+        "--retry-initial-delay-ms",
+        "10",
+    ];
+    let worker = Worker::start(&server, "billing", &file, &retries);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "billing", 1)
+    });
     let events: Vec<_> = (1..=3)
         .map(|n| emit(&server, "pay:due", &format!(r#"{{"amount":{n}}}"#), "inv-1"))
         .collect();
     let event = &events[0];
+    let uuid = |e: &serde_json::Value| e["meta"]["event_uuid"].as_str().unwrap().to_owned();
     let dlq = |args: &[&str]| {
         let mut all = vec!["dlq"];
         all.extend(args);
@@ -249,33 +262,71 @@ fn failed_events_can_be_listed_and_replayed() {
         text(&dlq(&["list"]).stdout).lines().count() == 3
     });
     let listed = text(&dlq(&["list", "--limit", "1"]).stdout);
-    let uuid = event["meta"]["event_uuid"].as_str().unwrap();
     assert_eq!(listed.lines().count(), 1, "{listed}");
-    assert!(
-        listed.contains("pay:due v1") && listed.contains(uuid),
-        "{listed}"
-    );
+    for part in [
+        "pay:due v1",
+        &uuid(event),
+        "2 attempt(s)",
+        "exit status: 3): database is down",
+    ] {
+        assert!(listed.contains(part), "{part:?} in {listed}");
+    }
     let shown = text(&dlq(&["show", "--limit", "1"]).stdout);
+    for part in [
+        "attempts:  2",
+        "receiver:  pay:due (every version)",
+        "command:   `sh` exit status: 3",
+        "stderr (end):\n    database is down",
+    ] {
+        assert!(shown.contains(part), "{part:?} in {shown}");
+    }
+    let raw = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("  raw: "))
+        .unwrap();
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(shown.trim()).unwrap(),
+        serde_json::from_str::<serde_json::Value>(raw).unwrap(),
         *event
     );
-    std::fs::write(&flag, "").unwrap();
-    let replay = dlq(&["replay", "--limit", "1"]);
-    assert!(replay.status.success(), "{}", text(&replay.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&dlq(&["show", "--json"]).stdout).unwrap();
+    let first = &json[0];
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(first["record"]["attempts"], 2);
+    assert_eq!(first["record"]["command"]["exit_status"], "exit status: 3");
+    assert_eq!(
+        first["record"]["command"]["stderr_tail"],
+        "database is down"
+    );
+    assert_eq!(first["event"]["event_uuid"].as_str().unwrap(), uuid(event));
     assert!(
-        text(&replay.stdout)
-            .contains("replayed 1 event(s) of service billing; 2 dead letter(s) left"),
+        first["record"]["first_failed_at"].as_str().unwrap()
+            < first["record"]["last_failed_at"].as_str().unwrap()
+    );
+
+    std::fs::write(&flag, "").unwrap();
+    let by_uuid = ["replay", "--event-uuid", &uuid(event)];
+    let dry = dlq(&[&by_uuid[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    assert_eq!(
+        text(&dry.stdout),
+        format!("partition {}: would replay 1 event(s)\nwould replay 1 event(s) of service billing; 2 dead letter(s) would be left in the partitions looked at, 0 of them selected\ndry run: nothing was changed\n", first["partition"])
+    );
+    assert_eq!(text(&dlq(&["list"]).stdout).lines().count(), 3);
+    let replay = dlq(&by_uuid);
+    assert!(
+        text(&replay.stdout).contains(
+            "replayed 1 event(s) of service billing; 2 dead letter(s) left in the partitions looked at, 0 of them selected"
+        ),
         "{}",
         text(&replay.stdout)
     );
     wait_for("the replayed event", Duration::from_secs(20), || {
         !lines(&out).is_empty()
     });
-    let replay = dlq(&["replay"]);
+    let replay = dlq(&["replay", "--signal", "pay:due"]);
     assert!(
         text(&replay.stdout)
-            .contains("replayed 2 event(s) of service billing; 0 dead letter(s) left"),
+            .ends_with("replayed 2 event(s) of service billing; 0 dead letter(s) left in the partitions looked at\n"),
         "{}",
         text(&replay.stdout)
     );
@@ -287,7 +338,7 @@ fn failed_events_can_be_listed_and_replayed() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(handled, events, "each replayed event once, in order");
-    assert!(text(&dlq(&["list"]).stdout).is_empty());
+    assert_eq!(text(&dlq(&["list"]).stdout), "no dead letters selected\n");
     let purge = dlq(&["purge"]);
     assert_eq!(purge.status.code(), Some(2));
     assert!(
@@ -297,6 +348,102 @@ fn failed_events_can_be_listed_and_replayed() {
     );
     let (code, stderr) = worker.terminate();
     assert_eq!(code, Some(0), "{stderr}");
+    let count = |needle: &str| stderr.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("handler failed; retrying in place"), 3, "{stderr}");
+    assert_eq!(count("event dead-lettered"), 3, "{stderr}");
+    for line in stderr.lines().filter(|l| l.contains("retrying in place")) {
+        assert!(
+            line.contains("INFO") && line.contains("attempt=1") && line.contains("delay_ms="),
+            "{line}"
+        );
+    }
+    for line in stderr.lines().filter(|l| l.contains("event dead-lettered")) {
+        for field in [
+            "WARN",
+            "service=\"billing\"",
+            "partition=",
+            "event=\"pay:due\"",
+            "version=\"1\"",
+            "uuid=\"",
+            "attempts=2",
+            "database is down",
+        ] {
+            assert!(line.contains(field), "{field:?} in {line}");
+        }
+    }
+}
+
+/// A worker killed between two attempts at an event does not reset its attempts: the
+/// worker taking the partition over counts on, and dead-letters it after the last.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn attempts_survive_a_worker_crash() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = receivers(
+        dir.path(),
+        "flaky:job",
+        "cat >/dev/null; echo boom >&2; exit 1",
+    );
+    let options = [
+        "--retry-max-attempts",
+        "2",
+        "--retry-initial-delay-ms",
+        "600000",
+        "--heartbeat-interval-ms",
+        "200",
+        "--member-ttl-ms",
+        "1500",
+    ];
+    let mut first = Worker::start(&server, "crashy", &file, &options);
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "crashy", 1)
+    });
+    let event = emit(&server, "flaky:job", "{}", "k");
+    let mut redis = raw_connection(&server);
+    let attempts = |redis: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("HVALS")
+            .arg("crashy:hivent:attempts")
+            .query(redis)
+            .unwrap()
+    };
+    wait_for(
+        "the first attempt to be counted",
+        Duration::from_secs(20),
+        || attempts(&mut redis).len() == 1,
+    );
+    assert!(
+        attempts(&mut redis)[0].contains(" 1 "),
+        "{:?}",
+        attempts(&mut redis)
+    );
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let second = Worker::start(&server, "crashy", &file, &options);
+    let dlq = || on_redis(&server, &["dlq", "show", "--json", "--service", "crashy"]);
+    wait_for("the dead letter", Duration::from_secs(30), || {
+        serde_json::from_slice::<serde_json::Value>(&dlq().stdout)
+            .is_ok_and(|v| v.as_array().is_some_and(|a| a.len() == 1))
+    });
+    let shown: serde_json::Value = serde_json::from_slice(&dlq().stdout).unwrap();
+    assert_eq!(shown[0]["event"]["event_uuid"], event["meta"]["event_uuid"]);
+    assert_eq!(shown[0]["record"]["attempts"], 2, "{shown}");
+    assert_eq!(shown[0]["record"]["command"]["stderr_tail"], "boom");
+    assert!(
+        attempts(&mut redis).is_empty(),
+        "the count went with the event"
+    );
+    let (code, stderr) = second.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("retrying in place"),
+        "the second worker made the last attempt: {stderr}"
+    );
 }
 
 /// `status` shows the lag before workers run, then two workers splitting 4 partitions.
@@ -717,9 +864,10 @@ fn ctrl_c_lets_the_handler_in_hand_finish() {
     let seen: serde_json::Value = serde_json::from_str(&lines(&out)[0]).unwrap();
     assert_eq!(seen, event);
     assert_eq!(waiting(&status_json(&server, "careful")), 0);
-    assert!(on_redis(&server, &["dlq", "list", "--service", "careful"])
-        .stdout
-        .is_empty());
+    assert_eq!(
+        text(&on_redis(&server, &["dlq", "list", "--service", "careful"]).stdout),
+        "no dead letters selected\n"
+    );
 }
 
 /// A plain connection to the test's Redis, to look at or write keys as another tool would.

@@ -46,7 +46,7 @@ fn start_runs_the_applications_receivers_until_shutdown() {
         log_level: "debug".into(),
         heartbeat_interval_ms: None,
         member_ttl_ms: None,
-        retry_max_attempts: Some(1),
+        retry_max_attempts: None,
         retry_initial_delay_ms: None,
         retry_max_delay_ms: None,
     };

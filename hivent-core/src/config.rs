@@ -255,9 +255,7 @@ impl Settings {
             member_ttl_ms: self.member_ttl_ms.or(lower.member_ttl_ms),
             max_event_bytes: self.max_event_bytes.or(lower.max_event_bytes),
             retry_max_attempts: self.retry_max_attempts.or(lower.retry_max_attempts),
-            retry_initial_delay_ms: self
-                .retry_initial_delay_ms
-                .or(lower.retry_initial_delay_ms),
+            retry_initial_delay_ms: self.retry_initial_delay_ms.or(lower.retry_initial_delay_ms),
             retry_max_delay_ms: self.retry_max_delay_ms.or(lower.retry_max_delay_ms),
         }
     }

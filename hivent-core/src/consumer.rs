@@ -594,7 +594,8 @@ impl Consumer {
         failed_at: DateTime<Utc>,
     ) -> Result<()> {
         let config = self.shared.hivent.config();
-        let mut record = FailureRecord::new(error_chain(&failure.error), self.member_id(), failed_at);
+        let mut record =
+            FailureRecord::new(error_chain(&failure.error), self.member_id(), failed_at);
         record.attempts = attempts.count;
         record.first_failed_at = attempts.first_failed_at;
         record.permanent = matches!(failure.verdict, Verdict::Final);
@@ -602,8 +603,14 @@ impl Consumer {
         record.receiver = failure.receiver.map(|(receiver, _, _)| receiver);
         self.shared.session.dead_letter(partition, raw, &record)?;
         let queue = dead_letter_queue_name(config.client_id(), partition);
+        // From the item's JSON, so that an item that is JSON but not a valid event
+        // still names what it could.
         let meta = failure.payload.as_ref().map(|v| &v["meta"]);
-        let field = |name: &str| meta.map(|m| m[name].to_string()).unwrap_or_default();
+        let field = |name: &str| match meta.map(|m| &m[name]) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Null) | None => String::new(),
+            Some(other) => other.to_string(),
+        };
         tracing::warn!(
             service = config.client_id(),
             partition,
@@ -685,7 +692,12 @@ impl Consumer {
                 source,
             })
         })?;
-        match self.shared.hivent.receivers().dispatch_from(&event, resume_at) {
+        match self
+            .shared
+            .hivent
+            .receivers()
+            .dispatch_from(&event, resume_at)
+        {
             Ok(Dispatch::Handled(_)) => {
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config

@@ -72,7 +72,9 @@ impl DeadLetterFilter {
             return true;
         }
         meta.is_some_and(|meta| {
-            self.event_uuid.as_ref().is_none_or(|u| *u == meta.event_uuid)
+            self.event_uuid
+                .as_ref()
+                .is_none_or(|u| *u == meta.event_uuid)
                 && self.signal.as_ref().is_none_or(|s| *s == meta.name)
         })
     }
@@ -134,7 +136,8 @@ enum Action {
 /// let entries = dlq.list(&DeadLetterFilter::all())?;
 /// assert_eq!(entries[0].record.as_ref().unwrap().error, "a handler for \"invoice:due\" version 1 failed: no such customer");
 /// let plan = dlq.replay(&DeadLetterFilter::all().signal("invoice:due"), true)?;
-/// assert_eq!((plan.total, plan.left), (1, 1));
+/// assert_eq!((plan.total, plan.left, plan.dry_run), (1, 0, true));
+/// assert_eq!(dlq.list(&DeadLetterFilter::all())?.len(), 1, "a dry run changes nothing");
 /// let done = dlq.purge(&DeadLetterFilter::all(), false)?;
 /// assert_eq!((done.total, done.left), (1, 0));
 /// # Ok::<(), hivent_core::Error>(())

@@ -143,7 +143,8 @@ impl Receivers {
 
     /// Runs the matching handlers for `event` under the rules of this module.
     pub fn dispatch(&self, event: &Event) -> Result<Dispatch> {
-        self.dispatch_from(event, 0).map_err(|failure| failure.error)
+        self.dispatch_from(event, 0)
+            .map_err(|failure| failure.error)
     }
 
     /// Runs the matching handlers for `event` from the `first`-th registered receiver
@@ -297,7 +298,10 @@ mod tests {
         r.add("a", None, recorder(&log, "last"));
         let failure = r.dispatch_from(&event("a", 1), 0).unwrap_err();
         assert_eq!(failure.resume_at, 2);
-        assert_eq!((failure.receiver.name.as_str(), failure.receiver.version), ("*", Some(1)));
+        assert_eq!(
+            (failure.receiver.name.as_str(), failure.receiver.version),
+            ("*", Some(1))
+        );
         assert_eq!(failure.retry, Some(policy));
         assert_eq!(*log.lock(), ["first"]);
         assert_eq!(

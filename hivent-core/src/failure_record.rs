@@ -160,9 +160,15 @@ mod tests {
         record.attempts = 3;
         record.command = Some(CommandFailure::new("sh", "exit status: 1", "no"));
         let text = serde_json::to_string(&record).unwrap();
-        assert_eq!(serde_json::from_str::<FailureRecord>(&text).unwrap(), record);
+        assert_eq!(
+            serde_json::from_str::<FailureRecord>(&text).unwrap(),
+            record
+        );
         let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
         value["added_later"] = serde_json::json!(1);
-        assert_eq!(serde_json::from_value::<FailureRecord>(value).unwrap(), record);
+        assert_eq!(
+            serde_json::from_value::<FailureRecord>(value).unwrap(),
+            record
+        );
     }
 }

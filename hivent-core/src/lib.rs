@@ -51,9 +51,7 @@ pub use event::{new_id, Event, Meta};
 pub use failure_record::{Attempts, CommandFailure, DeadLetter, FailureRecord};
 pub use hivent::{EmitBatch, EmitTap, Hivent};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
-pub use operations::{
-    DeadLetterPick, GemConsumer, Operations, PartitionStatus, ServiceStatus,
-};
+pub use operations::{DeadLetterPick, GemConsumer, Operations, PartitionStatus, ServiceStatus};
 pub use partition::{partition_for, partition_hash, ruby_json};
 pub use retry::{Permanent, RetryAfter, RetryPolicy};
 pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

@@ -49,7 +49,13 @@ pub trait LifeCycleEventHandler: Send + Sync {
     /// A handler failed for `event` and it will be tried again, in place, after `delay`:
     /// `attempt` attempts have failed so far. No later event of its partition is
     /// processed meanwhile.
-    fn event_processing_retried(&self, error: &Error, event: &Event, attempt: u32, delay: Duration) {
+    fn event_processing_retried(
+        &self,
+        error: &Error,
+        event: &Event,
+        attempt: u32,
+        delay: Duration,
+    ) {
         let _ = (error, event, attempt, delay);
     }
 

@@ -155,7 +155,9 @@ impl MemoryBackend {
             .services
             .get(service)
             .and_then(|s| s.dead_letters.get(partition as usize))
-            .map_or(0, |queue| queue.iter().filter(|d| d.record.is_some()).count())
+            .map_or(0, |queue| {
+                queue.iter().filter(|d| d.record.is_some()).count()
+            })
     }
 
     /// How many events wait in all of a service's partitions.

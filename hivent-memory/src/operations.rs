@@ -139,13 +139,14 @@ fn take(dead: &mut VecDeque<DeadLetter>, pick: DeadLetterPick<'_>) -> Vec<DeadLe
                 *wanted.entry(item.as_str()).or_default() += 1;
             }
             let (taken, kept): (Vec<DeadLetter>, Vec<DeadLetter>) =
-                dead.drain(..).partition(|d| match wanted.get_mut(d.raw.as_str()) {
-                    Some(left) if *left > 0 => {
-                        *left -= 1;
-                        true
-                    }
-                    _ => false,
-                });
+                dead.drain(..)
+                    .partition(|d| match wanted.get_mut(d.raw.as_str()) {
+                        Some(left) if *left > 0 => {
+                            *left -= 1;
+                            true
+                        }
+                        _ => false,
+                    });
             dead.extend(kept);
             taken
         }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use chrono::{DateTime, Utc};
+use crossbeam_channel::Receiver;
 use hivent_core::{
     Attempts, Batch, ConsumerSession, DeadLetter, Error, FailureRecord, Fetched, Result, Standing,
 };

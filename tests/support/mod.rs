@@ -334,7 +334,13 @@ impl LifeCycleEventHandler for Recorder {
             queue: queue.into(),
         });
     }
-    fn event_processing_retried(&self, error: &Error, event: &Event, attempt: u32, delay: Duration) {
+    fn event_processing_retried(
+        &self,
+        error: &Error,
+        event: &Event,
+        attempt: u32,
+        delay: Duration,
+    ) {
         self.calls.lock().push(Call::Retried {
             error: error.to_string(),
             uuid: event.meta.event_uuid.clone(),
