@@ -1,12 +1,18 @@
 //! Quickstart: one process, the in-memory backend, no infrastructure.
 //!
 //! Two services receive events, a producer emits a few (with a version, a correlation
-//! id and a key), a failing handler's event ends up in the dead letter queue, and a
-//! summary is printed. Run with `cargo run --example quickstart`.
+//! id and a key), a handler that fails once is retried in place, one that fails for good
+//! sends its event to the dead letter queue with a failure record, and a summary is
+//! printed. Run with `cargo run --example quickstart`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use hivent::{Config, EmitOptions, Error, LifeCycleEventHandler, ReceivedSignal};
+use hivent::{
+    Config, DeadLetterFilter, DeadLetterQueue, EmitOptions, Error, Event, LifeCycleEventHandler,
+    Permanent, ReceivedSignal,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -28,6 +34,19 @@ impl LifeCycleEventHandler for Log {
             })
             .collect();
         println!("[{client_id}] registered for {signals:?} with {partition_count} partitions");
+    }
+    fn event_processing_retried(
+        &self,
+        error: &Error,
+        event: &Event,
+        attempt: u32,
+        delay: Duration,
+    ) {
+        println!(
+            "[billing] attempt {attempt} at {} failed ({error}); retrying in {} ms",
+            event.payload,
+            delay.as_millis()
+        );
     }
     fn event_processing_failed(
         &self,
@@ -56,11 +75,19 @@ fn main() -> Result<(), Error> {
             .life_cycle_event_handler(Arc::new(Log))
             .build()?,
     )?;
+    let ledger_busy = AtomicBool::new(true);
     billing
         .signal("order:placed")?
-        .receive_version_as(2, |order: OrderPlaced, meta| {
+        .receive_version_as(2, move |order: OrderPlaced, meta| {
             if order.total_cents < 0 {
-                return Err(format!("order {} has a negative total", order.order_id).into());
+                // No retry can fix this one: straight to the dead letter queue.
+                let reason = format!("order {} has a negative total", order.order_id);
+                return Err(Permanent::new(reason).into());
+            }
+            if order.order_id == 2 && ledger_busy.swap(false, Ordering::SeqCst) {
+                // A transient failure: retried in place, order 2 stays before later
+                // events of its key.
+                return Err("the ledger is busy".into());
             }
             println!(
                 "[billing] invoice for order {} ({} cents), cid {}",
@@ -109,17 +136,30 @@ fn main() -> Result<(), Error> {
     let billed = billing_worker.run_until_idle()?;
     let audited = audit_worker.run_until_idle()?;
 
-    let store = hivent::memory_store(billing.config().endpoint());
-    let dead: Vec<String> = (0..4)
-        .flat_map(|p| store.dead_letters("billing", p))
-        .collect();
+    let operations = billing
+        .backend()
+        .operations()
+        .ok_or_else(|| Error::Backend {
+            backend: "memory",
+            transient: false,
+            source: "the backend has no dead letter operations".into(),
+        })?;
+    let dead = DeadLetterQueue::new(operations, "billing").list(&DeadLetterFilter::all())?;
     println!();
     println!(
         "summary: shop emitted 5 events; billing processed {billed}, audit processed {audited}"
     );
     println!("billing dead letter queue holds {} event(s):", dead.len());
-    for raw in &dead {
-        println!("  {raw}");
+    for entry in &dead {
+        println!("  {}", entry.raw);
+        if let Some(record) = &entry.record {
+            println!(
+                "    after {} attempt(s){}: {}",
+                record.attempts,
+                if record.permanent { " (permanent)" } else { "" },
+                record.error
+            );
+        }
     }
     Ok(())
 }

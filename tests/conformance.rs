@@ -1087,33 +1087,37 @@ conformance! {
         assert!(record.first_failed_at < record.last_failed_at);
     }
 
-    /// A partition lost during the wait before a retry ends the retries there: the old
-    /// owner starts no further attempt, and the new owner handles the event afresh.
-    fn partition_lost_during_backoff_ends_the_retries(h) {
+    /// A partition the group moves to another member while an event waits to be
+    /// retried is handed over at once: the old owner starts no further attempt, and the
+    /// new owner handles the event afresh.
+    fn partition_moved_during_backoff_ends_the_retries(h) {
         let recorder = Recorder::new();
-        let svc = h.hivent("svc-lost-retry", 1, &recorder);
+        let svc = h.hivent("svc-moved-retry", 2, &recorder);
         let handled: support::Handled = Arc::default();
         let (sink, fail) = (handled.clone(), Arc::new(std::sync::atomic::AtomicBool::new(true)));
         let hour = hivent::RetryPolicy::default().initial_delay(Duration::from_secs(3600));
-        svc.signal("l:r").unwrap().with_retry(hour).receive(move |e| {
+        svc.signal("m:r").unwrap().with_retry(hour).receive(move |e| {
             sink.lock().push((std::thread::current().name().unwrap_or("?").to_owned(), e.clone()));
             if fail.swap(false, std::sync::atomic::Ordering::SeqCst) { Err("flaky".into()) } else { Ok(()) }
         });
         let c1 = svc.consumer().unwrap();
-        let event = producer(h).signal("l:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
+        // c2 is a member from its first heartbeat on; the split will give it `moving`.
         let c2 = svc.join(ConsumerOptions::default()).unwrap();
-        std::thread::scope(|s| {
-            let (done_tx, done_rx) = crossbeam_channel::bounded(1);
-            let c1 = &c1;
-            std::thread::Builder::new().name("c1".into()).spawn_scoped(s, move || done_tx.send(c1.poll()).unwrap()).unwrap();
-            support::wait_for(Duration::from_secs(20), "c1's first attempt failed", || recorder.retries().len() == 1);
-            h.stall(h.timing().past_ttl());
-            support::wait_for(Duration::from_secs(20), "c2 took partition 0 over", || c2.heartbeat().unwrap() == [0]);
-            let polled = done_rx.recv_timeout(Duration::from_secs(30)).expect("c1 went on waiting for its hour-long retry");
-            assert_eq!(polled.unwrap(), 1);
-        });
-        c1.leave().unwrap();
-        assert_eq!(h.partition("svc-lost-retry", 0).len(), 1, "the event stayed");
+        let members = [c1.member_id().to_owned(), c2.member_id().to_owned()];
+        let moving = hivent::desired_partitions(&members, c2.member_id(), 2)[0];
+        let key = (0..).map(|i| format!("k{i}")).find(|k| partition_for(partition_hash(Some(k), &json!(null)), 2) == moving).unwrap();
+        let event = producer(h).signal("m:r").unwrap().emit_with(&json!({"n": 1}), EmitOptions::version(1).key(key)).unwrap();
+        // Not a scoped thread: should c1 wait its hour after all, the test fails rather
+        // than waiting with it.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let c1 = Arc::new(c1);
+        let polling = c1.clone();
+        std::thread::Builder::new().name("c1".into()).spawn(move || done_tx.send(polling.poll()).unwrap()).unwrap();
+        support::wait_for(Duration::from_secs(20), "c1's first attempt failed", || recorder.retries().len() == 1);
+        support::wait_for(Duration::from_secs(20), "c2 took the partition over", || c2.heartbeat().unwrap() == [moving]);
+        let polled = done_rx.recv_timeout(Duration::from_secs(30)).expect("c1 went on waiting for its hour-long retry");
+        assert_eq!(polled.unwrap(), 1);
+        assert_eq!(h.partition("svc-moved-retry", moving).len(), 1, "the event stayed");
         assert_eq!(c2.run_until_idle().unwrap(), 1);
         let handled = handled.lock().clone();
         let by: Vec<(&str, &hivent::Event)> = handled.iter().map(|(t, e)| (t.as_str(), e)).collect();
@@ -1122,7 +1126,42 @@ conformance! {
         assert_ne!(by[1].0, "c1");
         assert_eq!(by[1].1, &event);
         assert_eq!(recorder.retries().len(), 1);
-        assert!(h.dead_letters("svc-lost-retry", 0).is_empty());
+        assert!(h.dead_letters("svc-moved-retry", moving).is_empty());
+        assert!(h.partition("svc-moved-retry", moving).is_empty());
+    }
+
+    /// A claim voided while an event waits to be retried (here by a dead-letter replay)
+    /// ends the wait: the worker starts no attempt under the lost claim, reclaims the
+    /// partition and reads it afresh, the replayed dead letter first.
+    fn claim_lost_during_backoff_ends_the_wait(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-lost-retry", 1, &recorder);
+        let handled: support::Seen = Arc::default();
+        let (sink, fail) = (handled.clone(), Arc::new(std::sync::atomic::AtomicBool::new(true)));
+        let hour = hivent::RetryPolicy::default().initial_delay(Duration::from_secs(3600));
+        svc.signal("l:r").unwrap().with_retry(hour).receive(move |e| {
+            sink.lock().push(e.clone());
+            if e.payload["poison"] == true { return Err(hivent::Permanent::new("poison").into()); }
+            if fail.swap(false, std::sync::atomic::Ordering::SeqCst) { Err("flaky".into()) } else { Ok(()) }
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("l:r").unwrap();
+        let poison = signal.emit(&json!({"poison": true}), 1).unwrap();
+        let event = signal.emit(&json!({"n": 1}), 1).unwrap();
+        let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+        let consumer = Arc::new(consumer);
+        let polling = consumer.clone();
+        std::thread::spawn(move || done_tx.send(polling.poll()).unwrap());
+        support::wait_for(Duration::from_secs(20), "the first attempt failed", || recorder.retries().len() == 1);
+        let ops = svc.backend().operations().unwrap();
+        assert_eq!(ops.replay_dead_letters("svc-lost-retry", 0, DeadLetterPick::Oldest(1)).unwrap(), 1);
+        let polled = done_rx.recv_timeout(Duration::from_secs(30)).expect("the worker went on waiting under a lost claim");
+        assert_eq!(polled.unwrap(), 2);
+        assert_eq!(h.partition("svc-lost-retry", 0), [poison.to_json(), event.to_json()], "nothing moved but the replayed dead letter");
+        assert_eq!(consumer.run_until_idle().unwrap(), 2);
+        assert_eq!(*handled.lock(), [poison.clone(), event.clone(), poison, event]);
+        assert_eq!(recorder.retries().len(), 1);
+        assert_eq!(h.dead_letters("svc-lost-retry", 0).len(), 1);
         assert!(h.partition("svc-lost-retry", 0).is_empty());
     }
 

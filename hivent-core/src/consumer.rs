@@ -140,6 +140,9 @@ pub struct Consumer {
     left: AtomicBool,
     /// Set once `run` saw its shutdown: no handler starts after that.
     stopping: AtomicBool,
+    /// Whether `run`'s heartbeat thread renews the membership; without it (`poll`) a
+    /// wait before a retry heartbeats by itself.
+    heartbeat_thread: AtomicBool,
 }
 
 /// Why an item failed, and what the failure allows.
@@ -207,6 +210,7 @@ impl Consumer {
             options,
             left: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            heartbeat_thread: AtomicBool::new(false),
         }
     }
 
@@ -247,10 +251,8 @@ impl Consumer {
     }
 
     /// Polls until a step finds nothing to do; returns how many events were processed.
-    ///
-    /// Without [`Consumer::run`]'s heartbeat thread, nothing renews the membership
-    /// while a failed event waits to be retried: keep retry delays well under the
-    /// membership lifetime when stepping by hand.
+    /// A failed event waiting to be retried heartbeats meanwhile, as [`Consumer::run`]'s
+    /// heartbeat thread would.
     pub fn run_until_idle(&self) -> Result<usize> {
         let mut total = 0;
         loop {
@@ -271,6 +273,7 @@ impl Consumer {
     pub fn run(self, shutdown: &Receiver<()>) -> Result<()> {
         let (stop_heartbeat, heartbeat_stopped) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::clone(&self.shared);
+        self.heartbeat_thread.store(true, Ordering::Relaxed);
         let heartbeat = thread::Builder::new()
             .name(format!("hivent-heartbeat-{}", self.member_id()))
             .spawn(move || heartbeat_loop(&shared, &heartbeat_stopped))
@@ -512,9 +515,9 @@ impl Consumer {
         tracing::info!(
             service,
             partition,
-            event = meta.map(|m| m.name.as_str()),
+            event = %meta.map(|m| m.name.as_str()).unwrap_or_default(),
             version = meta.and_then(|m| m.version),
-            uuid = meta.map(|m| m.event_uuid.as_str()),
+            uuid = %meta.map(|m| m.event_uuid.as_str()).unwrap_or_default(),
             attempt = attempts.count,
             max_attempts = policy.max_attempts,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
@@ -567,7 +570,15 @@ impl Consumer {
         shutdown: Option<&Receiver<()>>,
     ) -> Backoff {
         let until = Instant::now() + delay;
+        let interval = self.shared.session.heartbeat_interval();
+        let mut next_heartbeat = Instant::now() + interval;
         loop {
+            if !self.heartbeat_thread.load(Ordering::Relaxed) && Instant::now() >= next_heartbeat {
+                if let Err(error) = self.heartbeat() {
+                    tracing::warn!(%error, "heartbeat while waiting to retry failed");
+                }
+                next_heartbeat = Instant::now() + interval;
+            }
             match self.shared.session.standing(partition) {
                 Standing::Owned => {}
                 Standing::Handover => return Backoff::Handover,
@@ -614,9 +625,9 @@ impl Consumer {
         tracing::warn!(
             service = config.client_id(),
             partition,
-            event = field("name"),
-            version = field("version"),
-            uuid = field("event_uuid"),
+            event = %field("name"),
+            version = %field("version"),
+            uuid = %field("event_uuid"),
             attempts = attempts.count,
             error = %record.error,
             queue,

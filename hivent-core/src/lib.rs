@@ -5,8 +5,8 @@
 //! - [`Hivent`] and [`Signal`]: emit named, versioned events; register receivers.
 //! - [`partition_hash`]: Ruby-compatible CRC-32 partitioning.
 //! - [`Receivers`]: dispatch rules (see the [`dispatch`] module).
-//! - [`RetryPolicy`], [`Permanent`], [`RetryAfter`]: in-place retries of failed events
-//!   (see the `retry` module's docs), and [`FailureRecord`]s beside dead letters.
+//! - [`RetryPolicy`], [`Permanent`], [`RetryAfter`]: in-place retries of failed events,
+//!   and [`FailureRecord`]s beside dead letters.
 //! - [`LifeCycleEventHandler`]: hooks for logging and error reporting.
 //! - [`Backend`] and [`ConsumerSession`]: the small object-safe seam a backend fills.
 //! - [`Consumer`]: the one consume loop, so every backend has the same semantics.

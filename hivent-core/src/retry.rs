@@ -1,15 +1,4 @@
 //! Retries of failed handlers: the policy, and what a handler can say about its failure.
-//!
-//! A failed event is retried **in place**: its partition waits (the heartbeat keeps the
-//! membership meanwhile), so no later event of the same key overtakes it. After the last
-//! attempt it is dead-lettered with a [`crate::FailureRecord`]. Failures that cannot
-//! succeed on a retry skip the waiting: an item that is not JSON, not an event or not
-//! UTF-8, a payload a typed receiver cannot decode, and an error wrapped in
-//! [`Permanent`]. A handler that knows when to come back returns [`RetryAfter`].
-//!
-//! Attempts are counted per stored event by the backend, so a worker that crashes or
-//! loses the partition between attempts does not reset the count: the next owner runs
-//! every handler of the event again and goes on counting.
 
 use std::fmt;
 use std::time::Duration;
@@ -17,6 +6,21 @@ use std::time::Duration;
 use crate::HandlerError;
 
 /// How often and how patiently a failed event is retried before it is dead-lettered.
+///
+/// A failed event is retried **in place**: its partition waits (the heartbeat keeps the
+/// membership meanwhile), so no later event of the same key overtakes it; the retry
+/// starts again at the handler that failed. After the last attempt the event is
+/// dead-lettered with a [`crate::FailureRecord`]. Failures that cannot succeed on a
+/// retry skip the waiting: an item that is not JSON, not an event or not UTF-8, a
+/// payload a typed receiver cannot decode, and an error wrapped in [`Permanent`]. A
+/// handler that knows when to come back returns [`RetryAfter`]. Shutdown interrupts a
+/// wait at once (the event stays first in its partition); a partition lost or handed
+/// over during a wait ends the retries there.
+///
+/// Attempts are counted per stored event by the backend, so a worker that crashes or
+/// loses the partition between attempts does not reset the count: the next owner runs
+/// every handler of the event again and goes on counting. The count goes with the event
+/// when it is acknowledged or dead-lettered.
 ///
 /// The wait after the `n`-th failed attempt is `initial_delay × 2ⁿ⁻¹`, at most
 /// `max_delay`, with "equal jitter": a random point in its upper half, so workers that

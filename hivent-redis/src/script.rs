@@ -491,7 +491,8 @@ impl AttemptScript {
 ///
 /// - KEYS: `<service>:<p>:dead_letter`, `<service>:hivent:failures:<p>`.
 /// - ARGV: how many to skip from the oldest, the most to read.
-/// - Reply: item and record (or nil) pairs, oldest first.
+/// - Reply: item and record (or nil) pairs, oldest first; an item that is not UTF-8 is
+///   given in its lossy decoding.
 pub(crate) struct DeadLetterPageScript;
 
 impl DeadLetterPageScript {
@@ -504,15 +505,22 @@ impl DeadLetterPageScript {
         start: usize,
         count: usize,
     ) -> RedisResult<Vec<(String, Option<String>)>> {
-        let flat: Vec<Option<String>> = DEAD_LETTER_PAGE
+        // Bytes, not strings: an item another tool wrote may not be UTF-8, and must
+        // not make the whole page unreadable; it is shown in its lossy decoding.
+        let flat: Vec<Option<Vec<u8>>> = DEAD_LETTER_PAGE
             .key(keys::dead_letter(service, partition))
             .key(keys::failure_records(service, partition))
             .arg(start)
             .arg(count)
             .invoke(connection)?;
+        let lossy = |bytes: &Option<Vec<u8>>| {
+            bytes
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
         Ok(flat
             .chunks_exact(2)
-            .map(|pair| (pair[0].clone().unwrap_or_default(), pair[1].clone()))
+            .map(|pair| (lossy(&pair[0]).unwrap_or_default(), lossy(&pair[1])))
             .collect())
     }
 }

@@ -365,6 +365,22 @@ fn non_utf8_item_is_dead_lettered_exactly() {
         reasons.iter().all(|r| r.contains("is not UTF-8")),
         "{reasons:?}"
     );
+    // Not retried, each with its record, and listed although not UTF-8.
+    let ops = svc.backend().operations().unwrap();
+    let entries = hivent_core::DeadLetterQueue::new(ops, "bytes")
+        .list(&hivent_core::DeadLetterFilter::all())
+        .unwrap();
+    let records: Vec<(u32, bool)> = entries
+        .iter()
+        .map(|e| {
+            e.record
+                .as_ref()
+                .map(|r| (r.attempts, r.permanent))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(records, [(1, true); 3]);
+    assert_eq!(entries[0].raw, String::from_utf8_lossy(&garbage[0]));
 }
 
 /// Keeps the error text of every failure.
