@@ -538,6 +538,44 @@ mod tests {
             error.contains("receiver 1 (\"d\") has timeout_secs = 0"),
             "{error}"
         );
+        let retried = write(
+            "retry.toml",
+            "[[receiver]]\nsignal = \"e\"\ncommand = [\"true\"]\nretry_max_attempts = 3\nretry_initial_delay_ms = 50\npermanent_exit_codes = [65]\n[[receiver]]\nsignal = \"f\"\ncommand = [\"true\"]\n",
+        );
+        let file = ReceiversFile::load(&retried).unwrap();
+        assert_eq!(
+            file.receivers[0].retry_policy(),
+            Some(
+                RetryPolicy::default()
+                    .max_attempts(3)
+                    .initial_delay(Duration::from_millis(50))
+            )
+        );
+        assert_eq!(file.receivers[0].permanent_exit_codes, [65]);
+        assert_eq!(
+            file.receivers[1].retry_policy(),
+            None,
+            "the worker's policy"
+        );
+        for (name, text, reason) in [
+            (
+                "noattempts.toml",
+                "retry_max_attempts = 0",
+                "retry_max_attempts = 0",
+            ),
+            (
+                "backwards.toml",
+                "retry_initial_delay_ms = 500\nretry_max_delay_ms = 10",
+                "retry_max_delay_ms below retry_initial_delay_ms",
+            ),
+        ] {
+            let path = write(
+                name,
+                &format!("[[receiver]]\nsignal = \"g\"\ncommand = [\"true\"]\n{text}\n"),
+            );
+            let error = ReceiversFile::load(&path).unwrap_err();
+            assert!(error.contains(reason), "{error}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -303,6 +303,24 @@ fn failed_events_are_retried_recorded_listed_and_replayed() {
             < first["record"]["last_failed_at"].as_str().unwrap()
     );
 
+    let partition = first["partition"].as_u64().unwrap().to_string();
+    let other = ((first["partition"].as_u64().unwrap() + 1) % 4).to_string();
+    assert_eq!(
+        text(&dlq(&["list", "--partition", &partition]).stdout)
+            .lines()
+            .count(),
+        3
+    );
+    assert_eq!(
+        text(&dlq(&["list", "--partition", &other]).stdout),
+        "no dead letters selected\n"
+    );
+    let purge_plan = dlq(&["purge", "--partition", &other, "--dry-run"]);
+    assert!(
+        text(&purge_plan.stdout).starts_with("would purge 0 event(s)"),
+        "{}",
+        text(&purge_plan.stdout)
+    );
     std::fs::write(&flag, "").unwrap();
     let by_uuid = ["replay", "--event-uuid", &uuid(event)];
     let dry = dlq(&[&by_uuid[..], &["--dry-run"]].concat());
