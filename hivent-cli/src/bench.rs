@@ -19,7 +19,9 @@ use parking_lot::Mutex;
 
 use crate::bench_hivent::{bench_error, Scene};
 use crate::bench_raw;
-use crate::bench_report::{Machine, Report, Settings};
+use crate::bench_report::{Latency, Machine, Report, Settings, Throughput};
+use crate::bench_server_time::CommandTimes;
+use crate::bench_streams::Streams;
 use crate::exit::Failure;
 
 /// The options of `bench`.
@@ -115,7 +117,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
 }
 
 fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, Failure> {
-    let progress = Progress::start(12);
+    let progress = Progress::start(24);
     let prefix = format!(
         "hivent-bench-{}-{}",
         std::process::id(),
@@ -134,7 +136,7 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, 
     let mut connection = redis::Client::open(endpoint)
         .and_then(|client| client.get_connection())
         .map_err(|e| Failure::Runtime(bench_error(&format!("raw connection: {e}"))))?;
-    let result = measure_with(args, &scene, &mut connection, &prefix, &progress);
+    let result = measure_with(args, endpoint, &scene, &mut connection, &prefix, &progress);
     let cleaned = delete_keys(&mut connection, &prefix);
     progress.finish();
     let (throughput, latency) = result?;
@@ -166,8 +168,29 @@ type Figures = (
     Vec<crate::bench_report::Latency>,
 );
 
+/// Runs `figure`, and records the Redis time it cost with its result.
+fn timed_on_server<T>(
+    connection: &mut redis::Connection,
+    figure: impl FnOnce(&mut redis::Connection) -> Result<T, Failure>,
+    record: impl FnOnce(T, f64) -> T,
+) -> Result<T, Failure> {
+    let server =
+        |e: redis::RedisError| Failure::Runtime(bench_error(&format!("INFO commandstats: {e}")));
+    let before = CommandTimes::sample(connection).map_err(server)?;
+    let result = figure(connection)?;
+    let spent = CommandTimes::sample(connection)
+        .map_err(server)?
+        .since(&before);
+    Ok(record(result, spent))
+}
+
+fn raw_failure(what: &str) -> impl Fn(redis::RedisError) -> Failure + '_ {
+    move |e| Failure::Runtime(bench_error(&format!("{what}: {e}")))
+}
+
 fn measure_with(
     args: &BenchArgs,
+    endpoint: &str,
     scene: &Scene,
     connection: &mut redis::Connection,
     prefix: &str,
@@ -181,43 +204,142 @@ fn measure_with(
         scene.event_bytes(),
         progress,
     )
-    .map_err(|e| Failure::Runtime(bench_error(&format!("raw Redis: {e}"))))?;
+    .map_err(raw_failure("raw Redis"))?;
 
-    throughput.push(
-        scene
-            .single_emit(n, progress)?
-            .against("raw_lpush", Some(0.5)),
-    );
+    let client = redis::Client::open(endpoint).map_err(raw_failure("Streams client"))?;
+    let streams = Streams::new(client, format!("{prefix}:stream"), scene.event_bytes());
+    let with_time = |t: Throughput, us: f64| t.with_redis_time(us);
+    throughput.push(timed_on_server(
+        connection,
+        |_| streams.xadd(n, progress).map_err(raw_failure("Streams")),
+        with_time,
+    )?);
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            streams
+                .xadd_pipelined(n, args.emit_batch, progress, "Streams XADD, pipelined")
+                .map_err(raw_failure("Streams"))
+        },
+        with_time,
+    )?);
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            streams
+                .drain("streams_drain_1", 1, n, args.fetch_batch, progress)
+                .map_err(raw_failure("Streams"))
+        },
+        with_time,
+    )?);
+    streams
+        .xadd_pipelined(n, args.emit_batch, progress, "Streams refill the backlog")
+        .map_err(raw_failure("Streams"))?;
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            streams
+                .drain(
+                    "streams_drain_n",
+                    args.workers,
+                    n,
+                    args.fetch_batch,
+                    progress,
+                )
+                .map_err(raw_failure("Streams"))
+        },
+        with_time,
+    )?);
+
+    scene.register()?;
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            Ok(scene
+                .single_emit(n, progress)?
+                .against("streams_xadd", Some(0.95)))
+        },
+        with_time,
+    )?);
     clear_partitions(connection, scene, args.partitions)?;
+    for (key, threads) in [("single_emit_4", 4), ("single_emit_16", 16)] {
+        throughput.push(timed_on_server(
+            connection,
+            |_| {
+                Ok(scene
+                    .producers_emit(key, n, threads, progress)?
+                    .against("single_emit", None))
+            },
+            with_time,
+        )?);
+        clear_partitions(connection, scene, args.partitions)?;
+    }
     // The batch emit leaves the backlog the first drain works through.
-    throughput.push(
-        scene
-            .batch_emit(n, args.emit_batch, progress, "batch emit")?
-            .against("raw_lpush_pipelined", Some(0.3)),
-    );
-    throughput.push(
-        scene
-            .drain("drain_1", 1, n, progress)?
-            .against("raw_rpop_pipelined", Some(0.25)),
-    );
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            Ok(scene
+                .batch_emit(n, args.emit_batch, progress, "batch emit")?
+                .against("streams_xadd_pipelined", Some(1.0)))
+        },
+        with_time,
+    )?);
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            Ok(scene
+                .drain("drain_1", 1, n, progress)?
+                .against("streams_drain_1", Some(2.0)))
+        },
+        with_time,
+    )?);
     scene.batch_emit(n, args.emit_batch, progress, "refill the backlog")?;
-    throughput.push(
-        scene
-            .drain("drain_n", args.workers, n, progress)?
-            .against("raw_rpop_pipelined", None),
-    );
+    throughput.push(timed_on_server(
+        connection,
+        |_| {
+            Ok(scene
+                .drain("drain_n", args.workers, n, progress)?
+                .against("streams_drain_n", None))
+        },
+        with_time,
+    )?);
     clear_partitions(connection, scene, args.partitions)?;
 
-    let latency = vec![
-        scene.latency(
-            "latency_50",
+    let latency_time = |l: Latency, us: f64| l.with_redis_time(us);
+    let mut latency = Vec::new();
+    for (rate, key, reference, target) in [
+        (
             50.0,
-            args.latency_secs,
-            Some((1.0, 5.0)),
-            progress,
-        )?,
-        scene.latency("latency_5000", 5000.0, args.latency_secs, None, progress)?,
-    ];
+            "latency_50",
+            "streams_latency_50",
+            (1.0, f64::INFINITY),
+        ),
+        (
+            5000.0,
+            "latency_5000",
+            "streams_latency_5000",
+            (f64::INFINITY, 1.5),
+        ),
+    ] {
+        latency.push(timed_on_server(
+            connection,
+            |_| {
+                streams
+                    .latency(reference, rate, args.latency_secs, progress)
+                    .map_err(raw_failure("Streams"))
+            },
+            latency_time,
+        )?);
+        latency.push(timed_on_server(
+            connection,
+            |_| {
+                Ok(scene
+                    .latency(key, rate, args.latency_secs, None, progress)?
+                    .against(reference, target))
+            },
+            latency_time,
+        )?);
+    }
 
     let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
     let memory_scene = Scene::new(

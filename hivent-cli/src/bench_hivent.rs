@@ -141,6 +141,48 @@ impl Scene {
         ))
     }
 
+    /// Emits `count` events one by one from `threads` producer threads at once, each
+    /// its own producer: where single emits saturate Redis.
+    pub fn producers_emit(
+        &self,
+        key: &'static str,
+        count: u64,
+        threads: usize,
+        progress: &Progress,
+    ) -> Result<Throughput> {
+        self.register()?;
+        let tick = progress.phase(&format!("single emit, {threads} threads"), count);
+        let per_thread = count / threads.max(1) as u64;
+        let start = Instant::now();
+        thread::scope(|s| -> Result<()> {
+            let workers: Vec<_> = (0..threads.max(1))
+                .map(|_| {
+                    let tick = tick.clone();
+                    s.spawn(move || -> Result<()> {
+                        let signal = self.producer()?.signal(&self.signal_name())?;
+                        for n in 0..per_thread {
+                            signal.emit(&self.payload(n), 1)?;
+                            tick.tick();
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for worker in workers {
+                worker
+                    .join()
+                    .map_err(|_| bench_error("a producer thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        Ok(Throughput::new(
+            key,
+            format!("single emit, {threads} threads"),
+            per_thread * threads.max(1) as u64,
+            start.elapsed().as_secs_f64(),
+        ))
+    }
+
     fn payload(&self, n: u64) -> Payload<'_> {
         Payload {
             n,

@@ -6,6 +6,7 @@ use redis::{Connection, RedisResult};
 
 use crate::bench::Progress;
 use crate::bench_report::Throughput;
+use crate::bench_server_time::CommandTimes;
 
 /// Commands per pipeline in the pipelined figures.
 pub const PIPELINE_DEPTH: usize = 16;
@@ -24,26 +25,43 @@ pub fn measure(
     redis::cmd("DEL").arg(key).query::<i64>(connection)?;
 
     let depth = PIPELINE_DEPTH as u64;
-    figures.push(timed("raw_lpush", "raw LPUSH", count, 1, progress, |_| {
-        redis::cmd("LPUSH")
-            .arg(key)
-            .arg(&value)
-            .query::<i64>(connection)?;
-        Ok(())
-    })?);
-    figures.push(timed("raw_rpop", "raw RPOP", count, 1, progress, |_| {
-        redis::cmd("RPOP")
-            .arg(key)
-            .query::<Option<Vec<u8>>>(connection)?;
-        Ok(())
-    })?);
     figures.push(timed(
+        connection,
+        "raw_lpush",
+        "raw LPUSH",
+        count,
+        1,
+        progress,
+        |connection, _| {
+            redis::cmd("LPUSH")
+                .arg(key)
+                .arg(&value)
+                .query::<i64>(connection)?;
+            Ok(())
+        },
+    )?);
+    figures.push(timed(
+        connection,
+        "raw_rpop",
+        "raw RPOP",
+        count,
+        1,
+        progress,
+        |connection, _| {
+            redis::cmd("RPOP")
+                .arg(key)
+                .query::<Option<Vec<u8>>>(connection)?;
+            Ok(())
+        },
+    )?);
+    figures.push(timed(
+        connection,
         "raw_lpush_pipelined",
         "raw LPUSH, pipelined ×16",
         count,
         depth,
         progress,
-        |n| {
+        |connection, n| {
             let mut pipe = redis::pipe();
             for _ in 0..n {
                 pipe.cmd("LPUSH").arg(key).arg(&value);
@@ -53,12 +71,13 @@ pub fn measure(
         },
     )?);
     figures.push(timed(
+        connection,
         "raw_rpop_pipelined",
         "raw RPOP, pipelined ×16",
         count,
         depth,
         progress,
-        |n| {
+        |connection, n| {
             let mut pipe = redis::pipe();
             for _ in 0..n {
                 pipe.cmd("RPOP").arg(key);
@@ -71,28 +90,28 @@ pub fn measure(
     Ok(figures)
 }
 
-/// Times `count` operations done `per_trip` at a time by `trip` (one round trip each).
+/// Times `count` operations done `per_trip` at a time by `trip` (one round trip each),
+/// with the Redis time they cost.
 fn timed(
+    connection: &mut Connection,
     key: &'static str,
     name: &str,
     count: u64,
     per_trip: u64,
     progress: &Progress,
-    mut trip: impl FnMut(u64) -> RedisResult<()>,
+    mut trip: impl FnMut(&mut Connection, u64) -> RedisResult<()>,
 ) -> RedisResult<Throughput> {
     let done = progress.phase(name, count);
+    let before = CommandTimes::sample(connection)?;
     let start = Instant::now();
     let mut left = count;
     while left > 0 {
         let n = left.min(per_trip.max(1));
-        trip(n)?;
+        trip(connection, n)?;
         left -= n;
         done.add(n);
     }
-    Ok(Throughput::new(
-        key,
-        name,
-        count,
-        start.elapsed().as_secs_f64(),
-    ))
+    let seconds = start.elapsed().as_secs_f64();
+    let spent = CommandTimes::sample(connection)?.since(&before);
+    Ok(Throughput::new(key, name, count, seconds).with_redis_time(spent))
 }

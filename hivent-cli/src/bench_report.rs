@@ -74,6 +74,9 @@ pub struct Throughput {
     pub target: Option<f64>,
     /// Whether the target is reached in this run (informational; nothing asserts it).
     pub met: Option<bool>,
+    /// Microseconds of Redis's own time per operation (`INFO commandstats`); `None`
+    /// for figures that do not use Redis.
+    pub redis_us_per_event: Option<f64>,
 }
 
 impl Throughput {
@@ -89,7 +92,14 @@ impl Throughput {
             ratio: None,
             target: None,
             met: None,
+            redis_us_per_event: None,
         }
+    }
+
+    /// Records that Redis spent `micros` of its own time on this figure.
+    pub fn with_redis_time(mut self, micros: f64) -> Self {
+        self.redis_us_per_event = Some(micros / self.count.max(1) as f64);
+        self
     }
 
     /// Compares with the raw figure `reference`, aiming at `target` × its rate.
@@ -129,6 +139,14 @@ pub struct Latency {
     pub target_ms: Option<(f64, f64)>,
     /// Whether both targets are reached in this run (informational).
     pub met: Option<bool>,
+    /// The key of the latency figure this one is compared with.
+    pub reference: Option<&'static str>,
+    /// The most this figure's p50 and p99 may be, as multiples of the reference's.
+    pub target_ratio: Option<(f64, f64)>,
+    /// This figure's p50 and p99 ÷ the reference's.
+    pub ratio: Option<(f64, f64)>,
+    /// Microseconds of Redis's own time per event.
+    pub redis_us_per_event: Option<f64>,
 }
 
 impl Latency {
@@ -154,7 +172,24 @@ impl Latency {
             max_ms,
             target_ms,
             met: target_ms.map(|(p50, p99)| p50_ms <= p50 && p99_ms <= p99),
+            reference: None,
+            target_ratio: None,
+            ratio: None,
+            redis_us_per_event: None,
         }
+    }
+
+    /// Compares with the latency figure `reference`: p50 and p99 at most `target` × its.
+    pub fn against(mut self, reference: &'static str, target: (f64, f64)) -> Self {
+        self.reference = Some(reference);
+        self.target_ratio = Some(target);
+        self
+    }
+
+    /// Records that Redis spent `micros` of its own time on this figure.
+    pub fn with_redis_time(mut self, micros: f64) -> Self {
+        self.redis_us_per_event = Some(micros / self.samples.max(1) as f64);
+        self
     }
 }
 
@@ -185,6 +220,26 @@ impl Report {
                 None => figure.met = figure.target.map(|t| figure.per_second >= t),
             }
         }
+        let latencies: Vec<(&'static str, f64, f64)> = self
+            .latency
+            .iter()
+            .map(|l| (l.key, l.p50_ms, l.p99_ms))
+            .collect();
+        for figure in &mut self.latency {
+            let Some(reference) = figure.reference else {
+                continue;
+            };
+            let Some(&(_, p50, p99)) = latencies.iter().find(|(k, _, _)| *k == reference) else {
+                continue;
+            };
+            if p50 > 0.0 && p99 > 0.0 {
+                let ratio = (figure.p50_ms / p50, figure.p99_ms / p99);
+                figure.ratio = Some(ratio);
+                figure.met = figure
+                    .target_ratio
+                    .map(|(t50, t99)| ratio.0 <= t50 && ratio.1 <= t99);
+            }
+        }
     }
 
     /// The report as a text table.
@@ -210,8 +265,8 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<34} {:>16}  {:>6}  {:<26} {:<14}",
-            "throughput", "per second", "ratio", "reference", "target"
+            "{:<40} {:>12} {:>9}  {:>6}  {:<30} {:<14}",
+            "throughput", "per second", "Redis µs", "ratio", "reference", "target"
         );
         for t in &self.throughput {
             let ratio = t.ratio.map_or(String::new(), |r| format!("{r:.2}"));
@@ -225,13 +280,17 @@ impl Report {
                 Some(false) => " MISSED",
                 None => "",
             };
+            let redis = t
+                .redis_us_per_event
+                .map_or(String::new(), |us| format!("{us:.2}"));
             let _ = writeln!(
                 out,
-                "{:<34} {:>16}  {:>6}  {:<26} {}{}",
+                "{:<40} {:>12} {:>9}  {:>6}  {:<30} {}{}",
                 t.name,
                 group(t.per_second),
+                redis,
                 ratio,
-                t.reference.map(reference_name).unwrap_or(""),
+                t.reference.map(|key| self.name_of(key)).unwrap_or_default(),
                 target,
                 met
             );
@@ -239,25 +298,46 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<34} {:>8} {:>8} {:>8} {:>8} {:>8}  target",
-            "latency, emit → handler (ms)", "p50", "p90", "p99", "max", "samples"
+            "{:<40} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9}  {:<13} target",
+            "latency, send → receipt (ms)",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "samples",
+            "Redis µs",
+            "p50/p99 ratio"
         );
         for l in &self.latency {
-            let target = l.target_ms.map_or(String::new(), |(p50, p99)| {
-                format!(
-                    "p50 ≤ {p50}, p99 ≤ {p99}{}",
-                    if l.met == Some(true) {
-                        " met"
-                    } else {
-                        " MISSED"
-                    }
-                )
-            });
+            let verdict = if l.met == Some(true) {
+                " met"
+            } else {
+                " MISSED"
+            };
+            let target = match (l.target_ms, l.target_ratio) {
+                (Some((p50, p99)), _) => format!("p50 ≤ {p50} ms, p99 ≤ {p99} ms{verdict}"),
+                (None, Some((p50, p99))) => {
+                    let bounds: Vec<String> = [("p50", p50), ("p99", p99)]
+                        .iter()
+                        .filter(|(_, bound)| bound.is_finite())
+                        .map(|(name, bound)| format!("{name} ≤ {bound}×"))
+                        .collect();
+                    format!("{}{verdict}", bounds.join(", "))
+                }
+                (None, None) => String::new(),
+            };
+            let ratio = l
+                .ratio
+                .map_or(String::new(), |(p50, p99)| format!("{p50:.2} / {p99:.2}"));
+            let redis = l
+                .redis_us_per_event
+                .map_or(String::new(), |us| format!("{us:.2}"));
             let _ = writeln!(
                 out,
-                "{:<34} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8}  {}",
+                "{:<40} {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>7} {:>9}  {:<13} {}",
                 format!(
-                    "at {}/s (reached {})",
+                    "{} at {}/s (reached {})",
+                    l.system(),
                     group(l.rate),
                     group(l.achieved_rate)
                 ),
@@ -266,20 +346,31 @@ impl Report {
                 l.p99_ms,
                 l.max_ms,
                 l.samples,
+                redis,
+                ratio,
                 target
             );
         }
         out
     }
+
+    /// The name of the throughput figure `key`, for the reference column.
+    fn name_of(&self, key: &str) -> String {
+        self.throughput
+            .iter()
+            .find(|t| t.key == key)
+            .map_or_else(|| key.to_owned(), |t| t.name.clone())
+    }
 }
 
-fn reference_name(key: &str) -> &'static str {
-    match key {
-        "raw_lpush" => "raw LPUSH",
-        "raw_lpush_pipelined" => "raw LPUSH pipelined ×16",
-        "raw_rpop" => "raw RPOP",
-        "raw_rpop_pipelined" => "raw RPOP pipelined ×16",
-        _ => "",
+impl Latency {
+    /// Whose latency this is, from its key.
+    fn system(&self) -> &'static str {
+        if self.key.starts_with("streams_") {
+            "Streams BLOCK"
+        } else {
+            "hivent"
+        }
     }
 }
 

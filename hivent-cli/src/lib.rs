@@ -15,6 +15,8 @@ pub mod bench;
 mod bench_hivent;
 mod bench_raw;
 pub mod bench_report;
+mod bench_server_time;
+mod bench_streams;
 pub mod command_receiver;
 pub mod dlq;
 pub mod emit;

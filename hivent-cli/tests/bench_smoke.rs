@@ -51,7 +51,8 @@ fn redis_installed() -> bool {
     found
 }
 
-/// The JSON report has every figure, with ratios against the raw Redis figures.
+/// The JSON report has every figure, with Redis time and ratios against the Streams
+/// reference.
 #[test]
 #[cfg_attr(
     no_redis_server,
@@ -78,7 +79,13 @@ fn bench_reports_every_figure_as_json() {
             "raw_rpop",
             "raw_lpush_pipelined",
             "raw_rpop_pipelined",
+            "streams_xadd",
+            "streams_xadd_pipelined",
+            "streams_drain_1",
+            "streams_drain_n",
             "single_emit",
+            "single_emit_4",
+            "single_emit_16",
             "batch_emit",
             "drain_1",
             "drain_n",
@@ -90,16 +97,32 @@ fn bench_reports_every_figure_as_json() {
     for figure in report["throughput"].as_array().unwrap() {
         assert_eq!(figure["count"], 64, "{figure}");
         assert!(figure["per_second"].as_f64().unwrap() > 0.0, "{figure}");
+        // Redis time for every figure on Redis (every one but the memory backend's).
+        let on_redis = !figure["key"].as_str().unwrap().starts_with("memory");
+        let redis_us = figure["redis_us_per_event"].as_f64();
+        assert_eq!(redis_us.is_some_and(|us| us > 0.0), on_redis, "{figure}");
     }
-    let single = &report["throughput"][4];
-    assert_eq!(single["reference"], "raw_lpush");
+    let single = &report["throughput"][8];
+    assert_eq!(single["reference"], "streams_xadd");
     assert!(single["ratio"].as_f64().is_some(), "{single}");
     let latency = report["latency"].as_array().unwrap();
-    assert_eq!(latency.len(), 2);
-    assert_eq!(latency[0]["rate"], 50.0);
-    assert_eq!(latency[1]["rate"], 5000.0);
+    let keys: Vec<&str> = latency.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert_eq!(
+        keys,
+        [
+            "streams_latency_50",
+            "latency_50",
+            "streams_latency_5000",
+            "latency_5000"
+        ]
+    );
+    assert_eq!(latency[1]["rate"], 50.0);
+    assert_eq!(latency[3]["rate"], 5000.0);
     assert_eq!(latency[0]["samples"], 3); // ceil(50 × 0.05)
-    assert_eq!(latency[1]["samples"], 250);
+    assert_eq!(latency[1]["samples"], 3);
+    assert_eq!(latency[3]["samples"], 250);
+    assert_eq!(latency[1]["reference"], "streams_latency_50");
+    assert!(latency[1]["ratio"].is_array(), "{}", latency[1]);
     assert_eq!(report["settings"]["partitions"], 3);
     assert_eq!(report["machine"]["redis"], "throwaway");
     // The progress line names the phases while it runs.
@@ -125,7 +148,13 @@ fn bench_prints_a_table() {
     let table = String::from_utf8_lossy(&output.stdout);
     for expected in [
         "raw LPUSH, pipelined ×16",
+        "Streams XADD, 1 thread",
+        "Streams XADD, pipelined ×10",
+        "Streams XREADGROUP+XACK, 2 consumer(s)",
         "single emit, 1 thread",
+        "single emit, 16 threads",
+        "Redis µs",
+        "Streams BLOCK at 50/s",
         "batch emit, 10 per batch",
         "drain, 1 worker",
         "drain, 2 workers",

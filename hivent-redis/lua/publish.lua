@@ -19,9 +19,15 @@
 -- Every check (key types, partition counts) comes before the first write, so a failed
 -- check leaves nothing behind. The call is atomic, so one marker per call makes a
 -- retry after a lost reply harmless: the client sends the same call id again, and a
--- call whose marker exists writes nothing. Receivers and counts are read once per
--- event name and service, not once per event. `partition_count` comes from
+-- call whose marker exists writes nothing. `partition_count` comes from
 -- partition_count.lua.
+--
+-- The happy path issues as few commands as it can, since each costs Redis time: the
+-- key types are asked for (TYPE) only when a read fails, or, for the lists, only when
+-- a call pushes to more than one (one push that fails is then the first write, and
+-- nothing is left behind); the marker is set with NX once every check passed, which
+-- also says whether an earlier try stored the call; the events of one list go in one
+-- variadic LPUSH, in emit order; each receiving service gets one wake-up per call.
 
 local marker = ARGV[1]
 local marker_ttl = ARGV[2]
@@ -34,21 +40,31 @@ local function type_of(key)
   return redis.call('TYPE', key)['ok']
 end
 
-local wildcard_type = type_of(wildcard)
-if wildcard_type ~= 'set' and wildcard_type ~= 'none' then
-  return { 'wrongtype', wildcard, wildcard_type }
+local function failed(reply)
+  return type(reply) == 'table' and reply['err'] ~= nil
 end
 
--- Receivers of each event name; their counts are checked only when the call writes.
+-- The key of a failed read: the wildcard set or the event's own.
+local function wrong_set(name)
+  for _, key in ipairs({ wildcard, name }) do
+    local found = type_of(key)
+    if found ~= 'set' and found ~= 'none' then
+      return { 'wrongtype', key, found }
+    end
+  end
+  return nil
+end
+
+-- Receivers of each event name, read once per name.
 local receivers = {}
 for i = 7, #ARGV, 3 do
   local name = ARGV[i]
   if receivers[name] == nil then
-    local found = type_of(name)
-    if found ~= 'set' and found ~= 'none' then
-      return { 'wrongtype', name, found }
+    local found = redis.pcall('SUNION', name, wildcard)
+    if failed(found) then
+      return wrong_set(name) or redis.error_reply(found['err'])
     end
-    receivers[name] = redis.call('SUNION', name, wildcard)
+    receivers[name] = found
   end
 end
 
@@ -60,8 +76,13 @@ local function counts_reply(tag)
   return reply
 end
 
-if redis.call('EXISTS', marker) == 1 then
-  return counts_reply('already')
+-- A check that fails after the receivers were read: unless an earlier try of this call
+-- stored it (its marker exists), nothing was written and the reply says why.
+local function refuse(reply)
+  if redis.call('EXISTS', marker) == 1 then
+    return counts_reply('already')
+  end
+  return reply
 end
 
 local counts = {}
@@ -69,51 +90,70 @@ for i = 7, #ARGV, 3 do
   for _, service in ipairs(receivers[ARGV[i]]) do
     if counts[service] == nil then
       local key = service .. count_suffix
-      local found = type_of(key)
-      if found ~= 'string' and found ~= 'none' then
-        return { 'wrongtype', key, found }
+      local text = redis.pcall('GET', key)
+      if failed(text) then
+        return refuse({ 'wrongtype', key, type_of(key) })
       end
-      local text = redis.call('GET', key)
       local count = partition_count(text)
       if not count then
-        return { 'missing', service, ARGV[i], text }
+        return refuse({ 'missing', service, ARGV[i], text })
       end
       counts[service] = count
     end
   end
 end
 
--- The target lists, computed once, each checked to be a list (or absent).
-local targets = {}
-local checked = {}
+-- The target lists in the order they are first written, each with its events' JSON
+-- in emit order, and the last partition written per service (for its wake-up).
+local lists = {}
+local order = {}
+local woken = {}
+local wake_order = {}
 for i = 7, #ARGV, 3 do
   local hash = tonumber(ARGV[i + 1])
-  local keys = {}
   for _, service in ipairs(receivers[ARGV[i]]) do
     local partition = hash % counts[service]
     local key = service .. separator .. string.format('%d', partition)
-    if not checked[key] then
-      local found = type_of(key)
-      if found ~= 'list' and found ~= 'none' then
-        return { 'wrongtype', key, found }
-      end
-      checked[key] = true
+    local list = lists[key]
+    if list == nil then
+      list = {}
+      lists[key] = list
+      order[#order + 1] = key
     end
-    keys[#keys + 1] = { service, partition, key }
+    list[#list + 1] = ARGV[i + 2]
+    if woken[service] == nil then
+      wake_order[#wake_order + 1] = service
+    end
+    woken[service] = partition
   end
-  targets[i] = keys
 end
 
-local woken = {}
-for i = 7, #ARGV, 3 do
-  local json = ARGV[i + 2]
-  for _, target in ipairs(targets[i]) do
-    redis.call('LPUSH', target[3], json)
-    woken[target[1]] = target[2]
+if #order > 1 then
+  for _, key in ipairs(order) do
+    local found = type_of(key)
+    if found ~= 'list' and found ~= 'none' then
+      return refuse({ 'wrongtype', key, found })
+    end
   end
 end
-redis.call('SET', marker, '1', 'PX', marker_ttl)
-for service, partition in pairs(woken) do
-  redis.call('PUBLISH', service .. wake_suffix, string.format('%d', partition))
+
+if not redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl) then
+  return counts_reply('already')
+end
+
+for _, key in ipairs(order) do
+  local items = lists[key]
+  for from = 1, #items, 1000 do
+    local pushed = redis.pcall('LPUSH', key, unpack(items, from, math.min(from + 999, #items)))
+    if failed(pushed) then
+      -- Only the first push of a call to a single list can fail (several lists were
+      -- checked above), so nothing was written but the marker.
+      redis.call('DEL', marker)
+      return { 'wrongtype', key, type_of(key) }
+    end
+  end
+end
+for _, service in ipairs(wake_order) do
+  redis.call('PUBLISH', service .. wake_suffix, string.format('%d', woken[service]))
 end
 return counts_reply('ok')

@@ -153,11 +153,38 @@ fn a_colliding_key_fails_the_emit_before_any_write() {
             "call-2",
             &[hivent_core::Envelope {
                 name: "f".into(),
-                ..envelope
+                ..envelope.clone()
             }],
         )
         .unwrap_err();
     assert!(is_collision(&error, "f"), "{error}");
+    // A call that pushes to one list only finds the collision at its push, its first
+    // write: nothing is left behind, not even its marker, so the same call succeeds
+    // once the key is gone.
+    backend
+        .register(&registration_of("alone", &["g"], 1))
+        .unwrap();
+    redis.command("SET", &["alone:0", "another tool's value"]);
+    let only = hivent_core::Envelope {
+        name: "g".into(),
+        ..envelope.clone()
+    };
+    let error = backend
+        .publish("call-3", std::slice::from_ref(&only))
+        .unwrap_err();
+    assert!(is_collision(&error, "alone:0"), "{error}");
+    assert_eq!(
+        redis.command("EXISTS", &["hivent:emitted:call-3"]),
+        redis::Value::Int(0)
+    );
+    redis.command("DEL", &["alone:0"]);
+    assert_eq!(
+        backend
+            .publish("call-3", std::slice::from_ref(&only))
+            .unwrap(),
+        [1]
+    );
+    assert_eq!(redis.len("alone:0"), 1);
     // And a registration never overwrites such a key.
     let error = backend
         .register(&registration_of("later", &["f"], 1))
