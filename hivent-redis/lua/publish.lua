@@ -109,21 +109,28 @@ local lists = {}
 local order = {}
 local woken = {}
 local wake_order = {}
+-- Per service, partition → its list of this call's events (names built once).
+local by_partition = {}
 for i = 7, #ARGV, 3 do
   local hash = tonumber(ARGV[i + 1])
+  local json = ARGV[i + 2]
   for _, service in ipairs(receivers[ARGV[i]]) do
     local partition = hash % counts[service]
-    local key = service .. separator .. string.format('%d', partition)
-    local list = lists[key]
+    local partitions = by_partition[service]
+    if partitions == nil then
+      partitions = {}
+      by_partition[service] = partitions
+      wake_order[#wake_order + 1] = service
+    end
+    local list = partitions[partition]
     if list == nil then
+      local key = service .. separator .. string.format('%d', partition)
       list = {}
+      partitions[partition] = list
       lists[key] = list
       order[#order + 1] = key
     end
-    list[#list + 1] = ARGV[i + 2]
-    if woken[service] == nil then
-      wake_order[#wake_order + 1] = service
-    end
+    list[#list + 1] = json
     woken[service] = partition
   end
 end
