@@ -55,6 +55,47 @@ local function wrong_set(name)
   return nil
 end
 
+-- The common case, one event for one receiving service, straight through: the same
+-- checks and writes as below without the tables the general case builds (measured:
+-- a quarter of a single emit's Redis time was that bookkeeping).
+if #ARGV == 9 then
+  local name, json = ARGV[7], ARGV[9]
+  local found = redis.pcall('SUNION', name, wildcard)
+  if failed(found) then
+    return wrong_set(name) or redis.error_reply(found['err'])
+  end
+  if #found == 0 then
+    -- Nobody receives it: nothing to store, so nothing to guard against a retry.
+    return { 'ok', 0 }
+  end
+  if #found == 1 then
+    local service = found[1]
+    local key = service .. count_suffix
+    local text = redis.pcall('GET', key)
+    local count = not failed(text) and partition_count(text)
+    if not count then
+      if redis.call('EXISTS', marker) == 1 then
+        return { 'already', 1 }
+      end
+      if failed(text) then
+        return { 'wrongtype', key, type_of(key) }
+      end
+      return { 'missing', service, name, text }
+    end
+    local partition = string.format('%d', tonumber(ARGV[8]) % count)
+    local list = service .. separator .. partition
+    if not redis.call('SET', marker, '1', 'NX', 'PX', marker_ttl) then
+      return { 'already', 1 }
+    end
+    if failed(redis.pcall('LPUSH', list, json)) then
+      redis.call('DEL', marker)
+      return { 'wrongtype', list, type_of(list) }
+    end
+    redis.call('PUBLISH', service .. wake_suffix, partition)
+    return { 'ok', 1 }
+  end
+end
+
 -- Receivers of each event name, read once per name.
 local receivers = {}
 for i = 7, #ARGV, 3 do
