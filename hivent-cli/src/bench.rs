@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use crate::bench_hivent::{bench_error, Scene};
 use crate::bench_raw;
 use crate::bench_report::{Latency, Machine, Report, Settings, Throughput};
+use crate::bench_scaling::{self, Scaling};
 use crate::bench_server_time::CommandTimes;
 use crate::bench_streams::Streams;
 use crate::exit::Failure;
@@ -57,6 +58,11 @@ pub struct BenchArgs {
     /// Print the figures as JSON on stdout instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Instead of the main figures, how they change with the partition count (4, 16,
+    /// 64, 256), the number of receiving services (1, 10, 100) and the payload size
+    /// (100 B to 100 KB)
+    #[arg(long)]
+    pub scaling: bool,
 }
 
 impl BenchArgs {
@@ -103,20 +109,34 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             url
         }
     };
-    let report = measure(args, &endpoint, args.endpoint.is_none());
+    let outcome = measure(args, &endpoint, args.endpoint.is_none());
     drop(server);
-    let report = report?;
-    if args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Failure::Runtime(bench_error(&e.to_string())))?;
-        println!("{text}");
-    } else {
-        print!("{}", report.table());
-    }
+    let json = match outcome? {
+        Outcome::Report(report) if !args.json => {
+            print!("{}", report.table());
+            return Ok(());
+        }
+        Outcome::Scaling(scaling) if !args.json => {
+            print!("{}", scaling.table());
+            return Ok(());
+        }
+        Outcome::Report(report) => serde_json::to_string_pretty(&report),
+        Outcome::Scaling(scaling) => serde_json::to_string_pretty(&scaling),
+    };
+    println!(
+        "{}",
+        json.map_err(|e| Failure::Runtime(bench_error(&e.to_string())))?
+    );
     Ok(())
 }
 
-fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, Failure> {
+/// What a run measured: the main figures, or the scaling tables.
+enum Outcome {
+    Report(Report),
+    Scaling(Scaling),
+}
+
+fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome, Failure> {
     let progress = Progress::start(24);
     let prefix = format!(
         "hivent-bench-{}-{}",
@@ -136,6 +156,25 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, 
     let mut connection = redis::Client::open(endpoint)
         .and_then(|client| client.get_connection())
         .map_err(|e| Failure::Runtime(bench_error(&format!("raw connection: {e}"))))?;
+    if args.scaling {
+        let mut cx = bench_scaling::Context {
+            backend: backend.clone(),
+            connection: &mut connection,
+            prefix: &prefix,
+            events: args.events,
+            emit_batch: args.emit_batch,
+            fetch_batch: args.fetch_batch,
+            latency_secs: args.latency_secs,
+            memory_events: args.memory_events,
+            progress: &progress,
+        };
+        let result = bench_scaling::measure(&mut cx);
+        let cleaned = delete_keys(&mut connection, &prefix);
+        progress.finish();
+        let scaling = result?;
+        cleaned.map_err(|e| Failure::Runtime(bench_error(&format!("cleaning up: {e}"))))?;
+        return Ok(Outcome::Scaling(scaling));
+    }
     let result = measure_with(args, endpoint, &scene, &mut connection, &prefix, &progress);
     let cleaned = delete_keys(&mut connection, &prefix);
     progress.finish();
@@ -160,7 +199,7 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Report, 
         latency,
     };
     report.compute_ratios();
-    Ok(report)
+    Ok(Outcome::Report(report))
 }
 
 type Figures = (

@@ -118,6 +118,42 @@ impl Scene {
         Ok(hivent)
     }
 
+    /// Registers `n` more services receiving the signal (`<service>-<i>`, 4
+    /// partitions each, no consumers).
+    pub fn add_receiving_services(&self, n: usize) -> Result<()> {
+        for i in 0..n {
+            let config = Config::builder()
+                .client_id(format!("{}-{i}", self.service()))
+                .partition_count(self.partitions)
+                .build()?;
+            let hivent = Hivent::new(config, Arc::clone(&self.backend));
+            hivent.signal(&self.signal_name())?.receive(|_| Ok(()));
+            hivent.register()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the partitions of the receiving service and of the `services - 1` added
+    /// ones, so that a figure leaves no backlog behind.
+    pub fn delete_partitions(
+        &self,
+        connection: &mut redis::Connection,
+        services: usize,
+    ) -> std::result::Result<(), crate::exit::Failure> {
+        let mut names = vec![self.service()];
+        names.extend((0..services.saturating_sub(1)).map(|i| format!("{}-{i}", self.service())));
+        for name in names {
+            let mut del = redis::cmd("DEL");
+            for p in 0..self.partitions {
+                del.arg(hivent_redis::keys::partition(&name, p));
+            }
+            del.query::<i64>(connection).map_err(|e| {
+                crate::exit::Failure::Runtime(bench_error(&format!("clearing partitions: {e}")))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Registers the receiving service, so that emits reach it.
     pub fn register(&self) -> Result<()> {
         self.receiver(|_| Ok(())).map(|_| ())

@@ -15,6 +15,7 @@ pub mod bench;
 mod bench_hivent;
 mod bench_raw;
 pub mod bench_report;
+mod bench_scaling;
 mod bench_server_time;
 mod bench_streams;
 pub mod command_receiver;

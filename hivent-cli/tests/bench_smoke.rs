@@ -172,6 +172,49 @@ fn bench_prints_a_table() {
     }
 }
 
+/// `--scaling` measures every row of its three tables.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn bench_scaling_has_every_row() {
+    if !redis_installed() {
+        return;
+    }
+    let output = bench(&["--scaling", "--json"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    let scaling: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let column = |table: &str, field: &str| -> Vec<u64> {
+        scaling[table]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row[field].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(column("partitions", "partitions"), [4, 16, 64, 256]);
+    assert_eq!(column("services", "services"), [1, 10, 100]);
+    assert_eq!(
+        column("payloads", "payload_bytes"),
+        [100, 1024, 10240, 102400]
+    );
+    for row in scaling["services"].as_array().unwrap() {
+        let (rate, redis_us) = (&row["single_emit"][0], &row["single_emit"][1]);
+        assert!(
+            rate.as_f64().unwrap() > 0.0 && redis_us.as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+    }
+    for row in scaling["payloads"].as_array().unwrap() {
+        assert!(
+            row["batch_vs_pipelined_lpush"].as_f64().unwrap() > 0.0,
+            "{row}"
+        );
+    }
+}
+
 /// Bad options are usage errors (exit 2, one line), before any server starts.
 #[test]
 fn bench_rejects_bad_options() {

@@ -55,6 +55,9 @@ local function wrong_set(name)
   return nil
 end
 
+-- Receivers of each event name, read once per name.
+local receivers = {}
+
 -- The common case, one event for one receiving service, straight through: the same
 -- checks and writes as below without the tables the general case builds (measured:
 -- a quarter of a single emit's Redis time was that bookkeeping).
@@ -94,10 +97,10 @@ if #ARGV == 9 then
     redis.call('PUBLISH', service .. wake_suffix, partition)
     return { 'ok', 1 }
   end
+  -- Several services: the general case below, with the receivers already read.
+  receivers[name] = found
 end
 
--- Receivers of each event name, read once per name.
-local receivers = {}
 for i = 7, #ARGV, 3 do
   local name = ARGV[i]
   if receivers[name] == nil then
