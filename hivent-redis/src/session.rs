@@ -1,7 +1,7 @@
 //! A consumer's membership in its service's group: heartbeats, fenced fetch, ack,
 //! dead-letter and leave.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +84,14 @@ struct State {
     last_heartbeat: Option<Instant>,
     /// Which owned partition comes first at the next fetch.
     turn: usize,
+    /// Owned partitions that may hold events: named by a wake-up, newly claimed, or not
+    /// found empty at their last read. A fetch reads only these, and every partition
+    /// once per wait interval (for producers that send no wake-up, such as the Ruby
+    /// gem, and notices lost with a connection), so an idle owner of many partitions
+    /// does not read them all on every wake-up.
+    dirty: BTreeSet<u32>,
+    /// When a fetch last read every owned partition.
+    read_all_at: Option<Instant>,
 }
 
 impl State {
@@ -213,6 +221,12 @@ impl RedisSession {
             .map_err(|e| self.endpoint.error("heartbeat", e))?;
         match reply {
             HeartbeatReply::Owned(owned) => {
+                for o in &owned {
+                    // Newly claimed (or claimed again, after a replay voided the claim).
+                    if state.owned.get(&o.partition).map(|old| old.token) != Some(o.token) {
+                        state.dirty.insert(o.partition);
+                    }
+                }
                 state.owned = owned.into_iter().map(|o| (o.partition, o)).collect();
                 state.last_heartbeat = Some(sent);
                 Ok(state.owned.keys().copied().collect())
@@ -230,15 +244,25 @@ impl RedisSession {
     }
 
     fn fetch_inner(&self, max: usize, max_bytes: usize, wait: Duration) -> Result<Fetched, Error> {
+        let pending = self.wake.take_pending();
         let claims: Vec<(u32, u64)> = {
             let mut state = self.state.lock();
             // Whatever was in hand is done or given up: the loop fetches only then.
             state.in_hand.clear();
             state.working = None;
+            state.dirty.extend(pending.partitions);
+            // Stepping by hand (no wait) reads everything, every time.
+            let read_all = wait.is_zero()
+                || pending.all
+                || state.read_all_at.is_none_or(|at| at.elapsed() >= wait);
+            if read_all {
+                state.read_all_at = Some(Instant::now());
+            }
             if state.lease_is_fresh(self.endpoint.options().self_fence_after()) {
                 let mut claims: Vec<(u32, u64)> = state
                     .owned
                     .values()
+                    .filter(|o| read_all || state.dirty.contains(&o.partition))
                     .map(|o| (o.partition, o.token))
                     .collect();
                 state.turn = state.turn.wrapping_add(1);
@@ -255,7 +279,6 @@ impl RedisSession {
             self.wake.wait(wait);
             return Ok(Fetched::default());
         }
-        self.wake.clear();
         let lists = self.run("fetch events", |connection| {
             FetchScript::invoke(
                 connection,
@@ -268,12 +291,14 @@ impl RedisSession {
         })?;
         let mut fetched = Fetched::default();
         let mut in_hand = BTreeMap::new();
+        let mut empty = Vec::new();
         for ((partition, token), items) in claims.into_iter().zip(lists) {
             let Some(items) = items else {
                 fetched.lost.push(partition);
                 continue;
             };
             if items.is_empty() {
+                empty.push(partition);
                 continue;
             }
             let left = items.len();
@@ -316,7 +341,13 @@ impl RedisSession {
             let mut state = self.state.lock();
             for partition in &fetched.lost {
                 state.owned.remove(partition);
+                state.dirty.remove(partition);
             }
+            for partition in &empty {
+                state.dirty.remove(partition);
+            }
+            // Read and not found empty: there may be more after this batch.
+            state.dirty.extend(in_hand.keys().copied());
             state.in_hand = in_hand;
         }
         if fetched.batches.is_empty() && fetched.lost.is_empty() {

@@ -1,12 +1,14 @@
 //! Wake-up and group notices: a thread subscribed to a service's channels, so idle
 //! consumers learn of new events, and members of changes in their group, without polling.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
 
 use crate::connection::Endpoint;
 use crate::error::is_interrupted;
@@ -25,8 +27,19 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 /// and the group may have changed meanwhile.
 pub(crate) struct WakeListener {
     notices: Receiver<()>,
+    pending: Arc<Mutex<Pending>>,
     group_changes: Receiver<()>,
     stop: Arc<AtomicBool>,
+}
+
+/// The partitions named by wake-up notices not yet taken by a fetch.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    /// Partitions pushed to.
+    pub(crate) partitions: BTreeSet<u32>,
+    /// Whether any partition may have been pushed to: a notice without a partition, or
+    /// the subscription was lost for a while.
+    pub(crate) all: bool,
 }
 
 /// The two channels listened to, and where their notices go.
@@ -34,6 +47,7 @@ struct Channels {
     wake: String,
     group: String,
     wake_notify: Sender<()>,
+    pending: Arc<Mutex<Pending>>,
     group_notify: Sender<()>,
 }
 
@@ -50,10 +64,12 @@ impl WakeListener {
         // "heartbeat now").
         let (wake_notify, notices) = crossbeam_channel::bounded(1);
         let (group_notify, group_changes) = crossbeam_channel::bounded(1);
+        let pending = Arc::new(Mutex::new(Pending::default()));
         let channels = Channels {
             wake,
             group,
             wake_notify,
+            pending: Arc::clone(&pending),
             group_notify,
         };
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -72,6 +88,7 @@ impl WakeListener {
         match ready_rx.recv_timeout(waited) {
             Ok(Ok(())) => Ok(WakeListener {
                 notices,
+                pending,
                 group_changes,
                 stop,
             }),
@@ -95,9 +112,11 @@ impl WakeListener {
         self.group_changes.clone()
     }
 
-    /// Forgets notices received so far: the fetch about to run covers them.
-    pub(crate) fn clear(&self) {
+    /// Takes the partitions notices named since the last call: the fetch about to run
+    /// reads them.
+    pub(crate) fn take_pending(&self) -> Pending {
         while self.notices.try_recv().is_ok() {}
+        std::mem::take(&mut *self.pending.lock())
     }
 
     /// Waits until a notice arrives or `timeout` passes.
@@ -137,6 +156,7 @@ fn listen(
                     let _ = ready.send(Ok(()));
                 }
                 None => {
+                    channels.pending.lock().all = true;
                     poke(&channels.wake_notify);
                     poke(&channels.group_notify);
                 }
@@ -150,7 +170,23 @@ fn listen(
                     Ok(message) if message.get_channel_name() == channels.group => {
                         poke(&channels.group_notify)
                     }
-                    Ok(_) => poke(&channels.wake_notify),
+                    Ok(message) => {
+                        // A wake-up names the partition pushed to (publish.lua,
+                        // replay.lua); anything else may mean any of them.
+                        let partition = message
+                            .get_payload::<String>()
+                            .ok()
+                            .and_then(|text| text.parse::<u32>().ok());
+                        let mut pending = channels.pending.lock();
+                        match partition {
+                            Some(partition) => {
+                                pending.partitions.insert(partition);
+                            }
+                            None => pending.all = true,
+                        }
+                        drop(pending);
+                        poke(&channels.wake_notify)
+                    }
                     Err(error) if error.is_timeout() || is_interrupted(&error) => {}
                     Err(error) => return Err(error),
                 }

@@ -532,3 +532,87 @@ fn heartbeat_cost_follows_the_share() {
     let reads = calls(&mut redis.raw, "hget");
     assert!(reads <= 4 * 64, "{reads} claim reads for a share of 64");
 }
+
+/// A fetch reads the partitions wake-ups named, and every partition once per idle
+/// wait: an event pushed with no wake-up (as the Ruby gem pushes) to an otherwise quiet
+/// partition is handled while another partition stays busy.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_quiet_partition_is_read_while_another_is_busy() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let svc = redis.hivent("busy", 2);
+    let (seen_tx, seen) = crossbeam_channel::unbounded::<String>();
+    svc.signal("b:e").unwrap().receive(move |e| {
+        std::thread::sleep(Duration::from_millis(1));
+        let _ = seen_tx.send(e.meta.event_uuid.clone());
+        Ok(())
+    });
+    svc.register().unwrap();
+    let busy_key = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| {
+            hivent_core::partition_for(
+                hivent_core::partition_hash(Some(k), &serde_json::json!(null)),
+                2,
+            ) == 0
+        })
+        .unwrap();
+    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let options = hivent_core::ConsumerOptions::default().idle_wait(Duration::from_millis(100));
+    let worker = {
+        let svc = svc.clone();
+        std::thread::spawn(move || svc.run(1, options, shutdown))
+    };
+    let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let producer = {
+        let (producing, signal) = (
+            producing.clone(),
+            redis.hivent("p", 1).signal("b:e").unwrap(),
+        );
+        std::thread::spawn(move || {
+            let mut sent = 0u64;
+            while producing.load(std::sync::atomic::Ordering::SeqCst) {
+                signal
+                    .emit_with(
+                        &serde_json::json!({"n": sent}),
+                        hivent_core::EmitOptions::version(1).key(busy_key.clone()),
+                    )
+                    .unwrap();
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // Once partition 0 keeps the worker busy, the gem's event goes to partition 1,
+    // unannounced.
+    for _ in 0..200 {
+        seen.recv_timeout(Duration::from_secs(30)).unwrap();
+    }
+    let quiet = hivent_core::new_id();
+    redis.command(
+        "LPUSH",
+        &["busy:1", &support::gem_event("b:e", "{}", &quiet)],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut found = false;
+    while std::time::Instant::now() < deadline && !found {
+        if let Ok(uuid) = seen.recv_timeout(Duration::from_millis(100)) {
+            found = uuid == quiet;
+        }
+    }
+    producing.store(false, std::sync::atomic::Ordering::SeqCst);
+    let sent = producer.join().unwrap();
+    drop(stop);
+    worker.join().unwrap().unwrap();
+    assert!(
+        found,
+        "the unannounced event in the quiet partition was not handled within 30 s"
+    );
+    assert!(sent > 0);
+    assert_eq!(redis.len("busy:1"), 0);
+}
