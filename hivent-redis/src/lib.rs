@@ -34,16 +34,20 @@
 //! # Producing
 //!
 //! One script per emit (or per chunk of up to 500 events for a batch) reads each
-//! event's set and `*`, checks the type of every key it reads or pushes to (a set, a
-//! string count, a list, or absent: a colliding name fails the call with
-//! [`Error::KeyCollision`]) and that every receiving service has a valid partition
-//! count, all before it writes anything; then it `LPUSH`es one copy per service into
-//! `<service>:<hash % count>`, `PUBLISH`es a wake-up notice per service, and answers how
-//! many services received each event. Each call carries a call id (the chunks of a batch
+//! event's set and `*`, checks that every receiving service has a valid partition count
+//! and that every key it reads or pushes to has the right type (a set, a string count,
+//! a list, or absent: a colliding name fails the call with [`Error::KeyCollision`]),
+//! all before it writes anything; then it `LPUSH`es one copy per service into
+//! `<service>:<hash % count>` (the events of one list in one variadic `LPUSH`, in emit
+//! order), `PUBLISH`es one wake-up notice per service naming the partition, and answers
+//! how many services received each event. Types are asked for (`TYPE`) only where a
+//! read failed, or for the lists only when the call pushes to several: a push to a
+//! single list that fails is the call's first write, so nothing is left behind. Each call carries a call id (the chunks of a batch
 //! `<id>`, `<id>:1`, …), and the script sets `hivent:emitted:<call id>` in the same
 //! atomic step as its pushes; a try of a call whose marker exists writes nothing. A call
 //! retried after an ambiguous failure (sent, reply lost) therefore stores no second
-//! copy. Transient failures are retried with doubling pauses (4 tries by default); when
+//! copy. The marker is set (`SET NX`) once every check passed, which also tells a
+//! retry that an earlier try stored the call. Transient failures are retried with doubling pauses (4 tries by default); when
 //! the last fails after a try that may have run, the error is
 //! [`Error::ReplyLost`] (`hivent_core::Error::EmitUncertain` to the application, which
 //! completes the call with `Hivent::retry_emit`), and only a failure after which
@@ -85,12 +89,17 @@
 //! - **Lease**: a successful heartbeat renews a local lease of four fifths of
 //!   [`RedisOptions::member_ttl`], measured on the monotonic clock from when the
 //!   heartbeat was *sent*, so it always ends before the membership can expire in Redis.
-//! - **Fetch** is one script that, for every owned partition, checks the claim (owner
-//!   and token) and reads the oldest items with `LRANGE`, in one atomic step: a batch
-//!   is never read under a claim already voided. A partition whose claim is gone is
-//!   reported lost, and the consumer heartbeats at once. When all are empty it waits on
-//!   the wake channel (or the timeout: the fallback for events pushed by the Ruby gem,
-//!   which publishes nothing). A member whose lease ran out fetches nothing.
+//! - **Fetch** is one script that, for the owned partitions it is given, checks the
+//!   claim (owner and token) and reads the oldest items with `LRANGE`, in one atomic
+//!   step: a batch is never read under a claim already voided. A partition whose claim
+//!   is gone is reported lost, and the consumer heartbeats at once. It is given the
+//!   partitions that may hold events: named by a wake-up notice, newly claimed, or not
+//!   found empty at their last read; and every owned partition once per idle wait,
+//!   since the Ruby gem's producers publish no wake-up and a notice can be lost with
+//!   the subscription (which then counts as naming every partition). So an owner of
+//!   many partitions reads one or two per wake-up, not all of them. When nothing was
+//!   read it waits on the wake channel up to the idle wait. A member whose lease ran
+//!   out fetches nothing.
 //! - **Per event**, before each handler, the consume loop asks the session (no I/O)
 //!   whether the partition is still owned under the batch's claim and the lease is
 //!   fresh. If not, no further handler of that batch starts: what was handled is
