@@ -23,6 +23,9 @@ pub struct Streams {
 
 const GROUP: &str = "bench";
 
+/// The longest a drain may take before the bench gives up (it measures; it does not hang).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(300);
+
 /// An XREADGROUP reply: per stream its entries, each an id and its flat field list;
 /// `None` when a BLOCK ran out.
 type ReadReply = Option<Vec<(String, Vec<(String, Vec<String>)>)>>;
@@ -166,7 +169,14 @@ impl Streams {
                 let (stream, taken, tick) = (self.key.clone(), Arc::clone(&taken), tick.clone());
                 Ok(thread::spawn(move || -> RedisResult<()> {
                     let name = format!("c{i}");
+                    let deadline = Instant::now() + GIVE_UP_AFTER;
                     while taken.load(Ordering::Relaxed) < count {
+                        if Instant::now() >= deadline {
+                            return Err(RedisError::from(std::io::Error::other(format!(
+                                "gave up: {} of {count} entries read",
+                                taken.load(Ordering::Relaxed)
+                            ))));
+                        }
                         let ids: Vec<String> =
                             read_group(&mut connection, &stream, &name, fetch, None)?
                                 .into_iter()
