@@ -343,8 +343,12 @@ impl RedisSession {
                 state.owned.remove(partition);
                 state.dirty.remove(partition);
             }
-            for partition in &empty {
-                state.dirty.remove(partition);
+            // An empty reply means an empty partition only when nothing was read: once
+            // something was, the fetch's byte budget may be what stopped it.
+            if in_hand.is_empty() {
+                for partition in &empty {
+                    state.dirty.remove(partition);
+                }
             }
             // Read and not found empty: there may be more after this batch.
             state.dirty.extend(in_hand.keys().copied());
