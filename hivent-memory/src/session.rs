@@ -93,6 +93,30 @@ impl MemorySession {
         }
     }
 
+    /// Runs `write` on the service, under the store's lock, if this member still holds
+    /// `partition` under the claim its batch in hand was read with and, when `oldest`
+    /// is given, that item is the partition's oldest; fenced (and the partition
+    /// forgotten) otherwise.
+    fn under_claim<T>(
+        &self,
+        partition: u32,
+        oldest: Option<&str>,
+        write: impl FnOnce(&mut crate::state::Service) -> T,
+    ) -> Result<T> {
+        let token = self.token(partition)?;
+        let mut state = self.shared.state.lock();
+        let svc = state.service(&self.service)?;
+        if !svc.holds(&self.member, partition, token) {
+            drop(state);
+            self.local.lock().forget(partition);
+            return Err(self.fenced(partition));
+        }
+        if oldest.is_some_and(|raw| !oldest_is(svc, partition, raw)) {
+            return Err(self.not_oldest(partition));
+        }
+        Ok(write(svc))
+    }
+
     fn not_oldest(&self, partition: u32) -> Error {
         Error::Backend {
             backend: "memory",
@@ -263,25 +287,18 @@ impl ConsumerSession for MemorySession {
     }
 
     fn ack(&self, partition: u32, count: usize) -> Result<()> {
-        let token = self.token(partition)?;
-        let mut state = self.shared.state.lock();
-        let svc = state.service(&self.service)?;
-        if !svc.holds(&self.member, partition, token) {
-            drop(state);
-            self.local.lock().forget(partition);
-            return Err(self.fenced(partition));
-        }
-        // The items are freed after the lock is released: emits wait for it meanwhile.
-        let removed: Vec<String> = match svc.partitions.get_mut(partition as usize) {
-            Some(queue) => {
-                let n = count.min(queue.len());
-                queue.drain(..n).collect()
+        let removed = self.under_claim(partition, None, |svc| {
+            // The oldest item is settled: its failed attempts, if any, end with it.
+            svc.attempts.remove(&partition);
+            match svc.partitions.get_mut(partition as usize) {
+                Some(queue) => {
+                    let n = count.min(queue.len());
+                    queue.drain(..n).collect::<Vec<String>>()
+                }
+                None => Vec::new(),
             }
-            None => Vec::new(),
-        };
-        // The oldest item is settled: its failed attempts, if any, end with it.
-        svc.attempts.remove(&partition);
-        drop(state);
+        })?;
+        // The items are freed after the lock is released: emits wait for it meanwhile.
         drop(removed);
         self.local.lock().settle(partition, count);
         Ok(())
@@ -293,54 +310,35 @@ impl ConsumerSession for MemorySession {
         raw: &str,
         failed_at: DateTime<Utc>,
     ) -> Result<Attempts> {
-        let token = self.token(partition)?;
-        let mut state = self.shared.state.lock();
-        let svc = state.service(&self.service)?;
-        if !svc.holds(&self.member, partition, token) {
-            drop(state);
-            self.local.lock().forget(partition);
-            return Err(self.fenced(partition));
-        }
-        if !oldest_is(svc, partition, raw) {
-            return Err(self.not_oldest(partition));
-        }
-        let attempts = match svc.attempts.get(&partition) {
-            Some((item, before)) if item == raw => Attempts {
-                count: before.count.saturating_add(1),
-                first_failed_at: before.first_failed_at,
-            },
-            _ => Attempts {
-                count: 1,
-                first_failed_at: failed_at,
-            },
-        };
-        svc.attempts.insert(partition, (raw.to_owned(), attempts));
-        Ok(attempts)
+        self.under_claim(partition, Some(raw), |svc| {
+            let attempts = match svc.attempts.get(&partition) {
+                Some((item, before)) if item == raw => Attempts {
+                    count: before.count.saturating_add(1),
+                    first_failed_at: before.first_failed_at,
+                },
+                _ => Attempts {
+                    count: 1,
+                    first_failed_at: failed_at,
+                },
+            };
+            svc.attempts.insert(partition, (raw.to_owned(), attempts));
+            attempts
+        })
     }
 
     fn dead_letter(&self, partition: u32, raw: &str, record: &FailureRecord) -> Result<()> {
-        let token = self.token(partition)?;
-        let mut state = self.shared.state.lock();
-        let svc = state.service(&self.service)?;
-        if !svc.holds(&self.member, partition, token) {
-            drop(state);
-            self.local.lock().forget(partition);
-            return Err(self.fenced(partition));
-        }
-        if !oldest_is(svc, partition, raw) {
-            return Err(self.not_oldest(partition));
-        }
-        let index = partition as usize;
-        if let (Some(queue), Some(dead)) = (
-            svc.partitions.get_mut(index),
-            svc.dead_letters.get_mut(index),
-        ) {
-            if let Some(item) = queue.pop_front() {
-                dead.push_back(DeadLetter::new(item, Some(record.clone())));
+        self.under_claim(partition, Some(raw), |svc| {
+            let index = partition as usize;
+            if let (Some(queue), Some(dead)) = (
+                svc.partitions.get_mut(index),
+                svc.dead_letters.get_mut(index),
+            ) {
+                if let Some(item) = queue.pop_front() {
+                    dead.push_back(DeadLetter::new(item, Some(record.clone())));
+                }
             }
-        }
-        svc.attempts.remove(&partition);
-        drop(state);
+            svc.attempts.remove(&partition);
+        })?;
         self.local.lock().settle(partition, 1);
         Ok(())
     }

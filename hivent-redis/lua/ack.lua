@@ -10,7 +10,7 @@
 -- rightmost items are exactly the ones the owner fetched and processed. The failed
 -- attempts counted for the oldest item (attempt.lua) go with it.
 
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+if not holds_claim() then
   return 0
 end
 redis.call('LTRIM', KEYS[3], 0, -(tonumber(ARGV[4]) + 1))

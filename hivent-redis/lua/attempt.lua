@@ -13,7 +13,7 @@
 -- the count goes on while the same item stays the oldest (a crash or a hand-over in
 -- between does not reset it); ack.lua and dead_letter.lua drop it with the item.
 
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+if not holds_claim() then
   return 0
 end
 if redis.call('LINDEX', KEYS[3], -1) ~= ARGV[4] then

@@ -14,7 +14,7 @@
 -- The dead letter stays the raw item, as the Ruby gem writes it; its record is keyed
 -- by the item's SHA-1 (identical items share one record).
 
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+if not holds_claim() then
   return 0
 end
 if redis.call('LINDEX', KEYS[3], -1) ~= ARGV[4] then

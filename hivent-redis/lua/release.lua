@@ -6,7 +6,7 @@
 --
 -- Reply: 1 when released; 0 when the claim was already gone (fenced), nothing changed.
 
-if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] or redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+if not holds_claim() then
   return 0
 end
 redis.call('HDEL', KEYS[1], ARGV[2])

@@ -28,15 +28,20 @@ static REGISTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/register.lua")));
 static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/heartbeat.lua")));
-static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
+/// The scripts that write under a partition's claim get its one check prepended.
+macro_rules! with_claim {
+    ($file:literal) => {
+        concat!(include_str!("../lua/claim.lua"), include_str!($file))
+    };
+}
+
+static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(with_claim!("../lua/ack.lua")));
 static DEAD_LETTER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
+    LazyLock::new(|| Script::new(with_claim!("../lua/dead_letter.lua")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/leave.lua")));
-static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/release.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(with_claim!("../lua/release.lua")));
 static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/fetch.lua")));
-static ATTEMPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../lua/attempt.lua")));
+static ATTEMPT: LazyLock<Script> = LazyLock::new(|| Script::new(with_claim!("../lua/attempt.lua")));
 static DEAD_LETTER_PAGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/dead_letter_page.lua")));
 
