@@ -19,9 +19,9 @@ use parking_lot::Mutex;
 
 use crate::bench_hivent::{bench_error, Scene};
 use crate::bench_raw;
-use crate::bench_report::{Latency, Machine, Report, Settings, Throughput};
+use crate::bench_report::{Machine, Report, Settings};
 use crate::bench_scaling::{self, Scaling};
-use crate::bench_server_time::CommandTimes;
+use crate::bench_server_time::timed_on_server;
 use crate::bench_streams::Streams;
 use crate::exit::Failure;
 
@@ -207,22 +207,6 @@ type Figures = (
     Vec<crate::bench_report::Latency>,
 );
 
-/// Runs `figure`, and records the Redis time it cost with its result.
-fn timed_on_server<T>(
-    connection: &mut redis::Connection,
-    figure: impl FnOnce(&mut redis::Connection) -> Result<T, Failure>,
-    record: impl FnOnce(T, f64) -> T,
-) -> Result<T, Failure> {
-    let server =
-        |e: redis::RedisError| Failure::Runtime(bench_error(&format!("INFO commandstats: {e}")));
-    let before = CommandTimes::sample(connection).map_err(server)?;
-    let result = figure(connection)?;
-    let spent = CommandTimes::sample(connection)
-        .map_err(server)?
-        .since(&before);
-    Ok(record(result, spent))
-}
-
 fn raw_failure(what: &str) -> impl Fn(redis::RedisError) -> Failure + '_ {
     move |e| Failure::Runtime(bench_error(&format!("{what}: {e}")))
 }
@@ -247,104 +231,68 @@ fn measure_with(
 
     let client = redis::Client::open(endpoint).map_err(raw_failure("Streams client"))?;
     let streams = Streams::new(client, format!("{prefix}:stream"), scene.event_bytes());
-    let with_time = |t: Throughput, us: f64| t.with_redis_time(us);
-    throughput.push(timed_on_server(
-        connection,
-        |_| streams.xadd(n, progress).map_err(raw_failure("Streams")),
-        with_time,
-    )?);
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            streams
-                .xadd_pipelined(n, args.emit_batch, progress, "Streams XADD, pipelined")
-                .map_err(raw_failure("Streams"))
-        },
-        with_time,
-    )?);
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            streams
-                .drain("streams_drain_1", 1, n, args.fetch_batch, progress)
-                .map_err(raw_failure("Streams"))
-        },
-        with_time,
-    )?);
+    throughput.push(timed_on_server(connection, || {
+        streams.xadd(n, progress).map_err(raw_failure("Streams"))
+    })?);
+    throughput.push(timed_on_server(connection, || {
+        streams
+            .xadd_pipelined(n, args.emit_batch, progress, "Streams XADD, pipelined")
+            .map_err(raw_failure("Streams"))
+    })?);
+    throughput.push(timed_on_server(connection, || {
+        streams
+            .drain("streams_drain_1", 1, n, args.fetch_batch, progress)
+            .map_err(raw_failure("Streams"))
+    })?);
     streams
         .xadd_pipelined(n, args.emit_batch, progress, "Streams refill the backlog")
         .map_err(raw_failure("Streams"))?;
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            streams
-                .drain(
-                    "streams_drain_n",
-                    args.workers,
-                    n,
-                    args.fetch_batch,
-                    progress,
-                )
-                .map_err(raw_failure("Streams"))
-        },
-        with_time,
-    )?);
+    throughput.push(timed_on_server(connection, || {
+        streams
+            .drain(
+                "streams_drain_n",
+                args.workers,
+                n,
+                args.fetch_batch,
+                progress,
+            )
+            .map_err(raw_failure("Streams"))
+    })?);
 
     scene.register()?;
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            Ok(scene
-                .single_emit(n, progress)?
-                .against("streams_xadd", Some(0.95)))
-        },
-        with_time,
-    )?);
+    throughput.push(timed_on_server(connection, || {
+        Ok(scene
+            .single_emit(n, progress)?
+            .against("streams_xadd", Some(0.95)))
+    })?);
     clear_partitions(connection, scene, args.partitions)?;
     for (key, threads) in [("single_emit_4", 4), ("single_emit_16", 16)] {
-        throughput.push(timed_on_server(
-            connection,
-            |_| {
-                Ok(scene
-                    .producers_emit(key, n, threads, progress)?
-                    .against("single_emit", None))
-            },
-            with_time,
-        )?);
+        throughput.push(timed_on_server(connection, || {
+            Ok(scene
+                .producers_emit(key, n, threads, progress)?
+                .against("single_emit", None))
+        })?);
         clear_partitions(connection, scene, args.partitions)?;
     }
     // The batch emit leaves the backlog the first drain works through.
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            Ok(scene
-                .batch_emit(n, args.emit_batch, progress, "batch emit")?
-                .against("streams_xadd_pipelined", Some(1.0)))
-        },
-        with_time,
-    )?);
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            Ok(scene
-                .drain("drain_1", 1, n, progress)?
-                .against("streams_drain_1", Some(2.0)))
-        },
-        with_time,
-    )?);
+    throughput.push(timed_on_server(connection, || {
+        Ok(scene
+            .batch_emit(n, args.emit_batch, progress, "batch emit")?
+            .against("streams_xadd_pipelined", Some(1.0)))
+    })?);
+    throughput.push(timed_on_server(connection, || {
+        Ok(scene
+            .drain("drain_1", 1, n, progress)?
+            .against("streams_drain_1", Some(2.0)))
+    })?);
     scene.batch_emit(n, args.emit_batch, progress, "refill the backlog")?;
-    throughput.push(timed_on_server(
-        connection,
-        |_| {
-            Ok(scene
-                .drain("drain_n", args.workers, n, progress)?
-                .against("streams_drain_n", None))
-        },
-        with_time,
-    )?);
+    throughput.push(timed_on_server(connection, || {
+        Ok(scene
+            .drain("drain_n", args.workers, n, progress)?
+            .against("streams_drain_n", None))
+    })?);
     clear_partitions(connection, scene, args.partitions)?;
 
-    let latency_time = |l: Latency, us: f64| l.with_redis_time(us);
     let mut latency = Vec::new();
     for (rate, key, reference, target) in [
         (
@@ -360,24 +308,16 @@ fn measure_with(
             (f64::INFINITY, 1.5),
         ),
     ] {
-        latency.push(timed_on_server(
-            connection,
-            |_| {
-                streams
-                    .latency(reference, rate, args.latency_secs, progress)
-                    .map_err(raw_failure("Streams"))
-            },
-            latency_time,
-        )?);
-        latency.push(timed_on_server(
-            connection,
-            |_| {
-                Ok(scene
-                    .latency(key, rate, args.latency_secs, None, progress)?
-                    .against(reference, target))
-            },
-            latency_time,
-        )?);
+        latency.push(timed_on_server(connection, || {
+            streams
+                .latency(reference, rate, args.latency_secs, progress)
+                .map_err(raw_failure("Streams"))
+        })?);
+        latency.push(timed_on_server(connection, || {
+            Ok(scene
+                .latency(key, rate, args.latency_secs, None, progress)?
+                .against(reference, target))
+        })?);
     }
 
     let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new());

@@ -5,7 +5,7 @@ use std::time::Instant;
 use redis::{Connection, RedisResult};
 
 use crate::bench::Progress;
-use crate::bench_report::Throughput;
+use crate::bench_report::{RedisTimed, Throughput};
 use crate::bench_server_time::CommandTimes;
 
 /// Commands per pipeline in the pipelined figures.

@@ -96,12 +96,6 @@ impl Throughput {
         }
     }
 
-    /// Records that Redis spent `micros` of its own time on this figure.
-    pub fn with_redis_time(mut self, micros: f64) -> Self {
-        self.redis_us_per_event = Some(micros / self.count.max(1) as f64);
-        self
-    }
-
     /// Compares with the raw figure `reference`, aiming at `target` × its rate.
     pub fn against(mut self, reference: &'static str, target: Option<f64>) -> Self {
         self.reference = Some(reference);
@@ -185,9 +179,23 @@ impl Latency {
         self.target_ratio = Some(target);
         self
     }
+}
 
+/// A figure that carries the Redis time it cost, per event.
+pub trait RedisTimed {
     /// Records that Redis spent `micros` of its own time on this figure.
-    pub fn with_redis_time(mut self, micros: f64) -> Self {
+    fn with_redis_time(self, micros: f64) -> Self;
+}
+
+impl RedisTimed for Throughput {
+    fn with_redis_time(mut self, micros: f64) -> Self {
+        self.redis_us_per_event = Some(micros / self.count.max(1) as f64);
+        self
+    }
+}
+
+impl RedisTimed for Latency {
+    fn with_redis_time(mut self, micros: f64) -> Self {
         self.redis_us_per_event = Some(micros / self.samples.max(1) as f64);
         self
     }

@@ -10,7 +10,7 @@ use crate::bench::Progress;
 use crate::bench_hivent::Scene;
 use crate::bench_raw;
 use crate::bench_report::group;
-use crate::bench_server_time::CommandTimes;
+use crate::bench_server_time::timed_on_server;
 use crate::exit::Failure;
 
 /// The bytes each payload row moves at most, so that 100 KB events stay a short run.
@@ -77,14 +77,6 @@ pub struct Context<'a> {
     pub progress: &'a Progress,
 }
 
-fn server_time(connection: &mut redis::Connection) -> Result<CommandTimes, Failure> {
-    CommandTimes::sample(connection).map_err(|e| {
-        Failure::Runtime(crate::bench_hivent::bench_error(&format!(
-            "INFO commandstats: {e}"
-        )))
-    })
-}
-
 /// Measures the three tables.
 pub fn measure(cx: &mut Context<'_>) -> Result<Scaling, Failure> {
     let mut scaling = Scaling::default();
@@ -121,17 +113,21 @@ pub fn measure(cx: &mut Context<'_>) -> Result<Scaling, Failure> {
         );
         scene.add_receiving_services(services.saturating_sub(1))?;
         let n = (cx.events / services as u64).max(100);
-        let before = server_time(cx.connection)?;
-        let single = scene.single_emit(n, cx.progress)?;
-        let single_us = server_time(cx.connection)?.since(&before) / n as f64;
-        let before = server_time(cx.connection)?;
-        let batch = scene.batch_emit(n, cx.emit_batch, cx.progress, "batch emit")?;
-        let batch_us = server_time(cx.connection)?.since(&before) / n as f64;
+        let single = timed_on_server(cx.connection, || Ok(scene.single_emit(n, cx.progress)?))?;
+        let batch = timed_on_server(cx.connection, || {
+            Ok(scene.batch_emit(n, cx.emit_batch, cx.progress, "batch emit")?)
+        })?;
         scene.delete_partitions(cx.connection, services)?;
         scaling.services.push(ServicesRow {
             services,
-            single_emit: (single.per_second, single_us),
-            batch_emit: (batch.per_second, batch_us),
+            single_emit: (
+                single.per_second,
+                single.redis_us_per_event.unwrap_or_default(),
+            ),
+            batch_emit: (
+                batch.per_second,
+                batch.redis_us_per_event.unwrap_or_default(),
+            ),
         });
     }
     for (i, payload_bytes) in [100usize, 1 << 10, 10 << 10, 100 << 10]

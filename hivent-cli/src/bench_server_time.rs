@@ -7,6 +7,10 @@ use std::collections::HashMap;
 
 use redis::{Connection, RedisResult};
 
+use crate::bench_hivent::bench_error;
+use crate::bench_report::RedisTimed;
+use crate::exit::Failure;
+
 /// The commands that run scripts or functions: their time includes the commands they
 /// call, which `INFO commandstats` counts a second time under their own names.
 const SCRIPT_COMMANDS: [&str; 6] = [
@@ -103,6 +107,21 @@ impl CommandTimes {
             .map(|(_, usec)| *usec as f64)
             .sum()
     }
+}
+
+/// Runs `figure`, and records the Redis time it cost with its result.
+pub fn timed_on_server<T: RedisTimed>(
+    connection: &mut redis::Connection,
+    figure: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let server =
+        |e: redis::RedisError| Failure::Runtime(bench_error(&format!("INFO commandstats: {e}")));
+    let before = CommandTimes::sample(connection).map_err(server)?;
+    let result = figure()?;
+    let spent = CommandTimes::sample(connection)
+        .map_err(server)?
+        .since(&before);
+    Ok(result.with_redis_time(spent))
 }
 
 #[cfg(test)]

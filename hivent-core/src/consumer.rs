@@ -145,16 +145,13 @@ pub struct Consumer {
     heartbeat_thread: AtomicBool,
 }
 
-/// Why an item failed, and what the failure allows.
+/// Why an item failed.
 struct ItemFailure {
     error: Error,
-    /// The item as JSON, when it is JSON at all (for `event_processing_failed`).
-    payload: Option<Value>,
     /// The decoded event, when it decoded.
     event: Option<Event>,
     /// The receiver whose handler failed, where to resume, and its own retry policy.
     receiver: Option<(ReceivedSignal, usize, Option<RetryPolicy>)>,
-    verdict: Verdict,
 }
 
 /// Whether a failure may be retried.
@@ -446,15 +443,11 @@ impl Consumer {
                 }
             }
             let not_utf8 = batch.not_utf8.contains(&index);
+            // Counted before any write below, which may find the partition lost.
+            *processed += 1;
             let mut resume_at = 0;
-            let mut first_attempt = true;
             let handled = loop {
                 let outcome = self.process_item(partition, raw, not_utf8, resume_at);
-                if first_attempt {
-                    // Counted before any write below, which may find the partition lost.
-                    *processed += 1;
-                    first_attempt = false;
-                }
                 let Err(failure) = outcome else {
                     break true;
                 };
@@ -502,12 +495,14 @@ impl Consumer {
             .as_ref()
             .and_then(|(_, _, policy)| *policy)
             .unwrap_or_else(|| config.retry_policy());
-        let delay = match failure.verdict {
+        let verdict = verdict(&failure.error);
+        let delay = match verdict {
             Verdict::Retry(chosen) if policy.allows_another_after(attempts.count) => {
                 chosen.unwrap_or_else(|| policy.delay_after(attempts.count))
             }
             Verdict::Retry(_) | Verdict::Final => {
-                self.dead_letter(partition, raw, failure, attempts, failed_at)?;
+                let permanent = matches!(verdict, Verdict::Final);
+                self.dead_letter(partition, raw, failure, attempts, failed_at, permanent)?;
                 return Ok(AfterFailure::DeadLettered);
             }
         };
@@ -603,20 +598,25 @@ impl Consumer {
         failure: ItemFailure,
         attempts: Attempts,
         failed_at: DateTime<Utc>,
+        permanent: bool,
     ) -> Result<()> {
         let config = self.shared.hivent.config();
         let mut record =
             FailureRecord::new(error_chain(&failure.error), self.member_id(), failed_at);
         record.attempts = attempts.count;
         record.first_failed_at = attempts.first_failed_at;
-        record.permanent = matches!(failure.verdict, Verdict::Final);
+        record.permanent = permanent;
         record.command = command_failure(&failure.error);
         record.receiver = failure.receiver.map(|(receiver, _, _)| receiver);
         self.shared.session.dead_letter(partition, raw, &record)?;
         let queue = dead_letter_queue_name(config.client_id(), partition);
-        // From the item's JSON, so that an item that is JSON but not a valid event
-        // still names what it could.
-        let meta = failure.payload.as_ref().map(|v| &v["meta"]);
+        // The item as JSON, when it is JSON at all: what `event_processing_failed` gets,
+        // and where the log finds what an item that is not a valid event could name.
+        let payload: Option<Value> = match &failure.event {
+            Some(event) => serde_json::to_value(event).ok(),
+            None => serde_json::from_str(raw).ok(),
+        };
+        let meta = payload.as_ref().map(|v| &v["meta"]);
         let field = |name: &str| match meta.map(|m| &m[name]) {
             Some(Value::String(text)) => text.clone(),
             Some(Value::Null) | None => String::new(),
@@ -635,7 +635,7 @@ impl Consumer {
         );
         config.life_cycle_event_handler().event_processing_failed(
             &failure.error,
-            failure.payload.as_ref(),
+            payload.as_ref(),
             raw,
             &queue,
         );
@@ -684,10 +684,8 @@ impl Consumer {
         let undecodable = |error: Error| {
             Box::new(ItemFailure {
                 error,
-                payload: serde_json::from_str(raw).ok(),
                 event: None,
                 receiver: None,
-                verdict: Verdict::Final,
             })
         };
         if not_utf8 {
@@ -720,21 +718,17 @@ impl Consumer {
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "no handler matches; acknowledged");
                 Ok(())
             }
-            Err(failure) => {
-                let verdict = verdict(&failure.error);
-                Err(Box::new(ItemFailure {
-                    payload: serde_json::to_value(&event).ok(),
-                    event: Some(event),
-                    receiver: Some((failure.receiver, failure.resume_at, failure.retry)),
-                    error: failure.error,
-                    verdict,
-                }))
-            }
+            Err(failure) => Err(Box::new(ItemFailure {
+                event: Some(event),
+                receiver: Some((failure.receiver, failure.resume_at, failure.retry)),
+                error: failure.error,
+            })),
         }
     }
 }
 
-/// Whether a handler's failure may succeed on a retry.
+/// Whether a failure may succeed on a retry: not for an item that is no event, nor
+/// for a payload the receiver's type rejects, nor for an error marked [`Permanent`].
 fn verdict(error: &Error) -> Verdict {
     match error {
         Error::PayloadMismatch { .. } | Error::MalformedEvent { .. } | Error::NotUtf8 { .. } => {
