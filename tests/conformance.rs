@@ -448,6 +448,9 @@ conformance! {
         assert_eq!(dlq.list(&DeadLetterFilter::all().limit(2)).unwrap(), dead[..2]);
         fail.store(false, std::sync::atomic::Ordering::SeqCst);
         let later = signal.emit(&json!({"later": true}), 1).unwrap();
+        let plan = dlq.purge(&DeadLetterFilter::all().limit(2), true).unwrap();
+        assert_eq!((plan.taken.clone(), plan.total, plan.left, plan.dry_run), (vec![(0, 2)], 2, 1, true));
+        assert_eq!(h.dead_letters("svc-dlq", 0).len(), 3, "a dry run changes nothing");
         let report = dlq.replay(&DeadLetterFilter::all().limit(2), false).unwrap();
         assert_eq!((report.taken.clone(), report.total, report.left, report.left_selected), (vec![(0, 2)], 2, 1, 1));
         assert_eq!(dlq.list(&DeadLetterFilter::all()).unwrap().iter().map(|d| d.raw.clone()).collect::<Vec<_>>(), [dead[2].raw.clone()]);

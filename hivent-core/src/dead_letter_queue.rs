@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::{DeadLetterPick, Error, Event, FailureRecord, Meta, Operations, Result};
+use crate::{DeadLetterPick, Error, Event, FailureRecord, Meta, Operations, Result, ServiceStatus};
 
 /// How many dead letters one read asks the backend for while selecting.
 const PAGE: usize = 1000;
@@ -119,6 +119,16 @@ enum Action {
     Purge,
 }
 
+/// How many dead letters `status` counts in `partitions`.
+fn stored_in(status: &ServiceStatus, partitions: &[u32]) -> usize {
+    status
+        .partitions
+        .iter()
+        .filter(|p| partitions.contains(&p.partition))
+        .map(|p| usize::try_from(p.dead_letters).unwrap_or(usize::MAX))
+        .sum()
+}
+
 /// The dead letter queues of one service on a backend's [`Operations`].
 ///
 /// ```
@@ -157,7 +167,8 @@ impl<'a> DeadLetterQueue<'a> {
     pub fn list(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterEntry>> {
         let mut entries = Vec::new();
         let mut remaining = filter.limit.unwrap_or(usize::MAX);
-        for partition in self.partitions(filter)? {
+        let status = self.ops.service_status(self.service)?;
+        for partition in self.partitions(filter, &status)? {
             if remaining == 0 {
                 break;
             }
@@ -186,7 +197,8 @@ impl<'a> DeadLetterQueue<'a> {
         filter: &DeadLetterFilter,
         dry_run: bool,
     ) -> Result<DeadLetterReport> {
-        let partitions = self.partitions(filter)?;
+        let before = self.ops.service_status(self.service)?;
+        let partitions = self.partitions(filter, &before)?;
         let mut report = DeadLetterReport {
             dry_run,
             ..DeadLetterReport::default()
@@ -196,20 +208,25 @@ impl<'a> DeadLetterQueue<'a> {
             if remaining == 0 {
                 break;
             }
-            let taken = if filter.looks_inside() || dry_run {
-                let items: Vec<String> = self
-                    .select(partition, filter, remaining)?
-                    .into_iter()
-                    .map(|entry| entry.raw)
-                    .collect();
-                if dry_run {
-                    items.len()
-                } else {
-                    self.apply(action, partition, DeadLetterPick::Items(&items))?
+            let taken = match (filter.looks_inside(), dry_run) {
+                (true, dry_run) => {
+                    let items: Vec<String> = self
+                        .select(partition, filter, remaining)?
+                        .into_iter()
+                        .map(|entry| entry.raw)
+                        .collect();
+                    if dry_run {
+                        items.len()
+                    } else {
+                        self.apply(action, partition, DeadLetterPick::Items(&items))?
+                    }
                 }
-            } else {
-                // Without a look inside, the backend takes the oldest in one step.
-                self.apply(action, partition, DeadLetterPick::Oldest(remaining))?
+                // Without a look inside, the oldest are taken: the count says how many.
+                (false, true) => remaining.min(stored_in(&before, &[partition])),
+                // The backend takes the oldest in one step.
+                (false, false) => {
+                    self.apply(action, partition, DeadLetterPick::Oldest(remaining))?
+                }
             };
             remaining -= taken;
             report.total += taken;
@@ -221,13 +238,12 @@ impl<'a> DeadLetterQueue<'a> {
             limit: None,
             ..filter.clone()
         };
-        let status = self.ops.service_status(self.service)?;
-        let stored: usize = status
-            .partitions
-            .iter()
-            .filter(|p| partitions.contains(&p.partition))
-            .map(|p| usize::try_from(p.dead_letters).unwrap_or(usize::MAX))
-            .sum();
+        // A dry run changed nothing: what was stored before is stored now.
+        let stored = if dry_run {
+            stored_in(&before, &partitions)
+        } else {
+            stored_in(&self.ops.service_status(self.service)?, &partitions)
+        };
         let selected = if filter.looks_inside() {
             partitions.iter().try_fold(0, |sum, &partition| {
                 Ok::<_, Error>(sum + self.select(partition, &unlimited, usize::MAX)?.len())
@@ -236,7 +252,10 @@ impl<'a> DeadLetterQueue<'a> {
             stored
         };
         let (left, left_selected) = if dry_run {
-            (stored - report.total, selected - report.total)
+            (
+                stored.saturating_sub(report.total),
+                selected.saturating_sub(report.total),
+            )
         } else {
             (stored, selected)
         };
@@ -253,8 +272,8 @@ impl<'a> DeadLetterQueue<'a> {
     }
 
     /// The partitions the filter looks at, checked against the stored partition count.
-    fn partitions(&self, filter: &DeadLetterFilter) -> Result<Vec<u32>> {
-        let partition_count = self.ops.service_status(self.service)?.partition_count;
+    fn partitions(&self, filter: &DeadLetterFilter, status: &ServiceStatus) -> Result<Vec<u32>> {
+        let partition_count = status.partition_count;
         match filter.partition {
             Some(partition) if partition >= partition_count => Err(Error::NoSuchPartition {
                 service: self.service.to_owned(),
