@@ -144,19 +144,11 @@ impl CommandReceiver {
         {
             return None;
         }
-        let default = RetryPolicy::default();
-        let initial = self
-            .retry_initial_delay_ms
-            .map_or(default.initial_delay, Duration::from_millis);
-        Some(
-            default
-                .max_attempts(self.retry_max_attempts.unwrap_or(default.max_attempts))
-                .initial_delay(initial)
-                .max_delay(
-                    self.retry_max_delay_ms
-                        .map_or(default.max_delay.max(initial), Duration::from_millis),
-                ),
-        )
+        Some(RetryPolicy::from_parts(
+            self.retry_max_attempts,
+            self.retry_initial_delay_ms.map(Duration::from_millis),
+            self.retry_max_delay_ms.map(Duration::from_millis),
+        ))
     }
 
     /// Runs the command with the event on stdin (the item exactly as stored, when the

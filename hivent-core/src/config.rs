@@ -585,11 +585,10 @@ impl ConfigBuilder {
 
 /// The retry policy the settings give, the default's values where they give none.
 fn retry_policy(settings: &Settings) -> Result<RetryPolicy> {
-    let default = RetryPolicy::default();
     let max_attempts = match &settings.retry_max_attempts {
-        None => default.max_attempts,
+        None => None,
         Some(text) => match text.trim().parse::<u32>() {
-            Ok(n) if (1..=10_000).contains(&n) => n,
+            Ok(n) if (1..=10_000).contains(&n) => Some(n),
             _ => {
                 return Err(Error::InvalidConfig {
                     option: "retry_max_attempts",
@@ -599,10 +598,10 @@ fn retry_policy(settings: &Settings) -> Result<RetryPolicy> {
             }
         },
     };
-    let delay = |option: &'static str, text: &Option<String>, default: Duration| match text {
-        None => Ok(default),
+    let delay = |option: &'static str, text: &Option<String>| match text {
+        None => Ok(None),
         Some(text) => match text.trim().parse::<u64>() {
-            Ok(ms) if ms <= 86_400_000 => Ok(Duration::from_millis(ms)),
+            Ok(ms) if ms <= 86_400_000 => Ok(Some(Duration::from_millis(ms))),
             _ => Err(Error::InvalidConfig {
                 option,
                 value: text.clone(),
@@ -610,30 +609,22 @@ fn retry_policy(settings: &Settings) -> Result<RetryPolicy> {
             }),
         },
     };
-    let initial_delay = delay(
-        "retry_initial_delay_ms",
-        &settings.retry_initial_delay_ms,
-        default.initial_delay,
-    )?;
-    let max_delay = delay(
-        "retry_max_delay_ms",
-        &settings.retry_max_delay_ms,
-        default.max_delay.max(initial_delay),
-    )?;
-    if max_delay < initial_delay {
+    let policy = RetryPolicy::from_parts(
+        max_attempts,
+        delay("retry_initial_delay_ms", &settings.retry_initial_delay_ms)?,
+        delay("retry_max_delay_ms", &settings.retry_max_delay_ms)?,
+    );
+    if policy.max_delay < policy.initial_delay {
         return Err(Error::InvalidConfig {
             option: "retry_max_delay_ms",
-            value: max_delay.as_millis().to_string(),
+            value: policy.max_delay.as_millis().to_string(),
             reason: format!(
                 "it must be at least the initial delay ({} ms)",
-                initial_delay.as_millis()
+                policy.initial_delay.as_millis()
             ),
         });
     }
-    Ok(default
-        .max_attempts(max_attempts)
-        .initial_delay(initial_delay)
-        .max_delay(max_delay))
+    Ok(policy)
 }
 
 /// A duration option given in whole milliseconds, from 1 ms to one day.

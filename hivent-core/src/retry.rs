@@ -61,6 +61,29 @@ impl RetryPolicy {
     /// The longest wait of the default policy, before jitter.
     pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(5);
 
+    /// The default policy with the parts given replaced; a maximum delay left out is at
+    /// least the initial delay. What configuration files and receivers files build.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hivent_core::RetryPolicy;
+    /// let policy = RetryPolicy::from_parts(None, Some(Duration::from_secs(10)), None);
+    /// assert_eq!(policy.max_attempts, RetryPolicy::DEFAULT_MAX_ATTEMPTS);
+    /// assert_eq!(policy.max_delay, Duration::from_secs(10));
+    /// ```
+    pub fn from_parts(
+        max_attempts: Option<u32>,
+        initial_delay: Option<Duration>,
+        max_delay: Option<Duration>,
+    ) -> RetryPolicy {
+        let default = RetryPolicy::default();
+        let initial_delay = initial_delay.unwrap_or(default.initial_delay);
+        default
+            .max_attempts(max_attempts.unwrap_or(default.max_attempts))
+            .initial_delay(initial_delay)
+            .max_delay(max_delay.unwrap_or(default.max_delay.max(initial_delay)))
+    }
+
     /// One attempt: a failure dead-letters the event at once, as the Ruby gem does.
     pub fn no_retries() -> RetryPolicy {
         RetryPolicy::default().max_attempts(1)
