@@ -11,19 +11,23 @@ use crate::bench_hivent::bench_error;
 use crate::bench_report::RedisTimed;
 use crate::exit::Failure;
 
-/// The commands that run scripts or functions: their time includes the commands they
-/// call, which `INFO commandstats` counts a second time under their own names.
-const SCRIPT_COMMANDS: [&str; 6] = [
+/// The commands that run scripts, functions or transactions: their time includes the
+/// commands they run, which `INFO commandstats` counts a second time under their own
+/// names.
+const SCRIPT_COMMANDS: [&str; 7] = [
     "evalsha",
     "eval",
     "evalsha_ro",
     "eval_ro",
     "fcall",
     "fcall_ro",
+    "exec",
 ];
 
-/// The commands hivent's scripts call. In a figure that ran scripts their time is
-/// already in the script's, so they are not counted again.
+/// The commands hivent's scripts and its emit transaction (`MULTI` … `EXEC`) run. In a
+/// figure that ran those their time is already in the script's or `EXEC`'s, so they are
+/// not counted again; what hivent sends outside them (`WATCH`, `MGET`, `MULTI`) is not
+/// among them and counts.
 const CALLED_BY_SCRIPTS: [&str; 30] = [
     "type",
     "sunion",

@@ -39,13 +39,21 @@ pub trait Backend: Send + Sync {
 
     /// Stores one copy of each event in a partition of every service that receives its
     /// name or `*`, and returns, per event, how many services stored it (0: nobody
-    /// receives it). `call_id` names the call: a try of the same call (same id, same
-    /// events) stores nothing twice, so a call that failed uncertainly can be completed.
+    /// receives it). `call_id` names the call and is new: no call was published with
+    /// it before. A later try of the same call goes through [`Backend::republish`].
     ///
     /// On error nothing of the call was stored, unless the error is
     /// [`crate::Error::MaybeStored`]: the backend failed after the write was sent, and
     /// part or all of the call may have been stored.
     fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>>;
+
+    /// Tries again a call published before under `call_id` (same id, same events),
+    /// storing what the earlier tries did not and nothing twice, so a call that failed
+    /// uncertainly can be completed. The default is [`Backend::publish`], for backends
+    /// whose `publish` already honours a repeated id.
+    fn republish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>> {
+        self.publish(call_id, envelopes)
+    }
 
     /// Records that `registration.service` receives `registration.events` with its
     /// partition count, and that it receives nothing else any more.

@@ -236,7 +236,7 @@ impl Hivent {
         // Whatever this try's failure, the first try may have stored the call.
         self.inner
             .backend
-            .publish(&retry.call_id, &retry.envelopes)
+            .republish(&retry.call_id, &retry.envelopes)
             .map_err(|source| Error::EmitUncertain {
                 name: retry.name.clone(),
                 event_uuid: retry.event_uuid.clone(),

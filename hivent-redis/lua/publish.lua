@@ -27,7 +27,8 @@
 -- a call pushes to more than one (one push that fails is then the first write, and
 -- nothing is left behind); the marker is set with NX once every check passed, which
 -- also says whether an earlier try stored the call; the events of one list go in one
--- variadic LPUSH, in emit order; each receiving service gets one wake-up per call.
+-- variadic LPUSH, in emit order; each receiving service gets one wake-up per call,
+-- naming the partitions written (`0,3`), so its idle owners read just those.
 
 local marker = ARGV[1]
 local marker_ttl = ARGV[2]
@@ -148,7 +149,7 @@ for i = 7, #ARGV, 3 do
 end
 
 -- The target lists in the order they are first written, each with its events' JSON
--- in emit order, and the last partition written per service (for its wake-up).
+-- in emit order, and the partitions written per service (for its wake-up).
 local lists = {}
 local order = {}
 local woken = {}
@@ -173,9 +174,11 @@ for i = 7, #ARGV, 3 do
       partitions[partition] = list
       lists[key] = list
       order[#order + 1] = key
+      local written = woken[service] or {}
+      written[#written + 1] = string.format('%d', partition)
+      woken[service] = written
     end
     list[#list + 1] = json
-    woken[service] = partition
   end
 end
 
@@ -205,6 +208,6 @@ for _, key in ipairs(order) do
   end
 end
 for _, service in ipairs(wake_order) do
-  redis.call('PUBLISH', service .. wake_suffix, string.format('%d', woken[service]))
+  redis.call('PUBLISH', service .. wake_suffix, table.concat(woken[service], ','))
 end
 return counts_reply('ok')

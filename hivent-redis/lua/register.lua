@@ -1,6 +1,8 @@
 -- Records that a service receives exactly the given events with its partition count.
 --
 -- KEYS[1] <service>:partition_count   KEYS[2] <service>:hivent:events
+-- KEYS[3] hivent:registry (the registry version, moved on whenever this changes who
+--         receives what or a partition count, so producers' cached routes give way)
 -- ARGV[1] service   ARGV[2] partition count   ARGV[3] partition prefix (<service>:)
 -- ARGV[4..] event names, each also the key of its set of receivers (* included)
 --
@@ -87,16 +89,28 @@ if stored and stored ~= requested then
   end
 end
 
+local changed = stored ~= requested
 redis.call('SET', KEYS[1], ARGV[2])
 
 for _, old in ipairs(old_events) do
   if not wanted[old] then
-    redis.call('SREM', old, service)
+    changed = redis.call('SREM', old, service) == 1 or changed
   end
 end
 redis.call('DEL', KEYS[2])
 for i = 4, #ARGV do
-  redis.call('SADD', ARGV[i], service)
+  changed = redis.call('SADD', ARGV[i], service) == 1 or changed
   redis.call('SADD', KEYS[2], ARGV[i])
+end
+if changed then
+  -- A version never seen before, even after Redis lost its data: the time in µs, or
+  -- one past the stored version if the clock is behind it.
+  local time = redis.call('TIME')
+  local version = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  local previous = tonumber(redis.call('GET', KEYS[3]))
+  if previous and previous >= version then
+    version = previous + 1
+  end
+  redis.call('SET', KEYS[3], string.format('%.0f', version))
 end
 return { 'ok' }

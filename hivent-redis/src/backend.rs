@@ -8,7 +8,9 @@ use redis::{Connection, RedisError, RedisResult};
 
 use crate::connection::{Endpoint, Pool};
 use crate::error::{certainly_not_run, is_transient};
-use crate::script::{PublishReply, PublishScript, RegisterReply, RegisterScript};
+use crate::route_cache::RouteCache;
+use crate::routed_emit::{publish_routed, InDoubt, Routed};
+use crate::script::{millis, PublishReply, PublishScript, RegisterReply, RegisterScript};
 use crate::{Error, RedisOptions, RedisSession};
 
 /// The most events one publish call carries.
@@ -35,6 +37,8 @@ const BATCH_BYTES: usize = 4 << 20;
 pub struct RedisBackend {
     endpoint: Arc<Endpoint>,
     pool: Pool,
+    routes: RouteCache,
+    doubts: InDoubt,
 }
 
 impl RedisBackend {
@@ -61,8 +65,14 @@ impl RedisBackend {
     pub fn with_options(endpoint: &str, options: RedisOptions) -> Result<RedisBackend, Error> {
         options.validate()?;
         let pool = Pool::new(options.pool_size);
+        let routes = RouteCache::new(options.route_cache_ttl);
         let endpoint = Arc::new(Endpoint::parse(endpoint, options)?);
-        let backend = RedisBackend { endpoint, pool };
+        let backend = RedisBackend {
+            endpoint,
+            pool,
+            routes,
+            doubts: InDoubt::default(),
+        };
         backend.ping()?;
         backend.warn_if_evicting();
         Ok(backend)
@@ -178,19 +188,58 @@ impl RedisBackend {
     /// `call_id`, whose marker makes a try after a stored one write nothing. Returns,
     /// per event, how many services stored it. After a try that may have run, a final
     /// failure is [`Error::ReplyLost`] (it may have been stored), never a plain failure.
+    ///
+    /// The first try of a new call goes by the cached routes when it can
+    /// (`routed_emit.rs`); every other try, and every call the cache cannot route,
+    /// runs `publish.lua`, which reads the registry itself and honours the marker an
+    /// earlier try may have set.
     pub(crate) fn publish_call(
         &self,
         envelopes: &[Envelope],
         call_id: &str,
+        attempt: Try,
     ) -> Result<Vec<usize>, Error> {
         let ttl = self.endpoint.options().emit_marker_ttl;
         let mut may_have_run = false;
+        // The transaction does not look at the marker, so only a call's first try may
+        // go that way.
+        if attempt == Try::First && self.routes.enabled() {
+            let routed = self.pool.run_pooled(&self.endpoint, |pooled| {
+                publish_routed(
+                    pooled,
+                    &self.routes,
+                    &self.doubts,
+                    envelopes,
+                    call_id,
+                    millis(ttl),
+                )
+            });
+            match routed {
+                Ok(Routed::Stored(counts)) => return Ok(counts),
+                Ok(Routed::Unrouted) => {}
+                Ok(Routed::Collision { key, found, partly }) => {
+                    return Err(match partly {
+                        false => Error::KeyCollision { key, found },
+                        true => Error::PartlyStored { key, found },
+                    })
+                }
+                // The script path decides: it fails the same way for a lasting cause,
+                // and the marker keeps it from storing twice after a try that ran.
+                Err(error) => {
+                    may_have_run = !certainly_not_run(&error);
+                    tracing::warn!(%error, operation = "publish events", "Redis failed; trying again");
+                }
+            }
+        }
         let reply = self
             .retrying(
                 "publish events",
                 is_transient,
                 |error| may_have_run |= !certainly_not_run(error),
-                |connection| PublishScript::invoke(connection, envelopes, call_id, ttl),
+                |connection| {
+                    self.doubts.settle(connection)?;
+                    PublishScript::invoke(connection, envelopes, call_id, ttl)
+                },
             )
             .map_err(|error| {
                 if may_have_run {
@@ -274,11 +323,45 @@ impl Backend for RedisBackend {
         "redis"
     }
 
-    /// Publishes in calls of up to 500 events (or 4 MiB of JSON), each atomic: every
-    /// check is made before anything of the call is written. The chunks of one call
-    /// have ids derived from its id (`<id>`, `<id>:1`, …), so trying the whole call
-    /// again stores only the chunks that were not stored.
+    /// Publishes in calls of up to 500 events (or 4 MiB of JSON), each atomic. The
+    /// chunks of one call have ids derived from its id (`<id>`, `<id>:1`, …), so trying
+    /// the whole call again ([`Backend::republish`]) stores only the chunks that were
+    /// not stored.
     fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> hivent_core::Result<Vec<usize>> {
+        self.publish_chunks(call_id, envelopes, Try::First)
+    }
+
+    fn republish(&self, call_id: &str, envelopes: &[Envelope]) -> hivent_core::Result<Vec<usize>> {
+        self.publish_chunks(call_id, envelopes, Try::Again)
+    }
+
+    fn register(&self, registration: &Registration) -> hivent_core::Result<()> {
+        Ok(self.register_service(registration)?)
+    }
+
+    fn join(&self, service: &str) -> hivent_core::Result<Box<dyn ConsumerSession>> {
+        Ok(Box::new(self.join_session(service)?))
+    }
+
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+}
+
+/// Whether a publish call was tried before under its id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Try {
+    First,
+    Again,
+}
+
+impl RedisBackend {
+    fn publish_chunks(
+        &self,
+        call_id: &str,
+        envelopes: &[Envelope],
+        attempt: Try,
+    ) -> hivent_core::Result<Vec<usize>> {
         let mut counts = Vec::with_capacity(envelopes.len());
         let mut start = 0;
         let mut chunk = 0;
@@ -296,7 +379,7 @@ impl Backend for RedisBackend {
                 0 => call_id.to_owned(),
                 n => format!("{call_id}:{n}"),
             };
-            match self.publish_call(&envelopes[start..end], &id) {
+            match self.publish_call(&envelopes[start..end], &id, attempt) {
                 Ok(stored) => counts.extend(stored),
                 // Earlier chunks are stored: the call as a whole is partly done.
                 Err(error) if chunk > 0 => {
@@ -311,18 +394,6 @@ impl Backend for RedisBackend {
             chunk += 1;
         }
         Ok(counts)
-    }
-
-    fn register(&self, registration: &Registration) -> hivent_core::Result<()> {
-        Ok(self.register_service(registration)?)
-    }
-
-    fn join(&self, service: &str) -> hivent_core::Result<Box<dyn ConsumerSession>> {
-        Ok(Box::new(self.join_session(service)?))
-    }
-
-    fn operations(&self) -> Option<&dyn Operations> {
-        Some(self)
     }
 }
 
@@ -361,8 +432,8 @@ mod tests {
                 .unwrap();
         }
         let events = [envelope("x", 5, "one"), envelope("y", 5, "two")];
-        backend.publish_call(&events, "call-1").unwrap();
-        backend.publish_call(&events, "call-1").unwrap();
+        backend.publish_call(&events, "call-1", Try::First).unwrap();
+        backend.publish_call(&events, "call-1", Try::Again).unwrap();
         let list = |key: &str| -> Vec<String> {
             backend
                 .run("read", |c| {
@@ -372,7 +443,7 @@ mod tests {
         };
         assert_eq!(list("a:1"), ["two", "one"]);
         assert_eq!(list("b:2"), ["two", "one"]);
-        backend.publish_call(&events, "call-2").unwrap();
+        backend.publish_call(&events, "call-2", Try::First).unwrap();
         assert_eq!(list("a:1"), ["two", "one", "two", "one"]);
     }
 }

@@ -5,6 +5,7 @@ use parking_lot::Mutex;
 use redis::{Client, Connection, RedisError, RedisResult};
 
 use crate::error::keeps_connection;
+use crate::route_cache::RegistryVersion;
 use crate::{Error, RedisOptions};
 
 /// A parsed endpoint with its options: everything needed to open a connection.
@@ -77,8 +78,19 @@ impl Endpoint {
 
 /// Idle connections shared by the threads that emit and register.
 pub(crate) struct Pool {
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Pooled>>,
     size: usize,
+}
+
+/// A pooled connection and what it watches for the routed emit (see `route_cache`).
+pub(crate) struct Pooled {
+    pub(crate) connection: Connection,
+    /// The registry version this connection read right after its `WATCH` of the
+    /// version key, so a transaction on it aborts if the registry changed since; `None`
+    /// when it watches nothing known.
+    pub(crate) watching: Option<RegistryVersion>,
+    /// The server's id of this connection (`CLIENT ID`), once asked for.
+    pub(crate) client_id: Option<i64>,
 }
 
 impl Pool {
@@ -96,12 +108,25 @@ impl Pool {
         endpoint: &Endpoint,
         work: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
+        self.run_pooled(endpoint, |pooled| work(&mut pooled.connection))
+    }
+
+    /// [`Pool::run`] with the connection's watch state.
+    pub(crate) fn run_pooled<T>(
+        &self,
+        endpoint: &Endpoint,
+        work: impl FnOnce(&mut Pooled) -> RedisResult<T>,
+    ) -> RedisResult<T> {
         let idle = self.idle.lock().pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => endpoint.open()?,
+        let mut pooled = match idle {
+            Some(pooled) => pooled,
+            None => Pooled {
+                connection: endpoint.open()?,
+                watching: None,
+                client_id: None,
+            },
         };
-        let result = work(&mut connection);
+        let result = work(&mut pooled);
         let healthy = match &result {
             Ok(_) => true,
             Err(error) => keeps_connection(error),
@@ -109,7 +134,7 @@ impl Pool {
         if healthy {
             let mut idle = self.idle.lock();
             if idle.len() < self.size {
-                idle.push(connection);
+                idle.push(pooled);
             }
         }
         result

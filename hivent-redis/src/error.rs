@@ -64,6 +64,16 @@ pub enum Error {
         /// Its type in Redis.
         found: String,
     },
+    /// A partition list of an emit by cached routes is another type: the emit's other
+    /// lists got their events (a transaction does not check before it writes), this
+    /// one did not. Not transient: trying again stores nothing more.
+    #[error("the Redis key {key:?} is a {found}, not a partition list (another tool's key collides with it): the call's events were stored in its other lists but not there")]
+    PartlyStored {
+        /// The colliding key.
+        key: String,
+        /// Its type.
+        found: String,
+    },
     /// Redis did not answer a write that was sent: it may have been applied (a lost
     /// reply, a timeout, a dropped connection).
     #[error("Redis at {endpoint} did not answer a publish call that was sent, so it may have been stored: {source}")]

@@ -121,6 +121,11 @@ pub fn emitted_marker(call_id: &str) -> String {
     format!("{EMITTED_MARKER_PREFIX}{call_id}")
 }
 
+/// `hivent:registry`: the registry version, a number that hivent's registration
+/// moves on whenever it changes who receives what or a partition count; producers
+/// emit by cached routes only while it holds (see the crate docs, "Producing").
+pub const REGISTRY_VERSION: &str = "hivent:registry";
+
 /// `<service>:consumers`: the Ruby gem's set of its consumers of the service (read by
 /// `status` only; hivent-rs's own group lives under `<service>:hivent:`).
 pub fn gem_consumers(service: &str) -> String {

@@ -171,6 +171,8 @@ pub mod keys;
 mod member;
 mod operations;
 mod options;
+mod route_cache;
+mod routed_emit;
 mod script;
 mod session;
 pub mod test_server;

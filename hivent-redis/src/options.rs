@@ -39,6 +39,13 @@ pub struct RedisOptions {
     pub emit_marker_ttl: Duration,
     /// How many idle connections the backend keeps for emits and registration (default 4).
     pub pool_size: usize,
+    /// How long a producer emits by the routes it read (who receives an event, their
+    /// partition counts) before reading them again (default 1 s); zero runs the
+    /// publish script for every emit. A registration by hivent is seen by the very
+    /// next emit whatever this is (it moves the registry version that every cached
+    /// emit checks); this bounds how long a service registered by the Ruby gem, which
+    /// does not move it, goes without the events of a producer that cached the routes.
+    pub route_cache_ttl: Duration,
 }
 
 impl Default for RedisOptions {
@@ -52,6 +59,7 @@ impl Default for RedisOptions {
             emit_backoff: Duration::from_millis(50),
             emit_marker_ttl: Duration::from_secs(60),
             pool_size: 4,
+            route_cache_ttl: Duration::from_secs(1),
         }
     }
 }
@@ -102,6 +110,18 @@ impl RedisOptions {
     /// Sets how many idle connections are kept.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size;
+        self
+    }
+
+    /// Sets how long cached routes are used; zero turns the cache off.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let options = hivent_redis::RedisOptions::default().route_cache_ttl(Duration::ZERO);
+    /// assert_eq!(options.route_cache_ttl, Duration::ZERO);
+    /// ```
+    pub fn route_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.route_cache_ttl = ttl;
         self
     }
 

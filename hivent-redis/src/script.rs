@@ -26,6 +26,8 @@ static PUBLISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/publish.lua")));
 static REGISTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/register.lua")));
+static ROUTES: LazyLock<Script> =
+    LazyLock::new(|| Script::new(with_partition_count!("../lua/routes.lua")));
 static HEARTBEAT: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/heartbeat.lua")));
 /// The scripts that write under a partition's claim get its one check prepended.
@@ -58,7 +60,7 @@ macro_rules! with_pick {
 static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/replay.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/purge.lua")));
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
@@ -167,6 +169,65 @@ impl PublishScript {
     }
 }
 
+/// `routes.lua`: where events of the given names go, and the registry version.
+///
+/// - KEYS: none.
+/// - ARGV: the registry version key, the partition count suffix, the wildcard set,
+///   then the event names.
+/// - Reply: [`RoutesReply`].
+pub(crate) struct RoutesScript;
+
+/// What [`RoutesScript`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RoutesReply {
+    /// The registry version the routes were read under (`None` when none is stored).
+    pub(crate) version: Option<String>,
+    /// Per name asked for, its receiving services with their partition counts, or
+    /// `None` when a set or count key is not what it should be.
+    pub(crate) routes: Vec<Option<Vec<(String, u32)>>>,
+}
+
+impl FromRedisValue for RoutesReply {
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let Value::Array(mut items) = value else {
+            return Err(format!("unexpected routes reply {value:?}").into());
+        };
+        if items.is_empty() {
+            return Err("empty routes reply".into());
+        }
+        let version = match items.remove(0) {
+            Value::Nil => None,
+            other => Some(String::from_redis_value(other)?),
+        };
+        let routes = items
+            .into_iter()
+            .map(|route| match route {
+                Value::Array(flat) if flat.len() % 2 == 0 => flat
+                    .chunks_exact(2)
+                    .map(|pair| Ok((text(&pair[0]).ok_or("a service name")?, number(&pair[1])?)))
+                    .collect::<Result<Vec<_>, ParsingError>>()
+                    .map(Some),
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RoutesReply { version, routes })
+    }
+}
+
+impl RoutesScript {
+    /// Reads the routes of `names` (each an event name, `*` not included).
+    pub(crate) fn invoke(connection: &mut Connection, names: &[&str]) -> RedisResult<RoutesReply> {
+        let mut call = ROUTES.prepare_invoke();
+        call.arg(keys::REGISTRY_VERSION)
+            .arg(keys::PARTITION_COUNT_SUFFIX)
+            .arg(keys::WILDCARD_RECEIVERS);
+        for name in names {
+            call.arg(keys::event_receivers(name));
+        }
+        call.invoke(connection)
+    }
+}
+
 /// `register.lua`: records a service's partition count and received events.
 ///
 /// - KEYS: `<service>:partition_count`, `<service>:hivent:events`.
@@ -227,6 +288,7 @@ impl RegisterScript {
         let mut call = REGISTER.prepare_invoke();
         call.key(keys::partition_count(service))
             .key(keys::registered_events(service))
+            .key(keys::REGISTRY_VERSION)
             .arg(service)
             .arg(partition_count)
             .arg(keys::partition_prefix(service));

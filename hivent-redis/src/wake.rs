@@ -171,17 +171,17 @@ fn listen(
                         poke(&channels.group_notify)
                     }
                     Ok(message) => {
-                        // A wake-up names the partition pushed to (publish.lua,
-                        // replay.lua); anything else may mean any of them.
-                        let partition = message
-                            .get_payload::<String>()
-                            .ok()
-                            .and_then(|text| text.parse::<u32>().ok());
+                        // A wake-up names the partitions pushed to (`3`, `0,3`:
+                        // publish.lua, replay.lua, the routed emit); anything else may
+                        // mean any of them.
+                        let named = message.get_payload::<String>().ok().and_then(|text| {
+                            text.split(',')
+                                .map(|n| n.parse::<u32>().ok())
+                                .collect::<Option<Vec<u32>>>()
+                        });
                         let mut pending = channels.pending.lock();
-                        match partition {
-                            Some(partition) => {
-                                pending.partitions.insert(partition);
-                            }
+                        match named {
+                            Some(partitions) => pending.partitions.extend(partitions),
                             None => pending.all = true,
                         }
                         drop(pending);

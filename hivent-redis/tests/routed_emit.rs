@@ -1,0 +1,235 @@
+//! Emits by cached routes: exact after hivent registrations, bounded after the gem's,
+//! one copy after a lost reply, and what a colliding list leaves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hivent_core::{Backend, Envelope, Registration};
+use hivent_redis::RedisBackend;
+
+fn registration(service: &str, events: &[&str], partitions: u32) -> Registration {
+    Registration {
+        service: service.to_owned(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        partition_count: partitions,
+    }
+}
+
+fn event(name: &str, hash: u32) -> Envelope {
+    Envelope {
+        name: name.to_owned(),
+        partition_hash: hash,
+        json: support::gem_event(name, "{}", &hivent_core::new_id()),
+    }
+}
+
+fn publish(backend: &RedisBackend, envelope: Envelope) -> Vec<usize> {
+    backend
+        .publish(&hivent_core::new_id(), &[envelope])
+        .unwrap()
+}
+
+/// How many times Redis ran `command` so far.
+fn calls(redis: &mut support::Redis, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.raw)
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Once the routes are read, emits run no script: one transaction each.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn steady_emits_run_no_script() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend.register(&registration("svc", &["e"], 4)).unwrap();
+    assert_eq!(publish(&backend, event("e", 1)), [1]);
+    let (scripts, transactions) = (calls(&mut redis, "evalsha"), calls(&mut redis, "exec"));
+    for hash in 0..10 {
+        assert_eq!(publish(&backend, event("e", hash)), [1]);
+    }
+    assert_eq!(calls(&mut redis, "evalsha"), scripts);
+    assert_eq!(calls(&mut redis, "exec"), transactions + 10);
+    let stored: usize = (0..4).map(|p| redis.len(&format!("svc:{p}"))).sum();
+    assert_eq!(stored, 11);
+    assert_eq!(redis.len("svc:1"), 4, "hashes 1, 1, 5, 9");
+}
+
+/// A registration by hivent changes where the very next emit of a producer that cached
+/// the routes goes: a new receiver, a receiver gone, a new partition count.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_hivent_registration_is_seen_by_the_next_emit() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let producer = redis.backend();
+    let registrar = redis.backend();
+    registrar.register(&registration("a", &["e"], 1)).unwrap();
+    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    registrar.register(&registration("b", &["e"], 1)).unwrap();
+    assert_eq!(publish(&producer, event("e", 3)), [2]);
+    assert_eq!((redis.len("a:0"), redis.len("b:0")), (2, 1));
+    registrar
+        .register(&registration("b", &["other"], 1))
+        .unwrap();
+    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    assert_eq!((redis.len("a:0"), redis.len("b:0")), (3, 1));
+    // A count changes once the old partitions are drained.
+    redis.command("DEL", &["a:0"]);
+    registrar.register(&registration("a", &["e"], 4)).unwrap();
+    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    assert_eq!((redis.len("a:0"), redis.len("a:3")), (0, 1));
+}
+
+/// The Ruby gem registers by writing the sets itself: a producer with cached routes
+/// sends to its service once the routes' lifetime is over, and at once without a cache.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_gem_registration_is_seen_once_the_routes_expire() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let url = redis.server.url();
+    let with_ttl = |ttl| {
+        RedisBackend::with_options(&url, support::fast_options().route_cache_ttl(ttl)).unwrap()
+    };
+    let cached = with_ttl(Duration::from_millis(200));
+    let uncached = with_ttl(Duration::ZERO);
+    cached.register(&registration("a", &["e"], 1)).unwrap();
+    assert_eq!(publish(&cached, event("e", 0)), [1]);
+    redis.command("SET", &["gem:partition_count", "1"]);
+    redis.command("SADD", &["e", "gem"]);
+    assert_eq!(publish(&uncached, event("e", 0)), [2]);
+    assert_eq!(redis.len("gem:0"), 1);
+    support::wait_until(Duration::from_secs(10), "the cached routes expire", || {
+        publish(&cached, event("e", 0)) == [2]
+    });
+    assert_eq!(redis.len("gem:0"), 2);
+}
+
+/// A reply lost in a stalled Redis (clients paused past the response timeout): the
+/// routed try's transaction is in doubt, and the retries (the script, after closing
+/// that connection on the server) leave exactly one copy.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_routed_emit_whose_reply_was_lost_is_stored_once() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let options = support::fast_options()
+        .response_timeout(Duration::from_millis(100))
+        .emit_tries(1);
+    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
+    backend.register(&registration("svc", &["e"], 1)).unwrap();
+    assert_eq!(publish(&backend, event("e", 0)), [1]);
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(500)
+        .arg("WRITE")
+        .query(&mut redis.raw)
+        .unwrap();
+    let envelope = event("e", 0);
+    // Either the retries inside `publish` outlast the pause, or the call is uncertain.
+    match backend.publish("call-1", std::slice::from_ref(&envelope)) {
+        Ok(counts) => assert_eq!(counts, [1]),
+        Err(error) => assert!(
+            matches!(error, hivent_core::Error::MaybeStored { .. }),
+            "{error:?}"
+        ),
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match backend.republish("call-1", std::slice::from_ref(&envelope)) {
+            Ok(counts) => break assert_eq!(counts, [1]),
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "{error}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    // Whatever was still queued in Redis has run (or was dropped) by now.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(
+        redis.len("svc:0"),
+        2,
+        "the first emit and one copy of call-1"
+    );
+}
+
+/// A partition list that another tool turned into another type after registration: a
+/// routed emit checks types only as it pushes, so its other lists get their events and
+/// the error says so; a call with that list alone writes nothing, not even its marker.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_colliding_list_fails_a_routed_emit_naming_what_was_stored() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend
+        .register(&registration("bystander", &["e"], 1))
+        .unwrap();
+    backend
+        .register(&registration("blocked", &["e"], 1))
+        .unwrap();
+    backend.register(&registration("alone", &["g"], 1)).unwrap();
+    assert_eq!(publish(&backend, event("e", 0)), [2]);
+    assert_eq!(publish(&backend, event("g", 0)), [1]);
+    redis.command("DEL", &["blocked:0", "alone:0"]);
+    redis.command("SET", &["blocked:0", "another tool's value"]);
+    redis.command("SET", &["alone:0", "another tool's value"]);
+    let error = backend.publish("call-1", &[event("e", 0)]).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("\"blocked:0\" is a string") && text.contains("stored in its other lists"),
+        "{text}"
+    );
+    assert_eq!(redis.len("bystander:0"), 2);
+    let only = event("g", 0);
+    let error = backend
+        .publish("call-2", std::slice::from_ref(&only))
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("\"alone:0\" is a string") && text.contains("nothing was written"),
+        "{text}"
+    );
+    assert_eq!(
+        redis.command("EXISTS", &["hivent:emitted:call-2"]),
+        redis::Value::Int(0)
+    );
+    redis.command("DEL", &["alone:0"]);
+    assert_eq!(
+        backend
+            .republish("call-2", std::slice::from_ref(&only))
+            .unwrap(),
+        [1]
+    );
+    assert_eq!(redis.len("alone:0"), 1);
+}
