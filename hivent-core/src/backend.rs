@@ -47,9 +47,9 @@ pub trait Backend: Send + Sync {
     /// part or all of the call may have been stored.
     fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>>;
 
-    /// Tries again a call published before under `call_id` (same id, same events),
-    /// storing what the earlier tries did not and nothing twice, so a call that failed
-    /// uncertainly can be completed. The default is [`Backend::publish`], for backends
+    /// Tries again a call whose publish failed with [`crate::Error::MaybeStored`] (same
+    /// id, same events), storing what the earlier tries did not and nothing twice, so a
+    /// call that failed uncertainly can be completed. The default is [`Backend::publish`], for backends
     /// whose `publish` already honours a repeated id.
     fn republish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>> {
         self.publish(call_id, envelopes)

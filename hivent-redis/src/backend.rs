@@ -9,7 +9,7 @@ use redis::{Connection, RedisError, RedisResult};
 use crate::connection::{Endpoint, Pool};
 use crate::error::{certainly_not_run, is_transient};
 use crate::route_cache::RouteCache;
-use crate::routed_emit::{publish_routed, InDoubt, Routed};
+use crate::routed_emit::{publish_routed, InDoubt, Routed, RoutedCall};
 use crate::script::{millis, PublishReply, PublishScript, RegisterReply, RegisterScript};
 use crate::{Error, RedisOptions, RedisSession};
 
@@ -203,15 +203,18 @@ impl RedisBackend {
         let mut may_have_run = false;
         // The transaction does not look at the marker, so only a call's first try may
         // go that way.
-        if attempt == Try::First && self.routes.enabled() {
+        if attempt != Try::Again && self.routes.enabled() {
             let routed = self.pool.run_pooled(&self.endpoint, |pooled| {
                 publish_routed(
                     pooled,
                     &self.routes,
                     &self.doubts,
-                    envelopes,
-                    call_id,
-                    millis(ttl),
+                    RoutedCall {
+                        envelopes,
+                        call_id,
+                        marker_ttl_ms: millis(ttl),
+                        whole: attempt == Try::First,
+                    },
                 )
             });
             match routed {
@@ -237,7 +240,7 @@ impl RedisBackend {
                 is_transient,
                 |error| may_have_run |= !certainly_not_run(error),
                 |connection| {
-                    self.doubts.settle(connection)?;
+                    self.doubts.settle(connection, millis(ttl))?;
                     PublishScript::invoke(connection, envelopes, call_id, ttl)
                 },
             )
@@ -351,7 +354,11 @@ impl Backend for RedisBackend {
 /// Whether a publish call was tried before under its id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Try {
+    /// The first try of a user's whole call.
     First,
+    /// The first try of one chunk of a larger call.
+    FirstOfChunk,
+    /// A call, or chunk, tried before.
     Again,
 }
 
@@ -379,7 +386,11 @@ impl RedisBackend {
                 0 => call_id.to_owned(),
                 n => format!("{call_id}:{n}"),
             };
-            match self.publish_call(&envelopes[start..end], &id, attempt) {
+            let this = match attempt {
+                Try::First if chunk > 0 || end < envelopes.len() => Try::FirstOfChunk,
+                other => other,
+            };
+            match self.publish_call(&envelopes[start..end], &id, this) {
                 Ok(stored) => counts.extend(stored),
                 // Earlier chunks are stored: the call as a whole is partly done.
                 Err(error) if chunk > 0 => {
@@ -432,7 +443,11 @@ mod tests {
                 .unwrap();
         }
         let events = [envelope("x", 5, "one"), envelope("y", 5, "two")];
-        backend.publish_call(&events, "call-1", Try::First).unwrap();
+        // A chunk has a marker of its own (a whole call's retries are in
+        // tests/routed_emit.rs: its marker is the connection's).
+        backend
+            .publish_call(&events, "call-1", Try::FirstOfChunk)
+            .unwrap();
         backend.publish_call(&events, "call-1", Try::Again).unwrap();
         let list = |key: &str| -> Vec<String> {
             backend

@@ -6,6 +6,7 @@ use redis::{Client, Connection, RedisError, RedisResult};
 
 use crate::error::keeps_connection;
 use crate::route_cache::RegistryVersion;
+use crate::routed_emit::ConnectionIdentity;
 use crate::{Error, RedisOptions};
 
 /// A parsed endpoint with its options: everything needed to open a connection.
@@ -89,8 +90,8 @@ pub(crate) struct Pooled {
     /// version key, so a transaction on it aborts if the registry changed since; `None`
     /// when it watches nothing known.
     pub(crate) watching: Option<RegistryVersion>,
-    /// The server's id of this connection (`CLIENT ID`), once asked for.
-    pub(crate) client_id: Option<i64>,
+    /// The connection as the server knows it, once asked for.
+    pub(crate) identity: Option<ConnectionIdentity>,
 }
 
 impl Pool {
@@ -123,7 +124,7 @@ impl Pool {
             None => Pooled {
                 connection: endpoint.open()?,
                 watching: None,
-                client_id: None,
+                identity: None,
             },
         };
         let result = work(&mut pooled);

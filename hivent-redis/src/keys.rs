@@ -126,6 +126,13 @@ pub fn emitted_marker(call_id: &str) -> String {
 /// emit by cached routes only while it holds (see the crate docs, "Producing").
 pub const REGISTRY_VERSION: &str = "hivent:registry";
 
+/// `hivent:emitted:connection:<random id>`: the id of the last whole call that one
+/// producer connection's emit transactions stored, so a retry after a lost reply can
+/// tell whether it ran (see `routed_emit.rs`).
+pub fn connection_marker(token: &str) -> String {
+    format!("{EMITTED_MARKER_PREFIX}connection:{token}")
+}
+
 /// `<service>:consumers`: the Ruby gem's set of its consumers of the service (read by
 /// `status` only; hivent-rs's own group lives under `<service>:hivent:`).
 pub fn gem_consumers(service: &str) -> String {

@@ -27,35 +27,63 @@
 //! | `<service>:hivent:wake` | channel | wake-up notices after a push |
 //! | `<service>:hivent:group` | channel | group changes: a member joined, left, expired or released a partition |
 //! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for [`RedisOptions::emit_marker_ttl`] (60 s); about 160 bytes each |
+//! | `hivent:emitted:connection:<random id>` | string | the id of the last whole call one producer connection's transaction stored, for the same time |
+//! | `hivent:registry` | string | the registry version: moved on by every registration that changes who receives what or a partition count (a number from Redis `TIME` in µs, never reused) |
 //!
 //! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
 //! reloaded after NOSCRIPT (a restarted Redis or `SCRIPT FLUSH`).
 //!
 //! # Producing
 //!
-//! One script per emit (or per chunk of up to 500 events for a batch) reads each
-//! event's set and `*`, checks that every receiving service has a valid partition count
-//! and that every key it reads or pushes to has the right type (a set, a string count,
-//! a list, or absent: a colliding name fails the call with [`Error::KeyCollision`]),
-//! all before it writes anything; then it `LPUSH`es one copy per service into
-//! `<service>:<hash % count>` (the events of one list in one variadic `LPUSH`, in emit
-//! order), `PUBLISH`es one wake-up notice per service naming the partition, and answers
-//! how many services received each event. Types are asked for (`TYPE`) only where a
-//! read failed, or for the lists only when the call pushes to several: a push to a
-//! single list that fails is the call's first write, so nothing is left behind. Each call carries a call id (the chunks of a batch
-//! `<id>`, `<id>:1`, …), and the script sets `hivent:emitted:<call id>` in the same
-//! atomic step as its pushes; a try of a call whose marker exists writes nothing. A call
-//! retried after an ambiguous failure (sent, reply lost) therefore stores no second
-//! copy. The marker is set (`SET NX`) once every check passed, which also tells a
-//! retry that an earlier try stored the call. Transient failures are retried with doubling pauses (4 tries by default); when
-//! the last fails after a try that may have run, the error is
-//! [`Error::ReplyLost`] (`hivent_core::Error::EmitUncertain` to the application, which
-//! completes the call with `Hivent::retry_emit`), and only a failure after which
-//! nothing can have run says the event was not emitted. One marker per call rather
-//! than per event keeps the script's work per event to the `LPUSH`es: with a marker per
-//! event (SHA-1 of the JSON, `EXISTS`, `SET`) batch emit measured ~112k events/s, with
-//! one per call ~246k/s (see BENCHMARKS.md). A marker costs about 160 bytes for
-//! [`RedisOptions::emit_marker_ttl`] (60 s): about 9.4 MB at 1,000 calls a second.
+//! Each emit (or chunk of up to 500 events of a batch) carries a call id (the chunks
+//! `<id>`, `<id>:1`, …) and goes one of two ways, both one round trip and atomic.
+//!
+//! **By cached routes** (the steady state; `route_cache.rs`, `routed_emit.rs`). A
+//! producer reads where an event name goes (its set and `*`, each receiving service's
+//! partition count) once with `routes.lua`, and then emits by a plain transaction:
+//! `MULTI`, a marker `SET … PX`, one variadic `LPUSH` per partition list in emit order,
+//! one `PUBLISH` per receiving service naming the partitions written (`0,3`), `EXEC`,
+//! then `WATCH hivent:registry` and `MGET hivent:registry` for the next call. Every
+//! hivent registration that changes who receives what or a partition count moves the
+//! registry version (`hivent:registry`), so a transaction on a connection that watches
+//! it aborts, writing nothing, once the routes it was built from are out of date; the
+//! call then goes by the script. The Ruby gem registers by writing the sets itself,
+//! without moving the version, so cached routes also expire after
+//! [`RedisOptions::route_cache_ttl`] (1 s): a service the gem registers gets a cached
+//! producer's events from at most that long after. This replaces the script of the
+//! first version for the steady state because a script call alone cost about 3 µs of
+//! Redis time and its registry reads as much again: a single emit went from about 22 µs
+//! to about 5 µs of Redis time, a batch from 3.4 to 0.4 µs per event (BENCHMARKS.md).
+//! What it gives up: a transaction does not check before it writes, so a partition list
+//! that another tool turned into another type after registration fails the call with
+//! [`Error::PartlyStored`] (the call's other lists got their events) or, when it was the
+//! call's only list, [`Error::KeyCollision`] with nothing written.
+//!
+//! **By the script** (`publish.lua`: the first emit of a name, every retry, and every
+//! emit with the cache off): it reads each event's set and `*`, checks that every
+//! receiving service has a valid partition count and that every key it reads or pushes
+//! to has the right type (a colliding name fails the call with
+//! [`Error::KeyCollision`]), all before it writes anything; then it pushes and wakes as
+//! above. Types are asked for (`TYPE`) only where a read failed, or for the lists only
+//! when the call pushes to several.
+//!
+//! **Retries write no second copy.** The script sets `hivent:emitted:<call id>` (`SET
+//! NX`, once every check passed) in the same atomic step as its pushes, and a try of a
+//! call whose marker exists writes nothing. A transaction cannot look at a marker, so
+//! only a call's first try goes that way: a whole call records its id in its
+//! connection's marker (`hivent:emitted:connection:<random id>`, which exists already
+//! and costs Redis less than a new key), a chunk of a larger call sets its own. When a
+//! transaction's reply is lost, the retry first closes that connection on the server
+//! (`CLIENT KILL ID`: its transaction then either ran or never will; a Redis user not
+//! allowed to do that keeps every emit on the script) and, if the connection's marker
+//! names the call, sets the call's own marker, which the script honours. Transient
+//! failures are retried with doubling pauses (4 tries by default); when the last fails
+//! after a try that may have run, the error is [`Error::ReplyLost`]
+//! (`hivent_core::Error::EmitUncertain` to the application, which completes the call
+//! with `Hivent::retry_emit`), and only a failure after which nothing can have run says
+//! the event was not emitted. A marker of its own costs about 160 bytes for
+//! [`RedisOptions::emit_marker_ttl`] (60 s); by cached routes only chunks and retries
+//! set one.
 //!
 //! # Registering
 //!

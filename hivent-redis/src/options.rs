@@ -34,8 +34,10 @@ pub struct RedisOptions {
     pub emit_backoff: Duration,
     /// How long the marker that makes emits idempotent lives (default 60 s): a retry of
     /// the same call (an automatic one, or `Hivent::retry_emit` after an uncertain
-    /// failure) within this time stores nothing again. Each marker costs Redis about
-    /// 160 bytes for this long: about 9.4 MB at 1,000 emit calls a second.
+    /// failure) within this time stores nothing again. A call's own marker costs Redis
+    /// about 160 bytes for this long (9.4 MB at 1,000 calls a second); emits by cached
+    /// routes set one only for the chunks of large batches and for retries, and
+    /// otherwise overwrite one marker per connection.
     pub emit_marker_ttl: Duration,
     /// How many idle connections the backend keeps for emits and registration (default 4).
     pub pool_size: usize,

@@ -102,10 +102,14 @@ pub(crate) fn publish_routed(
     pooled: &mut Pooled,
     cache: &RouteCache,
     doubts: &InDoubt,
-    envelopes: &[Envelope],
-    call_id: &str,
-    marker_ttl_ms: u64,
+    call: RoutedCall<'_>,
 ) -> RedisResult<Routed> {
+    let RoutedCall {
+        envelopes,
+        call_id,
+        marker_ttl_ms,
+        whole,
+    } = call;
     let mut names: Vec<&str> = Vec::new();
     for envelope in envelopes {
         if !names.contains(&envelope.name.as_str()) {
@@ -134,23 +138,27 @@ pub(crate) fn publish_routed(
         // Nobody receives them: nothing to store, so nothing to guard against a retry.
         return Ok(Routed::Stored(plan.counts));
     }
-    let marker = keys::emitted_marker(call_id);
-    if pooled.client_id.is_none() {
-        match doubts.identify(&mut pooled.connection)? {
-            Some(id) => pooled.client_id = Some(id),
-            None => {
-                cache.disable();
-                return Ok(Routed::Unrouted);
-            }
+    if pooled.identity.is_none() {
+        pooled.identity = doubts.identify(&mut pooled.connection)?;
+        if pooled.identity.is_none() {
+            cache.disable();
+            return Ok(Routed::Unrouted);
         }
     }
+    let Some(client) = pooled.identity.clone() else {
+        return Ok(Routed::Unrouted);
+    };
+    // A whole call marks itself on the connection's marker, which exists already and so
+    // costs Redis less than a key of its own (measured: 1 µs against 2.4); a chunk of a
+    // larger call needs a marker of its own, since the whole call may be tried again.
+    let call_marker = keys::emitted_marker(call_id);
     let mut pipe = redis::pipe();
-    pipe.cmd("MULTI")
-        .cmd("SET")
-        .arg(&marker)
-        .arg("1")
-        .arg("PX")
-        .arg(marker_ttl_ms);
+    pipe.cmd("MULTI").cmd("SET");
+    match whole {
+        true => pipe.arg(&client.marker).arg(call_id),
+        false => pipe.arg(&call_marker).arg("1"),
+    };
+    pipe.arg("PX").arg(marker_ttl_ms);
     for (list, items) in &plan.lists {
         pipe.cmd("LPUSH").arg(list).arg(items.as_slice());
     }
@@ -169,27 +177,38 @@ pub(crate) fn publish_routed(
         .query(&mut pooled.connection)
         .inspect_err(|error| {
             if !certainly_not_run(error) {
-                doubts.add(pooled.client_id);
+                doubts.add(&client, whole.then_some(call_id));
             }
         })?;
+    // The last replies are MGET's, WATCH's and EXEC's; a version that cannot be read
+    // leaves the connection watching nothing known, which only costs a read next time.
     let version = match replies.pop() {
-        Some(Value::Array(mut values)) if values.len() == 1 => match values.remove(0) {
-            Value::Nil => RegistryVersion(None),
-            value => RegistryVersion(Some(redis::from_redis_value(value)?)),
+        Some(Value::Array(values)) => match values.as_slice() {
+            [Value::Nil] => Some(RegistryVersion(None)),
+            [value] => redis::from_redis_value::<String>(value.clone())
+                .ok()
+                .map(|v| RegistryVersion(Some(v))),
+            _ => None,
         },
-        other => return Err(unexpected("MGET", other)),
+        _ => None,
     };
-    replies.pop(); // WATCH's OK
+    replies.pop();
     let exec = replies.pop();
-    pooled.watching = Some(version.clone());
-    cache.observed(&version);
+    if let Some(version) = &version {
+        cache.observed(version);
+    }
+    pooled.watching = version;
     let results = match exec {
         Some(Value::Array(results)) => results,
         // The registry changed since the WATCH: the transaction wrote nothing.
         Some(Value::Nil) => return Ok(Routed::Unrouted),
         // A command was refused when queued (out of memory, say): EXECABORT, nothing ran.
         Some(Value::ServerError(_)) => return Ok(Routed::Unrouted),
-        other => return Err(unexpected("EXEC", other)),
+        other => {
+            // Not a reply a transaction gives: whether it ran is unknown.
+            doubts.add(&client, whole.then_some(call_id));
+            return Err(unexpected("EXEC", other));
+        }
     };
     let failed = results
         .iter()
@@ -202,62 +221,111 @@ pub(crate) fn publish_routed(
     let key = plan.lists[failed].0.clone();
     let connection: &mut Connection = &mut pooled.connection;
     let partly = plan.lists.len() > 1;
-    if !partly {
+    if !partly && !whole {
         // The marker is all the call wrote: a retry must not take it for a stored call.
-        redis::cmd("DEL").arg(&marker).query::<()>(connection)?;
+        redis::cmd("DEL")
+            .arg(&call_marker)
+            .query::<()>(connection)?;
     }
     let found = redis::cmd("TYPE").arg(&key).query::<String>(connection)?;
     Ok(Routed::Collision { key, found, partly })
 }
 
-/// The connections whose transaction was sent but not answered, so that it may still
-/// run: Redis could hold it unread (a stalled server) and run it after a retry stored
-/// the call. Only scripts look at the marker, so before any retry the old connection is
-/// closed on the server (`CLIENT KILL ID`): then its transaction either ran before, and
-/// the retry's script sees its marker, or never runs.
-#[derive(Default)]
-pub(crate) struct InDoubt {
-    clients: Mutex<Vec<i64>>,
+/// One emit of a [`publish_routed`] call.
+pub(crate) struct RoutedCall<'a> {
+    pub(crate) envelopes: &'a [Envelope],
+    pub(crate) call_id: &'a str,
+    pub(crate) marker_ttl_ms: u64,
+    /// Whether this is the whole of a user's call (not one chunk of a larger one).
+    pub(crate) whole: bool,
 }
 
-/// The most connections remembered; more would mean thousands of failed emits, whose
+/// A pooled connection as the server knows it, and its marker.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionIdentity {
+    /// `CLIENT ID`.
+    pub(crate) id: i64,
+    /// `hivent:emitted:connection:<random id>`: the id of the last whole call this
+    /// connection's transactions stored.
+    pub(crate) marker: String,
+}
+
+/// A transaction that was sent but not answered, so that it may still run: Redis could
+/// hold it unread (a stalled server) and run it after a retry stored the call.
+struct Doubt {
+    client: ConnectionIdentity,
+    /// The call, when it marked itself on the connection's marker.
+    call_id: Option<String>,
+}
+
+/// The transactions in doubt. Before any retry, each one's connection is closed on the
+/// server (`CLIENT KILL ID`), so its transaction either ran already or never will; one
+/// that marked itself on its connection's marker and ran gets its call's own marker
+/// (`hivent:emitted:<call id>`), which the publish script honours.
+#[derive(Default)]
+pub(crate) struct InDoubt {
+    doubts: Mutex<Vec<Doubt>>,
+}
+
+/// The most transactions remembered; more would mean thousands of failed emits, whose
 /// connections are long closed on the server.
 const MAX_IN_DOUBT: usize = 1024;
 
 impl InDoubt {
-    fn add(&self, client: Option<i64>) {
-        if let Some(client) = client {
-            let mut clients = self.clients.lock();
-            if clients.len() == MAX_IN_DOUBT {
-                clients.remove(0);
-            }
-            clients.push(client);
+    fn add(&self, client: &ConnectionIdentity, call_id: Option<&str>) {
+        let mut doubts = self.doubts.lock();
+        if doubts.len() == MAX_IN_DOUBT {
+            doubts.remove(0);
         }
+        doubts.push(Doubt {
+            client: client.clone(),
+            call_id: call_id.map(str::to_owned),
+        });
     }
 
-    /// Closes every connection in doubt on the server, through `connection`; the ones
-    /// the server no longer has are settled too.
-    pub(crate) fn settle(&self, connection: &mut Connection) -> RedisResult<()> {
-        let pending: Vec<i64> = self.clients.lock().clone();
-        for client in pending {
+    /// Settles every transaction in doubt through `connection`, marking the calls that
+    /// ran for `marker_ttl`.
+    pub(crate) fn settle(
+        &self,
+        connection: &mut Connection,
+        marker_ttl_ms: u64,
+    ) -> RedisResult<()> {
+        let pending: Vec<(i64, String, Option<String>)> = self
+            .doubts
+            .lock()
+            .iter()
+            .map(|d| (d.client.id, d.client.marker.clone(), d.call_id.clone()))
+            .collect();
+        for (id, marker, call_id) in pending {
             let killed = redis::cmd("CLIENT")
                 .arg("KILL")
                 .arg("ID")
-                .arg(client)
+                .arg(id)
                 .query::<i64>(connection);
             match killed {
                 Ok(_) => {}
                 Err(error) if is_no_such_client(&error) => {}
                 Err(error) => return Err(error),
             }
-            self.clients.lock().retain(|c| *c != client);
+            if let Some(call_id) = call_id {
+                let last: Option<String> = redis::cmd("GET").arg(&marker).query(connection)?;
+                if last.as_deref() == Some(call_id.as_str()) {
+                    redis::cmd("SET")
+                        .arg(keys::emitted_marker(&call_id))
+                        .arg("1")
+                        .arg("PX")
+                        .arg(marker_ttl_ms)
+                        .query::<()>(connection)?;
+                }
+            }
+            self.doubts.lock().retain(|d| d.client.id != id);
         }
         Ok(())
     }
 
-    /// The connection's `CLIENT ID`, or `None` when this user may not `CLIENT KILL`
-    /// (then a retry could not be made safe, and emits keep to the script).
-    fn identify(&self, connection: &mut Connection) -> RedisResult<Option<i64>> {
+    /// The connection as the server knows it, or `None` when this user may not
+    /// `CLIENT KILL` (then a retry could not be made safe, and emits keep to the script).
+    fn identify(&self, connection: &mut Connection) -> RedisResult<Option<ConnectionIdentity>> {
         let mut pipe = redis::pipe();
         pipe.cmd("CLIENT")
             .arg("ID")
@@ -273,7 +341,10 @@ impl InDoubt {
                 tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
                 Ok(None)
             }
-            _ => Ok(Some(id)),
+            _ => Ok(Some(ConnectionIdentity {
+                id,
+                marker: keys::connection_marker(&hivent_core::new_id()),
+            })),
         }
     }
 }
