@@ -19,7 +19,7 @@ use redis::{Connection, RedisResult, Value};
 use hivent_core::Envelope;
 
 use crate::connection::Pooled;
-use crate::error::certainly_not_run;
+use crate::error::{certainly_not_run, keeps_connection};
 use crate::keys;
 use crate::route_cache::{RegistryVersion, Route, RouteCache};
 use crate::script::RoutesScript;
@@ -134,10 +134,6 @@ pub(crate) fn publish_routed(
         }
     };
     let plan = Plan::new(envelopes, &names, &routes);
-    if plan.lists.is_empty() {
-        // Nobody receives them: nothing to store, so nothing to guard against a retry.
-        return Ok(Routed::Stored(plan.counts));
-    }
     if pooled.identity.is_none() {
         pooled.identity = doubts.identify(&mut pooled.connection)?;
         if pooled.identity.is_none() {
@@ -153,12 +149,18 @@ pub(crate) fn publish_routed(
     // larger call needs a marker of its own, since the whole call may be tried again.
     let call_marker = keys::emitted_marker(call_id);
     let mut pipe = redis::pipe();
-    pipe.cmd("MULTI").cmd("SET");
-    match whole {
-        true => pipe.arg(&client.marker).arg(call_id),
-        false => pipe.arg(&call_marker).arg("1"),
-    };
-    pipe.arg("PX").arg(marker_ttl_ms);
+    pipe.cmd("MULTI");
+    // Nobody receives them: nothing to store, so nothing to guard against a retry; the
+    // empty transaction still says whether the routes were current (its WATCH).
+    let marked = !plan.lists.is_empty();
+    if marked {
+        pipe.cmd("SET");
+        match whole {
+            true => pipe.arg(&client.marker).arg(call_id),
+            false => pipe.arg(&call_marker).arg("1"),
+        };
+        pipe.arg("PX").arg(marker_ttl_ms);
+    }
     for (list, items) in &plan.lists {
         pipe.cmd("LPUSH").arg(list).arg(items.as_slice());
     }
@@ -335,7 +337,15 @@ impl InDoubt {
             .arg(i64::MAX);
         let (id, probe): (RedisResult<i64>, RedisResult<i64>) =
             pipe.ignore_errors().query(connection)?;
-        let id = id?;
+        let id = match id {
+            Ok(id) => id,
+            // A Redis without CLIENT ID (before 5): emits keep to the script.
+            Err(error) if keeps_connection(&error) => {
+                tracing::info!(%error, "this Redis cannot name connections (CLIENT ID), so emits run the publish script (slower) rather than cached routes");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
         match probe {
             Err(error) if !is_no_such_client(&error) => {
                 tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
