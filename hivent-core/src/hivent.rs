@@ -128,8 +128,13 @@ impl Hivent {
                 name: name.to_owned(),
                 source,
             })?;
-        // Encoded once: for the partition hash and inside the event's JSON.
-        let payload_text = payload.to_string();
+        // Encoded once: for the partition hash and inside the event's JSON. (Through
+        // `to_string`, not `Display`, which goes through the formatter per piece.)
+        let payload_text =
+            serde_json::to_string(&payload).map_err(|source| Error::PayloadNotEncodable {
+                name: name.to_owned(),
+                source,
+            })?;
         let hash = partition_hash_of_text(options.key.as_deref(), &payload, &payload_text);
         let event = Event::new(
             payload,
