@@ -110,10 +110,57 @@ impl Event {
         json.extend_from_slice(br#"{"payload":"#);
         json.extend_from_slice(payload_text.as_bytes());
         json.extend_from_slice(br#","meta":"#);
-        // Writing plain strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut json, &self.meta);
+        write_meta(&mut json, &self.meta);
         json.push(b'}');
         String::from_utf8(json).unwrap_or_default()
+    }
+}
+
+/// Writes `meta` as its `Serialize` does, byte for byte, without the serializer's
+/// per-field calls: the emit path writes one per event (measured: a sixth of a batch
+/// emit's client time went to serializing meta).
+fn write_meta(json: &mut Vec<u8>, meta: &Meta) {
+    json.extend_from_slice(br#"{"event_uuid":"#);
+    write_str(json, &meta.event_uuid);
+    json.extend_from_slice(br#","name":"#);
+    write_str(json, &meta.name);
+    json.extend_from_slice(br#","version":"#);
+    match meta.version {
+        Some(version) => json.extend_from_slice(itoa::Buffer::new().format(version).as_bytes()),
+        None => json.extend_from_slice(b"null"),
+    }
+    json.extend_from_slice(br#","cid":"#);
+    write_str(json, &meta.cid);
+    json.extend_from_slice(br#","producer":"#);
+    write_str(json, &meta.producer);
+    json.extend_from_slice(br#","created_at":"#);
+    match format_millis(&meta.created_at) {
+        Some(text) => {
+            json.push(b'"');
+            json.extend_from_slice(&text);
+            json.push(b'"');
+        }
+        None => write_str(
+            json,
+            &meta.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ),
+    }
+    json.push(b'}');
+}
+
+/// A JSON string: copied between quotes when nothing in it needs escaping (ids, most
+/// names), else through serde_json's escaping.
+fn write_str(json: &mut Vec<u8>, text: &str) {
+    let plain = text
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b < 0x7f);
+    if plain {
+        json.push(b'"');
+        json.extend_from_slice(text.as_bytes());
+        json.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *json, text);
     }
 }
 
@@ -432,6 +479,31 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The emit path's meta writer writes what `Serialize` writes, byte for byte.
+        #[test]
+        fn meta_is_written_as_serialize_writes_it(
+            name in "\\PC{0,12}",
+            producer in "[ -~\u{0}-\u{1f}\u{7f}é😀]{0,12}",
+            cid in "\\PC{0,8}",
+            version in proptest::option::of(proptest::prelude::any::<i64>()),
+            millis in -62_000_000_000_000i64..300_000_000_000_000i64,
+        ) {
+            let meta = Meta {
+                event_uuid: crate::new_id(),
+                name,
+                version,
+                cid,
+                producer,
+                created_at: chrono::DateTime::from_timestamp_millis(millis).unwrap_or_default(),
+            };
+            let mut written = Vec::new();
+            write_meta(&mut written, &meta);
+            proptest::prop_assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&meta).unwrap()
+            );
+        }
+
         /// Decoding never panics, whatever the text: it is an event or an error.
         #[test]
         fn decoding_any_text_never_panics(text in "\\PC{0,200}") {
