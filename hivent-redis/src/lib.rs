@@ -38,9 +38,11 @@
 //! Each emit (or chunk of up to 500 events of a batch) carries a call id (the chunks
 //! `<id>`, `<id>:1`, …) and goes one of two ways, both one round trip and atomic.
 //!
-//! **By cached routes** (the steady state; `route_cache.rs`, `routed_emit.rs`). A
-//! producer reads where an event name goes (its set and `*`, each receiving service's
-//! partition count) once with `routes.lua`, and then emits by a plain transaction:
+//! **By cached routes** (the steady state; `route_cache.rs`, `routed_emit.rs`). From
+//! the second emit of an event name on (the first goes by the script, so a process that
+//! emits once pays one round trip as before), a producer reads where the name goes (its
+//! set and `*`, each receiving service's partition count) with `routes.lua`, and then
+//! emits by a plain transaction:
 //! `MULTI`, a marker `SET … PX`, one variadic `LPUSH` per partition list in emit order,
 //! one `PUBLISH` per receiving service naming the partitions written (`0,3`), `EXEC`,
 //! then `WATCH hivent:registry` and `MGET hivent:registry` for the next call. Every
@@ -59,8 +61,8 @@
 //! [`Error::PartlyStored`] (the call's other lists got their events) or, when it was the
 //! call's only list, [`Error::KeyCollision`] with nothing written.
 //!
-//! **By the script** (`publish.lua`: the first emit of a name, every retry, and every
-//! emit with the cache off): it reads each event's set and `*`, checks that every
+//! **By the script** (`publish.lua`: the first emit of a name, every retry, every emit
+//! the cache cannot route, and every emit with the cache off): it reads each event's set and `*`, checks that every
 //! receiving service has a valid partition count and that every key it reads or pushes
 //! to has the right type (a colliding name fails the call with
 //! [`Error::KeyCollision`]), all before it writes anything; then it pushes and wakes as

@@ -13,7 +13,7 @@
 //! cached route also lives at most [`crate::RedisOptions::route_cache_ttl`] (1 s), after
 //! which it is read again. Zero turns the cache off: every emit runs `publish.lua`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +48,10 @@ impl Receiver {
 /// The services that receive one event name (empty: nobody does).
 pub(crate) type Route = Arc<[Receiver]>;
 
+/// The most names remembered as emitted once; beyond, the set starts again (a name
+/// then costs one more script call before its routes are read).
+const MAX_SEEN: usize = 10_000;
+
 /// The routes of one producer (one [`crate::RedisBackend`]), shared by its threads.
 pub(crate) struct RouteCache {
     ttl: Duration,
@@ -61,6 +65,8 @@ struct Cached {
     /// The version every route below was read under.
     version: Option<RegistryVersion>,
     routes: HashMap<String, (Route, Instant)>,
+    /// Names emitted once without cached routes: the second emit reads their routes.
+    seen: HashSet<String>,
 }
 
 impl RouteCache {
@@ -100,6 +106,23 @@ impl RouteCache {
                 (read_at.elapsed() < self.ttl).then(|| Arc::clone(route))
             })
             .collect()
+    }
+
+    /// Whether routes are worth reading for `names`: not on the first emit of a name,
+    /// which the publish script handles in one round trip (a process that emits once,
+    /// like `hivent emit`, then costs what it always did), but from the second on.
+    pub(crate) fn worth_reading(&self, names: &[&str]) -> bool {
+        let mut state = self.state.lock();
+        if state.seen.len() >= MAX_SEEN {
+            state.seen.clear();
+        }
+        let mut worth = true;
+        for name in names {
+            if !state.routes.contains_key(*name) && state.seen.insert((*name).to_owned()) {
+                worth = false;
+            }
+        }
+        worth
     }
 
     /// Keeps what `routes.lua` read for `names`; the names it could not route are left
@@ -175,6 +198,16 @@ mod tests {
             cache.routes(&["a"], Some(&version("8"))).is_none(),
             "read under 7"
         );
+    }
+
+    /// A name's first emit goes by the script; from the second its routes are read.
+    #[test]
+    fn routes_are_read_from_a_name_s_second_emit() {
+        let cache = RouteCache::new(Duration::from_secs(60));
+        assert!(!cache.worth_reading(&["a"]));
+        assert!(cache.worth_reading(&["a"]));
+        assert!(!cache.worth_reading(&["a", "b"]), "b is new");
+        assert!(cache.worth_reading(&["a", "b"]));
     }
 
     /// An unroutable name is not cached; an expired route is not served.

@@ -118,6 +118,7 @@ pub(crate) fn publish_routed(
     }
     let routes = match cache.routes(&names, pooled.watching.as_ref()) {
         Some(routes) => routes,
+        None if !cache.worth_reading(&names) => return Ok(Routed::Unrouted),
         None => {
             // WATCH first: a change after the read then aborts the transaction.
             pooled.watching = None;
