@@ -89,6 +89,29 @@ pub enum Error {
         /// Why the backend failed.
         source: Box<Error>,
     },
+    /// The backend stored an emit for some receiving services and not for others (one
+    /// of its lists is another tool's key of another type). It is not tried again:
+    /// that would store second copies for the services that have the events.
+    #[error("signal {name:?} (event {event_uuid}) was stored for some receiving services but not for all, and is not retried (that would store second copies): {source}")]
+    EmitPartlyStored {
+        /// The signal (of the first event, for a batch).
+        name: String,
+        /// The event (the first of a batch).
+        event_uuid: String,
+        /// What the backend stored and what not.
+        source: Box<Error>,
+    },
+    /// A backend stored a write for some of its targets and not for others; trying it
+    /// again would store second copies.
+    #[error(
+        "the {backend} backend stored the write for some of its targets but not for all: {source}"
+    )]
+    PartlyStored {
+        /// Which backend.
+        backend: &'static str,
+        /// The backend's own error.
+        source: HandlerError,
+    },
     /// A backend failed after a write was sent: it may have been applied.
     #[error("the {backend} backend failed after the write was sent, so it may have been applied: {source}")]
     MaybeStored {

@@ -208,6 +208,11 @@ impl Hivent {
                 event_uuid,
                 source: Box::new(source),
             }),
+            Err(source @ Error::PartlyStored { .. }) => Err(Error::EmitPartlyStored {
+                name,
+                event_uuid,
+                source: Box::new(source),
+            }),
             Err(source) => Err(Error::EmitFailed {
                 name,
                 event_uuid,

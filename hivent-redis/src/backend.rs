@@ -392,6 +392,8 @@ impl RedisBackend {
             };
             match self.publish_call(&envelopes[start..end], &id, this) {
                 Ok(stored) => counts.extend(stored),
+                // Not retried, whatever chunk: a retry would store second copies.
+                Err(error @ Error::PartlyStored { .. }) => return Err(error.into()),
                 // Earlier chunks are stored: the call as a whole is partly done.
                 Err(error) if chunk > 0 => {
                     return Err(hivent_core::Error::MaybeStored {

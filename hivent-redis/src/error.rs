@@ -66,8 +66,9 @@ pub enum Error {
     },
     /// A partition list of an emit by cached routes is another type: the emit's other
     /// lists got their events (a transaction does not check before it writes), this
-    /// one did not. Not transient: trying again stores nothing more.
-    #[error("the Redis key {key:?} is a {found}, not a partition list (another tool's key collides with it): the call's events were stored in its other lists but not there")]
+    /// one did not (or, for a call with this list alone, its marker could not be taken
+    /// back). Not retried: trying again would store second copies or nothing.
+    #[error("the Redis key {key:?} is a {found}, not a partition list (another tool's key collides with it): the call's events were stored in its other lists, if it has any, but not there; fix the key and emit again what that service lacks")]
     PartlyStored {
         /// The colliding key.
         key: String,
@@ -265,6 +266,10 @@ impl From<Error> for hivent_core::Error {
             Error::NotRegistered { service, found } => {
                 hivent_core::Error::NotRegistered { service, found }
             }
+            error @ Error::PartlyStored { .. } => hivent_core::Error::PartlyStored {
+                backend: "redis",
+                source: Box::new(error),
+            },
             error @ Error::ReplyLost { .. } => hivent_core::Error::MaybeStored {
                 backend: "redis",
                 source: Box::new(error),

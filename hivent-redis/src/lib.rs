@@ -28,7 +28,7 @@
 //! | `<service>:hivent:group` | channel | group changes: a member joined, left, expired or released a partition |
 //! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for [`RedisOptions::emit_marker_ttl`] (60 s); about 160 bytes each |
 //! | `hivent:emitted:connection:<random id>` | string | the id of the last whole call one producer connection's transaction stored, for the same time |
-//! | `hivent:registry` | string | the registry version: moved on by every registration that changes who receives what or a partition count (a number from Redis `TIME` in µs, never reused) |
+//! | `hivent:registry` | string | the registry version: moved on by every registration that changes who receives what or a partition count (Redis `TIME` in µs, or one past the stored version if the clock is behind it) |
 //!
 //! Every name is built in [`keys`]. All scripts are in `lua/` and run by EVALSHA,
 //! reloaded after NOSCRIPT (a restarted Redis or `SCRIPT FLUSH`).
@@ -36,7 +36,8 @@
 //! # Producing
 //!
 //! Each emit (or chunk of up to 500 events of a batch) carries a call id (the chunks
-//! `<id>`, `<id>:1`, …) and goes one of two ways, both one round trip and atomic.
+//! `<id>`, `<id>:1`, …) and goes one of two ways, each one round trip in the steady
+//! state (reading routes, and the first transaction on a new connection, add a few).
 //!
 //! **By cached routes** (the steady state; `route_cache.rs`, `routed_emit.rs`). From
 //! the second emit of an event name on (the first goes by the script, so a process that
@@ -49,17 +50,23 @@
 //! hivent registration that changes who receives what or a partition count moves the
 //! registry version (`hivent:registry`), so a transaction on a connection that watches
 //! it aborts, writing nothing, once the routes it was built from are out of date; the
-//! call then goes by the script. The Ruby gem registers by writing the sets itself,
-//! without moving the version, so cached routes also expire after
+//! call then goes by the script. The Ruby gem registers by writing the sets and counts
+//! itself, without moving the version, so cached routes also expire after
 //! [`RedisOptions::route_cache_ttl`] (1 s): a service the gem registers gets a cached
-//! producer's events from at most that long after. This replaces the script of the
+//! producer's events from at most that long after, and a partition count the gem
+//! changes is used by such a producer up to that long late (the gem itself strands
+//! events when a count changes; hivent's registration refuses the change until the old
+//! partitions are drained). This replaces the script of the
 //! first version for the steady state because a script call alone cost about 3 µs of
 //! Redis time and its registry reads as much again: a single emit went from about 22 µs
 //! to about 5 µs of Redis time, a batch from 3.4 to 0.4 µs per event (BENCHMARKS.md).
 //! What it gives up: a transaction does not check before it writes, so a partition list
 //! that another tool turned into another type after registration fails the call with
-//! [`Error::PartlyStored`] (the call's other lists got their events) or, when it was the
-//! call's only list, [`Error::KeyCollision`] with nothing written.
+//! [`Error::PartlyStored`] (the call's other lists got their events;
+//! `hivent_core::Error::EmitPartlyStored` to the application, not retried since that
+//! would store second copies) or, when it was the call's only list,
+//! [`Error::KeyCollision`] with nothing written. Replies are read one by one and the
+//! first failure ends the call, so a stalled Redis fails it after one response timeout.
 //!
 //! **By the script** (`publish.lua`: the first emit of a name, every retry, every emit
 //! the cache cannot route, and every emit with the cache off): it reads each event's set and `*`, checks that every
@@ -76,9 +83,13 @@
 //! connection's marker (`hivent:emitted:connection:<random id>`, which exists already
 //! and costs Redis less than a new key), a chunk of a larger call sets its own. When a
 //! transaction's reply is lost, the retry first closes that connection on the server
-//! (`CLIENT KILL ID`: its transaction then either ran or never will; a Redis user not
-//! allowed to do that keeps every emit on the script) and, if the connection's marker
-//! names the call, sets the call's own marker, which the script honours. Transient
+//! (`CLIENT KILL ID … ADDR …`, the pair the connection had, so no other connection is
+//! hit after a restart: its transaction then either ran or never will; a Redis before
+//! 6.2, or a user not allowed to do that, keeps every emit on the script) and, if the
+//! connection's marker names the call, sets the call's own marker, which the script
+//! honours. What is in doubt is remembered by the [`RedisBackend`] that sent it, so
+//! `Hivent::retry_emit` must go through a `Hivent` on the same backend (the usual
+//! case: the one whose emit failed). Transient
 //! failures are retried with doubling pauses (4 tries by default); when the last fails
 //! after a try that may have run, the error is [`Error::ReplyLost`]
 //! (`hivent_core::Error::EmitUncertain` to the application, which completes the call

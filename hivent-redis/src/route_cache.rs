@@ -67,6 +67,9 @@ struct Cached {
     routes: HashMap<String, (Route, Instant)>,
     /// Names emitted once without cached routes: the second emit reads their routes.
     seen: HashSet<String>,
+    /// Names `routes.lua` could not route, and when: the script handles them (and says
+    /// what is wrong) without a read of routes first, until the lifetime is over.
+    unroutable: HashMap<String, Instant>,
 }
 
 impl RouteCache {
@@ -116,8 +119,13 @@ impl RouteCache {
         if state.seen.len() >= MAX_SEEN {
             state.seen.clear();
         }
+        let ttl = self.ttl;
+        state.unroutable.retain(|_, at| at.elapsed() < ttl);
         let mut worth = true;
         for name in names {
+            if state.unroutable.contains_key(*name) {
+                worth = false;
+            }
             if !state.routes.contains_key(*name) && state.seen.insert((*name).to_owned()) {
                 worth = false;
             }
@@ -133,13 +141,15 @@ impl RouteCache {
         let mut state = self.state.lock();
         state.forget_unless(&version);
         for (name, route) in names.iter().zip(read.routes) {
-            if let Some(receivers) = route {
-                let route: Route = receivers
-                    .into_iter()
-                    .map(|(service, count)| Receiver::new(service, count))
-                    .collect();
-                state.routes.insert((*name).to_owned(), (route, now));
-            }
+            let Some(receivers) = route else {
+                state.unroutable.insert((*name).to_owned(), now);
+                continue;
+            };
+            let route: Route = receivers
+                .into_iter()
+                .map(|(service, count)| Receiver::new(service, count))
+                .collect();
+            state.routes.insert((*name).to_owned(), (route, now));
         }
     }
 
@@ -217,6 +227,7 @@ mod tests {
         cache.store(&["a", "b"], read("1", vec![Some(vec![("svc", 4)]), None]));
         assert!(cache.routes(&["b"], Some(&version("1"))).is_none());
         assert!(cache.routes(&["a"], Some(&version("1"))).is_some());
+        assert!(!cache.worth_reading(&["b"]), "unroutable for a while");
         let expiring = RouteCache::new(Duration::from_nanos(1));
         expiring.store(&["a"], read("1", vec![Some(vec![("svc", 4)])]));
         std::thread::sleep(Duration::from_millis(1));

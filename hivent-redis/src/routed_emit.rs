@@ -173,20 +173,36 @@ pub(crate) fn publish_routed(
         .arg(keys::REGISTRY_VERSION)
         .cmd("MGET")
         .arg(keys::REGISTRY_VERSION);
+    // MULTI, the queued commands, EXEC, WATCH, MGET.
+    let queued = usize::from(marked) + plan.lists.len() + plan.wake_ups.len();
     // Until the reply says otherwise the connection watches nothing known.
     pooled.watching = None;
-    let mut replies: Vec<Value> = pipe
-        .ignore_errors()
-        .query(&mut pooled.connection)
-        .inspect_err(|error| {
-            if !certainly_not_run(error) {
-                doubts.add(&client, whole.then_some(call_id));
-            }
-        })?;
-    // The last replies are MGET's, WATCH's and EXEC's; a version that cannot be read
-    // leaves the connection watching nothing known, which only costs a read next time.
-    let version = match replies.pop() {
-        Some(Value::Array(values)) => match values.as_slice() {
+    let in_doubt = |error: redis::RedisError| {
+        doubts.add(&client, whole.then_some(call_id));
+        error
+    };
+    let replies = match send_and_read(&mut pooled.connection, &pipe, queued + 4) {
+        Ok(replies) => replies,
+        Err(error) if certainly_not_run(&error) => return Err(error),
+        Err(error) => return Err(in_doubt(error)),
+    };
+    let [multi, rest @ ..] = replies.as_slice() else {
+        return Err(in_doubt(out_of_step("no reply to MULTI")));
+    };
+    if *multi != Value::Okay {
+        // Without MULTI the writes ran one by one, or were refused one by one: which is
+        // unknown, and this connection (or user) is not one to emit on by transaction.
+        cache.disable();
+        return Err(in_doubt(out_of_step(&format!("MULTI answered {multi:?}"))));
+    }
+    let (exec, watch, version) = match &rest[queued..] {
+        [exec, watch, version] => (exec, watch, version),
+        _ => return Err(in_doubt(out_of_step("too few replies"))),
+    };
+    // A version that cannot be read, or a refused WATCH, leaves the connection watching
+    // nothing known, which only costs a read next time.
+    let version = match (watch, version) {
+        (Value::Okay, Value::Array(values)) => match values.as_slice() {
             [Value::Nil] => Some(RegistryVersion(None)),
             [value] => redis::from_redis_value::<String>(value.clone())
                 .ok()
@@ -195,22 +211,19 @@ pub(crate) fn publish_routed(
         },
         _ => None,
     };
-    replies.pop();
-    let exec = replies.pop();
     if let Some(version) = &version {
         cache.observed(version);
     }
     pooled.watching = version;
     let results = match exec {
-        Some(Value::Array(results)) => results,
+        Value::Array(results) => results,
         // The registry changed since the WATCH: the transaction wrote nothing.
-        Some(Value::Nil) => return Ok(Routed::Unrouted),
-        // A command was refused when queued (out of memory, say): EXECABORT, nothing ran.
-        Some(Value::ServerError(_)) => return Ok(Routed::Unrouted),
+        Value::Nil => return Ok(Routed::Unrouted),
+        // A command was refused when queued (out of memory, say): nothing ran.
+        Value::ServerError(error) if error.code() == "EXECABORT" => return Ok(Routed::Unrouted),
         other => {
             // Not a reply a transaction gives: whether it ran is unknown.
-            doubts.add(&client, whole.then_some(call_id));
-            return Err(unexpected("EXEC", other));
+            return Err(in_doubt(out_of_step(&format!("EXEC answered {other:?}"))));
         }
     };
     let failed = results
@@ -223,14 +236,21 @@ pub(crate) fn publish_routed(
     };
     let key = plan.lists[failed].0.clone();
     let connection: &mut Connection = &mut pooled.connection;
-    let partly = plan.lists.len() > 1;
+    let mut partly = plan.lists.len() > 1;
     if !partly && !whole {
         // The marker is all the call wrote: a retry must not take it for a stored call.
-        redis::cmd("DEL")
+        // If it cannot be taken back, a retry would take it so: report it as partly
+        // stored (not retried) rather than let a retry answer "already stored".
+        partly = redis::cmd("DEL")
             .arg(&call_marker)
-            .query::<()>(connection)?;
+            .query::<()>(connection)
+            .is_err();
     }
-    let found = redis::cmd("TYPE").arg(&key).query::<String>(connection)?;
+    // The call is decided whatever follows: errors from here on only blur the report.
+    let found = redis::cmd("TYPE")
+        .arg(&key)
+        .query::<String>(connection)
+        .unwrap_or_else(|_| "key of another type".to_owned());
     Ok(Routed::Collision { key, found, partly })
 }
 
@@ -248,6 +268,9 @@ pub(crate) struct RoutedCall<'a> {
 pub(crate) struct ConnectionIdentity {
     /// `CLIENT ID`.
     pub(crate) id: i64,
+    /// The connection's address as the server sees it (`ip:port`): ids start again
+    /// from 1 when Redis restarts, so a kill names both, never another connection.
+    pub(crate) addr: String,
     /// `hivent:emitted:connection:<random id>`: the id of the last whole call this
     /// connection's transactions stored.
     pub(crate) marker: String,
@@ -278,7 +301,8 @@ impl InDoubt {
     fn add(&self, client: &ConnectionIdentity, call_id: Option<&str>) {
         let mut doubts = self.doubts.lock();
         if doubts.len() == MAX_IN_DOUBT {
-            doubts.remove(0);
+            let dropped = doubts.remove(0);
+            tracing::warn!(call_id = dropped.call_id.as_deref().unwrap_or(""), "too many emits with lost replies to remember them all; a retry of the oldest may store a second copy");
         }
         doubts.push(Doubt {
             client: client.clone(),
@@ -293,83 +317,109 @@ impl InDoubt {
         connection: &mut Connection,
         marker_ttl_ms: u64,
     ) -> RedisResult<()> {
-        let pending: Vec<(i64, String, Option<String>)> = self
+        let pending: Vec<(ConnectionIdentity, Option<String>)> = self
             .doubts
             .lock()
             .iter()
-            .map(|d| (d.client.id, d.client.marker.clone(), d.call_id.clone()))
+            .map(|d| (d.client.clone(), d.call_id.clone()))
             .collect();
-        for (id, marker, call_id) in pending {
+        for (client, call_id) in pending {
+            // The new form answers with how many it closed (0 when it is gone).
             let killed = redis::cmd("CLIENT")
                 .arg("KILL")
                 .arg("ID")
-                .arg(id)
+                .arg(client.id)
+                .arg("ADDR")
+                .arg(&client.addr)
                 .query::<i64>(connection);
             match killed {
                 Ok(_) => {}
-                Err(error) if is_no_such_client(&error) => {}
+                Err(error) if keeps_connection(&error) => {
+                    // Refused (the user lost the right, say): the retry goes on rather
+                    // than failing every emit from now on, but says what it risks.
+                    tracing::warn!(%error, call_id = call_id.as_deref().unwrap_or(""), "could not close the connection of an emit whose reply was lost; if its transaction still runs, the retry may store a second copy");
+                }
                 Err(error) => return Err(error),
             }
-            if let Some(call_id) = call_id {
-                let last: Option<String> = redis::cmd("GET").arg(&marker).query(connection)?;
+            if let Some(call_id) = &call_id {
+                let last: Option<String> =
+                    redis::cmd("GET").arg(&client.marker).query(connection)?;
                 if last.as_deref() == Some(call_id.as_str()) {
                     redis::cmd("SET")
-                        .arg(keys::emitted_marker(&call_id))
+                        .arg(keys::emitted_marker(call_id))
                         .arg("1")
                         .arg("PX")
                         .arg(marker_ttl_ms)
                         .query::<()>(connection)?;
                 }
             }
-            self.doubts.lock().retain(|d| d.client.id != id);
+            self.doubts.lock().retain(|d| d.client.id != client.id);
         }
         Ok(())
     }
 
-    /// The connection as the server knows it, or `None` when this user may not
-    /// `CLIENT KILL` (then a retry could not be made safe, and emits keep to the script).
+    /// The connection as the server knows it, or `None` when this Redis cannot say
+    /// (before 6.2) or this user may not `CLIENT KILL`: then a retry could not be made
+    /// safe, and emits keep to the script.
     fn identify(&self, connection: &mut Connection) -> RedisResult<Option<ConnectionIdentity>> {
         let mut pipe = redis::pipe();
         pipe.cmd("CLIENT")
-            .arg("ID")
+            .arg("INFO")
             .cmd("CLIENT")
             .arg("KILL")
             .arg("ID")
             .arg(i64::MAX);
-        let (id, probe): (RedisResult<i64>, RedisResult<i64>) =
+        let (info, probe): (RedisResult<String>, RedisResult<i64>) =
             pipe.ignore_errors().query(connection)?;
-        let id = match id {
-            Ok(id) => id,
-            // A Redis without CLIENT ID (before 5): emits keep to the script.
+        let info = match info {
+            Ok(info) => info,
             Err(error) if keeps_connection(&error) => {
-                tracing::info!(%error, "this Redis cannot name connections (CLIENT ID), so emits run the publish script (slower) rather than cached routes");
+                tracing::info!(%error, "this Redis cannot describe a connection (CLIENT INFO, Redis 6.2), so emits run the publish script (slower) rather than cached routes");
                 return Ok(None);
             }
             Err(error) => return Err(error),
         };
+        let field = |name: &str| {
+            info.split_ascii_whitespace()
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (Some(id), Some(addr)) = (field("id").and_then(|id| id.parse().ok()), field("addr"))
+        else {
+            return Err(out_of_step(&format!("CLIENT INFO answered {info:?}")));
+        };
         match probe {
-            Err(error) if !is_no_such_client(&error) => {
+            Err(error) if keeps_connection(&error) => {
                 tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
                 Ok(None)
             }
-            _ => Ok(Some(ConnectionIdentity {
+            Err(error) => Err(error),
+            Ok(_) => Ok(Some(ConnectionIdentity {
                 id,
+                addr: addr.to_owned(),
                 marker: keys::connection_marker(&hivent_core::new_id()),
             })),
         }
     }
 }
 
-fn is_no_such_client(error: &redis::RedisError) -> bool {
-    error.to_string().contains("No such client")
+/// Sends `pipe` and reads `count` replies, stopping at the first failure: redis-rs's
+/// own pipeline reading goes on after a timeout and waits out the timeout once per
+/// reply still expected, so a stalled Redis would hold an emit many times over.
+fn send_and_read(
+    connection: &mut Connection,
+    pipe: &redis::Pipeline,
+    count: usize,
+) -> RedisResult<Vec<Value>> {
+    connection.send_packed_command(&pipe.get_packed_pipeline())?;
+    (0..count).map(|_| connection.recv_response()).collect()
 }
 
-fn unexpected(command: &str, reply: Option<Value>) -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::UnexpectedReturnType,
-        "unexpected reply to the routed emit",
-        format!("{command}: {reply:?}"),
-    ))
+/// A reply that leaves the connection out of step with the server: an I/O kind of
+/// error, so the pool drops the connection, and one that may have run.
+fn out_of_step(what: &str) -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::other(format!(
+        "unexpected reply to an emit transaction: {what}"
+    )))
 }
 
 #[cfg(test)]

@@ -243,3 +243,101 @@ fn a_colliding_list_fails_a_routed_emit_naming_what_was_stored() {
     );
     assert_eq!(redis.len("alone:0"), 1);
 }
+
+/// Through `Signal::emit`, a partly stored emit is its own error, with no retry offered.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_partly_stored_emit_is_reported_as_such_and_not_retried() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend
+        .register(&registration("bystander", &["e"], 1))
+        .unwrap();
+    backend
+        .register(&registration("blocked", &["e"], 1))
+        .unwrap();
+    let producer = hivent_core::Hivent::new(
+        hivent_core::Config::builder()
+            .client_id("shop")
+            .build()
+            .unwrap(),
+        backend.clone(),
+    );
+    let signal = producer.signal("e").unwrap();
+    signal.emit(&serde_json::json!({"n": 1}), 1).unwrap();
+    signal.emit(&serde_json::json!({"n": 2}), 1).unwrap();
+    redis.command("DEL", &["blocked:0"]);
+    redis.command("SET", &["blocked:0", "another tool's value"]);
+    let error = signal.emit(&serde_json::json!({"n": 3}), 1).unwrap_err();
+    assert!(
+        matches!(error, hivent_core::Error::EmitPartlyStored { .. }),
+        "{error:?}"
+    );
+    assert!(error.emit_retry().is_none());
+    assert!(!error.is_transient());
+    assert!(
+        error
+            .to_string()
+            .contains("was stored for some receiving services"),
+        "{error}"
+    );
+    assert_eq!(redis.len("bystander:0"), 3);
+}
+
+/// A stalled Redis fails a routed emit after about one response timeout, not one per
+/// reply the transaction expects: when the emit gave up, Redis was still paused.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_stalled_redis_fails_a_routed_emit_within_one_timeout() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let options = support::fast_options()
+        .response_timeout(Duration::from_millis(500))
+        .emit_tries(1);
+    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
+    backend.register(&registration("svc", &["e"], 24)).unwrap();
+    // 24 lists: a transaction of 29 replies, which at one timeout each would outlast
+    // the pause.
+    let batch: Vec<Envelope> = (0..24).map(|hash| event("e", hash)).collect();
+    for _ in 0..2 {
+        backend.publish(&hivent_core::new_id(), &batch).unwrap();
+    }
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(8_000)
+        .arg("WRITE")
+        .query(&mut redis.raw)
+        .unwrap();
+    let error = backend.publish(&hivent_core::new_id(), &batch).unwrap_err();
+    assert!(
+        matches!(error, hivent_core::Error::MaybeStored { .. }),
+        "{error:?}"
+    );
+    // A write with a short timeout still cannot get through: the pause is on.
+    let mut probe = redis::Client::open(redis.server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let still_paused = redis::cmd("SET")
+        .arg("probe")
+        .arg("1")
+        .query::<()>(&mut probe)
+        .is_err();
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query(&mut redis.raw)
+        .unwrap();
+    assert!(still_paused, "the emit waited out most of the 8 s pause");
+}
