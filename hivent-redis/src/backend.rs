@@ -204,6 +204,7 @@ impl RedisBackend {
         // The transaction does not look at the marker, so only a call's first try may
         // go that way.
         if attempt != Try::Again && self.routes.enabled() {
+            let mut sent = false;
             let routed = self.pool.run_pooled(&self.endpoint, |pooled| {
                 publish_routed(
                     pooled,
@@ -215,6 +216,7 @@ impl RedisBackend {
                         marker_ttl_ms: millis(ttl),
                         whole: attempt == Try::First,
                     },
+                    &mut sent,
                 )
             });
             match routed {
@@ -229,7 +231,7 @@ impl RedisBackend {
                 // The script path decides: it fails the same way for a lasting cause,
                 // and the marker keeps it from storing twice after a try that ran.
                 Err(error) => {
-                    may_have_run = !certainly_not_run(&error);
+                    may_have_run = sent && !certainly_not_run(&error);
                     tracing::warn!(%error, operation = "publish events", "Redis failed; trying again");
                 }
             }

@@ -97,12 +97,14 @@ impl<'a> Plan<'a> {
 }
 
 /// Emits `envelopes` by the cached routes on `pooled`, reading them first when the
-/// cache lacks them or the connection watches another version.
+/// cache lacks them or the connection watches another version; `sent` says whether the
+/// transaction was sent (before that, a failure stored nothing).
 pub(crate) fn publish_routed(
     pooled: &mut Pooled,
     cache: &RouteCache,
     doubts: &InDoubt,
     call: RoutedCall<'_>,
+    sent: &mut bool,
 ) -> RedisResult<Routed> {
     let RoutedCall {
         envelopes,
@@ -181,6 +183,8 @@ pub(crate) fn publish_routed(
         doubts.add(&client, whole.then_some(call_id));
         error
     };
+    // Every failure before this point happened in reads: nothing was stored.
+    *sent = true;
     let replies = match send_and_read(&mut pooled.connection, &pipe, queued + 4) {
         Ok(replies) => replies,
         Err(error) if certainly_not_run(&error) => return Err(error),

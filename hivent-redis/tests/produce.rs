@@ -303,6 +303,9 @@ fn emit_to_a_vanished_redis_names_the_signal() {
     svc.register().unwrap();
     let producer = redis.hivent("shop", 1);
     let signal = producer.signal("order:placed").unwrap();
+    // Two emits: the next one goes by transaction, the write a broken pooled
+    // connection sends before it fails.
+    signal.emit(&json!({"n": 1}), 1).unwrap();
     signal.emit(&json!({"n": 1}), 1).unwrap();
     let unpooled = hivent_redis::RedisBackend::with_options(
         &redis.server.url(),
