@@ -92,6 +92,8 @@ pub(crate) struct Pooled {
     pub(crate) watching: Option<RegistryVersion>,
     /// The connection as the server knows it, once asked for.
     pub(crate) identity: Option<ConnectionIdentity>,
+    /// When a transaction on it last set its marker's lifetime (see `routed_emit.rs`).
+    pub(crate) marker_renewed_at: Option<std::time::Instant>,
 }
 
 impl Pool {
@@ -125,6 +127,7 @@ impl Pool {
                 connection: endpoint.open()?,
                 watching: None,
                 identity: None,
+                marker_renewed_at: None,
             },
         };
         let result = work(&mut pooled);

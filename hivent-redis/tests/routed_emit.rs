@@ -70,6 +70,18 @@ fn steady_emits_run_no_script() {
     assert_eq!(calls(&mut redis, "exec"), transactions + 10);
     let stored: usize = (0..4).map(|p| redis.len(&format!("svc:{p}"))).sum();
     assert_eq!(stored, 12);
+    // The connection's marker names the last call and keeps the lifetime its first
+    // transaction gave it (the others keep it: KEEPTTL).
+    let markers: Vec<String> = redis::cmd("KEYS")
+        .arg("hivent:emitted:connection:*")
+        .query(&mut redis.raw)
+        .unwrap();
+    assert_eq!(markers.len(), 1, "{markers:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&markers[0])
+        .query(&mut redis.raw)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
     assert_eq!(redis.len("svc:1"), 5, "hashes 1, 1, 1, 5, 9");
 }
 
