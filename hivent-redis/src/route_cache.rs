@@ -2,7 +2,7 @@
 //!
 //! A publish script spends most of a single emit's Redis time reading the registry
 //! (the event's set, `*`, each partition count) and being a script at all. The routes
-//! change only when a service registers, so a producer reads them once ([`RoutesScript`])
+//! change only when a service registers, so a producer reads them once (`routes.lua`, [`crate::script::RoutesScript`])
 //! and then emits by a plain `MULTI`/`EXEC` transaction (`routed_emit.rs`). What keeps
 //! that exact is the registry version (`hivent:registry`), which hivent's registration
 //! moves on whenever it changes who receives what: each pooled connection `WATCH`es it
