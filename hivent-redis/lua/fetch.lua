@@ -8,7 +8,8 @@
 -- ARGV[4..] pairs: partition, fencing token
 --
 -- Reply: one element per partition: the list of its oldest items, oldest first (empty
--- when the partition is empty or the byte budget is spent), or 0 when the claim is gone.
+-- only when the partition is empty), 0 when the claim is gone, or 1 when the byte
+-- budget was spent before the partition was read (so the caller keeps it to read).
 -- Items are read in steps from the oldest end, sized by the budget left and the size
 -- of the items read so far, so the budget bounds what the script holds and sends; the
 -- first item is read whatever its size, so a partition whose oldest item is larger
@@ -20,11 +21,14 @@ local budget = tonumber(ARGV[3])
 local read_any = false
 local read_bytes = 0
 local read_items = 0
+local spent = false
 local reply = {}
 for i = 4, #ARGV, 2 do
   local field, token = ARGV[i], ARGV[i + 1]
   local key = KEYS[(i - 4) / 2 + 3]
-  if redis.call('HGET', KEYS[1], field) == member and redis.call('HGET', KEYS[2], field) == token then
+  if spent then
+    reply[#reply + 1] = 1
+  elseif redis.call('HGET', KEYS[1], field) == member and redis.call('HGET', KEYS[2], field) == token then
     local items = {}
     local from = -1
     local full = false
@@ -43,6 +47,7 @@ for i = 4, #ARGV, 2 do
         local size = #chunk[j]
         if read_any and size > budget then
           full = true
+          spent = true
           break
         end
         budget = budget - size
@@ -56,7 +61,12 @@ for i = 4, #ARGV, 2 do
       end
       from = from - want
     end
-    reply[#reply + 1] = items
+    if #items == 0 and spent then
+      -- Stopped at its first item by the budget: not read, not empty.
+      reply[#reply + 1] = 1
+    else
+      reply[#reply + 1] = items
+    end
   else
     reply[#reply + 1] = 0
   end

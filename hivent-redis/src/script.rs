@@ -387,8 +387,19 @@ impl HeartbeatScript {
 ///   list.
 /// - ARGV: the member id, the most items per partition, the most bytes in all, then
 ///   partition/token pairs.
-/// - Reply: per partition, `Some(items)` (oldest first) or `None` when its claim is gone.
+/// - Reply: per partition, a [`PartitionRead`].
 pub(crate) struct FetchScript;
+
+/// What a fetch found in one partition.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PartitionRead {
+    /// Its oldest items, oldest first; empty only when the partition is empty.
+    Items(Vec<Vec<u8>>),
+    /// The fetch's byte budget was spent before the partition was read.
+    NotRead,
+    /// The member's claim on it is gone.
+    Lost,
+}
 
 impl FetchScript {
     /// Reads up to `max` oldest items of each of `claims` (partition, token), about
@@ -400,7 +411,7 @@ impl FetchScript {
         max: usize,
         max_bytes: usize,
         claims: &[(u32, u64)],
-    ) -> RedisResult<Vec<Option<Vec<Vec<u8>>>>> {
+    ) -> RedisResult<Vec<PartitionRead>> {
         let mut call = FETCH.prepare_invoke();
         call.key(keys::owners(service)).key(keys::tokens(service));
         for &(partition, _) in claims {
@@ -414,8 +425,11 @@ impl FetchScript {
         reply
             .into_iter()
             .map(|value| match value {
-                Value::Int(_) => Ok(None),
-                other => Ok(Some(Vec::<Vec<u8>>::from_redis_value(other)?)),
+                Value::Int(1) => Ok(PartitionRead::NotRead),
+                Value::Int(_) => Ok(PartitionRead::Lost),
+                other => Ok(PartitionRead::Items(Vec::<Vec<u8>>::from_redis_value(
+                    other,
+                )?)),
             })
             .collect()
     }

@@ -616,3 +616,77 @@ fn a_quiet_partition_is_read_while_another_is_busy() {
     assert!(sent > 0);
     assert_eq!(redis.len("busy:1"), 0);
 }
+
+/// A busy worker's fetch reads only the partitions with news: partitions a fetch found
+/// empty are not read again until a wake-up names them (or the idle read of all), even
+/// when that fetch also found events elsewhere. Counted in Redis: `LRANGE` calls.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_busy_fetch_reads_only_partitions_with_news() {
+    use hivent_core::{Backend, ConsumerSession};
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let backend = redis.backend();
+    backend
+        .register(&hivent_core::Registration {
+            service: "news".into(),
+            events: vec!["n:e".into()],
+            partition_count: 8,
+        })
+        .unwrap();
+    let session = backend.join_session("news").unwrap();
+    assert_eq!(session.heartbeat().unwrap().len(), 8);
+    let emit = |hash: u32| {
+        backend
+            .publish(
+                &hivent_core::new_id(),
+                &[hivent_core::Envelope {
+                    name: "n:e".into(),
+                    partition_hash: hash,
+                    json: support::gem_event("n:e", "{}", &hivent_core::new_id()),
+                }],
+            )
+            .unwrap();
+    };
+    let lranges = |redis: &mut support::Redis| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.raw)
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_lrange:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    };
+    // A long wait: the read of all partitions happens on the first fetch only.
+    let wait = Duration::from_secs(60);
+    emit(0);
+    let first = session.fetch(10, 1 << 20, wait).unwrap();
+    assert_eq!(first.batches.len(), 1);
+    session.ack(0, 1).unwrap();
+    // Partition 0 was read (it may hold more) and 3 gets news: two partitions to read
+    // (in one fetch, or in two if the wake-up comes while the first waits), not the six
+    // found empty with them.
+    emit(3);
+    let before = lranges(&mut redis);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let fetched = session.fetch(10, 1 << 20, wait).unwrap();
+        if fetched.batches.iter().any(|b| b.partition == 3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partition 3 was never read"
+        );
+    }
+    assert_eq!(
+        lranges(&mut redis) - before,
+        2,
+        "partitions read for news of one"
+    );
+}
