@@ -23,12 +23,22 @@ local read_bytes = 0
 local read_items = 0
 local spent = false
 local reply = {}
+-- Every claim in two reads, not two per partition: a fetch of all partitions (the
+-- periodic read for producers that send no wake-up) is most of a busy worker's tail
+-- latency when it owns hundreds.
+local fields = {}
 for i = 4, #ARGV, 2 do
-  local field, token = ARGV[i], ARGV[i + 1]
-  local key = KEYS[(i - 4) / 2 + 3]
+  fields[#fields + 1] = ARGV[i]
+end
+local owners = redis.call('HMGET', KEYS[1], unpack(fields))
+local tokens = redis.call('HMGET', KEYS[2], unpack(fields))
+for i = 4, #ARGV, 2 do
+  local n = (i - 4) / 2 + 1
+  local token = ARGV[i + 1]
+  local key = KEYS[n + 2]
   if spent then
     reply[#reply + 1] = 1
-  elseif redis.call('HGET', KEYS[1], field) == member and redis.call('HGET', KEYS[2], field) == token then
+  elseif owners[n] == member and tokens[n] == token then
     local items = {}
     local from = -1
     local full = false
