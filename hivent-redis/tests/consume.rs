@@ -491,15 +491,6 @@ fn restarted_worker_does_not_wait_for_its_ghost() {
     live.wait().unwrap();
 }
 
-/// How many times Redis ran `command` since the last `CONFIG RESETSTAT`.
-fn calls(raw: &mut redis::Connection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(raw).unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// A heartbeat's work follows the member's share, not the partition count: with 1,024
 /// partitions split over 16 members, one heartbeat reads a few claims per partition it
 /// owns and never the whole owner table.
@@ -528,8 +519,8 @@ fn heartbeat_cost_follows_the_share() {
         .query(&mut redis.raw)
         .unwrap();
     assert_eq!(sessions[0].heartbeat().unwrap().len(), 64);
-    assert_eq!(calls(&mut redis.raw, "hgetall"), 0);
-    let reads = calls(&mut redis.raw, "hget");
+    assert_eq!(redis.calls("hgetall"), 0);
+    let reads = redis.calls("hget");
     assert!(reads <= 4 * 64, "{reads} claim reads for a share of 64");
 }
 
@@ -652,16 +643,6 @@ fn a_busy_fetch_reads_only_partitions_with_news() {
             )
             .unwrap();
     };
-    let lranges = |redis: &mut support::Redis| -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut redis.raw)
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_lrange:calls="))
-            .and_then(|rest| rest.split(',').next())
-            .map_or(0, |n| n.parse().unwrap())
-    };
     // A long wait: the read of all partitions happens on the first fetch only.
     let wait = Duration::from_secs(60);
     emit(0);
@@ -672,7 +653,7 @@ fn a_busy_fetch_reads_only_partitions_with_news() {
     // (in one fetch, or in two if the wake-up comes while the first waits), not the six
     // found empty with them.
     emit(3);
-    let before = lranges(&mut redis);
+    let before = redis.calls("lrange");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let fetched = session.fetch(10, 1 << 20, wait).unwrap();
@@ -685,7 +666,7 @@ fn a_busy_fetch_reads_only_partitions_with_news() {
         );
     }
     assert_eq!(
-        lranges(&mut redis) - before,
+        redis.calls("lrange") - before,
         2,
         "partitions read for news of one"
     );

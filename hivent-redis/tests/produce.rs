@@ -371,12 +371,7 @@ fn a_lost_reply_is_uncertain_and_its_retry_stores_one_copy() {
         std::sync::Arc::new(backend),
     );
     let signal = producer.signal("order:placed").unwrap();
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(400)
-        .arg("WRITE")
-        .query(&mut redis.raw)
-        .unwrap();
+    redis.pause_writes(400);
     let error = signal.emit(&json!({"n": 1}), 1).unwrap_err();
     assert!(matches!(error, Error::EmitUncertain { .. }), "{error:?}");
     assert!(

@@ -32,18 +32,6 @@ fn publish(backend: &RedisBackend, envelope: Envelope) -> Vec<usize> {
         .unwrap()
 }
 
-/// How many times Redis ran `command` so far.
-fn calls(redis: &mut support::Redis, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut redis.raw)
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().unwrap())
-}
-
 /// Once the routes are read, emits run no script: one transaction each.
 #[test]
 #[cfg_attr(
@@ -59,15 +47,15 @@ fn steady_emits_run_no_script() {
     // The first emit of a name goes by the script, the second reads its routes and
     // goes by transaction.
     assert_eq!(publish(&backend, event("e", 1)), [1]);
-    assert_eq!(calls(&mut redis, "exec"), 0);
+    assert_eq!(redis.calls("exec"), 0);
     assert_eq!(publish(&backend, event("e", 1)), [1]);
-    assert_eq!(calls(&mut redis, "exec"), 1);
-    let (scripts, transactions) = (calls(&mut redis, "evalsha"), calls(&mut redis, "exec"));
+    assert_eq!(redis.calls("exec"), 1);
+    let (scripts, transactions) = (redis.calls("evalsha"), redis.calls("exec"));
     for hash in 0..10 {
         assert_eq!(publish(&backend, event("e", hash)), [1]);
     }
-    assert_eq!(calls(&mut redis, "evalsha"), scripts);
-    assert_eq!(calls(&mut redis, "exec"), transactions + 10);
+    assert_eq!(redis.calls("evalsha"), scripts);
+    assert_eq!(redis.calls("exec"), transactions + 10);
     let stored: usize = (0..4).map(|p| redis.len(&format!("svc:{p}"))).sum();
     assert_eq!(stored, 12);
     // The connection's marker names the last call and keeps the lifetime its first
@@ -167,12 +155,7 @@ fn a_routed_emit_whose_reply_was_lost_is_stored_once() {
     // Two emits: the second reads the routes, so the next goes by transaction.
     assert_eq!(publish(&backend, event("e", 0)), [1]);
     assert_eq!(publish(&backend, event("e", 0)), [1]);
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(500)
-        .arg("WRITE")
-        .query(&mut redis.raw)
-        .unwrap();
+    redis.pause_writes(500);
     let envelope = event("e", 0);
     // Either the retries inside `publish` outlast the pause, or the call is uncertain.
     match backend.publish("call-1", std::slice::from_ref(&envelope)) {
@@ -323,12 +306,7 @@ fn a_stalled_redis_fails_a_routed_emit_within_one_timeout() {
     for _ in 0..2 {
         backend.publish(&hivent_core::new_id(), &batch).unwrap();
     }
-    let _: () = redis::cmd("CLIENT")
-        .arg("PAUSE")
-        .arg(8_000)
-        .arg("WRITE")
-        .query(&mut redis.raw)
-        .unwrap();
+    redis.pause_writes(8_000);
     let error = backend.publish(&hivent_core::new_id(), &batch).unwrap_err();
     assert!(
         matches!(error, hivent_core::Error::MaybeStored { .. }),

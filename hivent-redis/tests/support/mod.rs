@@ -71,6 +71,29 @@ impl Redis {
         members
     }
 
+    /// How many times Redis ran `command` (lower case) since it started or the last
+    /// `CONFIG RESETSTAT`, from `INFO commandstats`.
+    pub fn calls(&mut self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.raw)
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse().unwrap())
+    }
+
+    /// Pauses every client's writes (`CLIENT PAUSE … WRITE`) for `millis`.
+    pub fn pause_writes(&mut self, millis: u64) {
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(millis)
+            .arg("WRITE")
+            .query(&mut self.raw)
+            .unwrap();
+    }
+
     pub fn command(&mut self, name: &str, args: &[&str]) -> redis::Value {
         let mut cmd = redis::cmd(name);
         for arg in args {
