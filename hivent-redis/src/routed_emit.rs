@@ -22,7 +22,7 @@ use hivent_core::Envelope;
 use crate::connection::Pooled;
 use crate::error::{certainly_not_run, keeps_connection};
 use crate::keys;
-use crate::route_cache::{RegistryVersion, Route, RouteCache};
+use crate::route_cache::{Receiver, RegistryVersion, Route, RouteCache};
 use crate::script::RoutesScript;
 
 /// What a routed emit did.
@@ -54,9 +54,8 @@ struct Plan<'a> {
 impl<'a> Plan<'a> {
     fn new(envelopes: &'a [Envelope], names: &[&str], routes: &'a [Route]) -> Plan<'a> {
         let mut lists: Vec<(String, Vec<&str>)> = Vec::new();
-        // Per receiving service (by its place in `wake_ups`), partition → its list.
-        let mut wake_ups: Vec<(&str, String)> = Vec::new();
-        let mut by_service: Vec<(&str, Vec<(u32, usize)>)> = Vec::new();
+        // Per receiving service in the order first written: partition → its list.
+        let mut by_service: Vec<(&Receiver, Vec<(u32, usize)>)> = Vec::new();
         let mut counts = Vec::with_capacity(envelopes.len());
         for envelope in envelopes {
             let at = names.iter().position(|n| *n == envelope.name).unwrap_or(0);
@@ -64,11 +63,13 @@ impl<'a> Plan<'a> {
             counts.push(route.len());
             for receiver in route.iter() {
                 let partition = envelope.partition_hash % receiver.partition_count;
-                let service = match by_service.iter().position(|(s, _)| *s == receiver.service) {
+                let service = match by_service
+                    .iter()
+                    .position(|(r, _)| r.service == receiver.service)
+                {
                     Some(i) => i,
                     None => {
-                        by_service.push((&receiver.service, Vec::new()));
-                        wake_ups.push((&receiver.wake_channel, String::new()));
+                        by_service.push((receiver, Vec::new()));
                         by_service.len() - 1
                     }
                 };
@@ -78,17 +79,19 @@ impl<'a> Plan<'a> {
                     None => {
                         lists.push((keys::partition(&receiver.service, partition), Vec::new()));
                         partitions.push((partition, lists.len() - 1));
-                        let named = &mut wake_ups[service].1;
-                        if !named.is_empty() {
-                            named.push(',');
-                        }
-                        named.push_str(&partition.to_string());
                         lists.len() - 1
                     }
                 };
                 lists[list].1.push(&envelope.json);
             }
         }
+        let wake_ups = by_service
+            .into_iter()
+            .map(|(receiver, partitions)| {
+                let named: Vec<String> = partitions.iter().map(|(p, _)| p.to_string()).collect();
+                (receiver.wake_channel.as_str(), named.join(","))
+            })
+            .collect();
         Plan {
             lists,
             wake_ups,
@@ -139,13 +142,10 @@ pub(crate) fn publish_routed(
     };
     let plan = Plan::new(envelopes, &names, &routes);
     if pooled.identity.is_none() {
-        pooled.identity = doubts.identify(&mut pooled.connection)?;
-        if pooled.identity.is_none() {
-            cache.disable();
-            return Ok(Routed::Unrouted);
-        }
+        pooled.identity = ConnectionIdentity::ask(&mut pooled.connection)?;
     }
     let Some(client) = pooled.identity.clone() else {
+        cache.disable();
         return Ok(Routed::Unrouted);
     };
     // A whole call marks itself on the connection's marker, which exists already and so
@@ -296,8 +296,54 @@ pub(crate) struct ConnectionIdentity {
     pub(crate) marker: String,
 }
 
+impl ConnectionIdentity {
+    /// The connection as the server knows it, or `None` when this Redis cannot say
+    /// (before 6.2) or this user may not `CLIENT KILL`: then a retry could not be made
+    /// safe, and emits keep to the script.
+    fn ask(connection: &mut Connection) -> RedisResult<Option<ConnectionIdentity>> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT")
+            .arg("INFO")
+            .cmd("CLIENT")
+            .arg("KILL")
+            .arg("ID")
+            .arg(i64::MAX);
+        let (info, probe): (RedisResult<String>, RedisResult<i64>) =
+            pipe.ignore_errors().query(connection)?;
+        let info = match info {
+            Ok(info) => info,
+            Err(error) if keeps_connection(&error) => {
+                tracing::info!(%error, "this Redis cannot describe a connection (CLIENT INFO, Redis 6.2), so emits run the publish script (slower) rather than cached routes");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let field = |name: &str| {
+            info.split_ascii_whitespace()
+                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        };
+        let (Some(id), Some(addr)) = (field("id").and_then(|id| id.parse().ok()), field("addr"))
+        else {
+            return Err(out_of_step(&format!("CLIENT INFO answered {info:?}")));
+        };
+        match probe {
+            Err(error) if keeps_connection(&error) => {
+                tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+            Ok(_) => Ok(Some(ConnectionIdentity {
+                id,
+                addr: addr.to_owned(),
+                marker: keys::connection_marker(&hivent_core::new_id()),
+            })),
+        }
+    }
+}
+
 /// A transaction that was sent but not answered, so that it may still run: Redis could
 /// hold it unread (a stalled server) and run it after a retry stored the call.
+#[derive(Clone)]
 struct Doubt {
     client: ConnectionIdentity,
     /// The call, when it marked itself on the connection's marker.
@@ -337,13 +383,8 @@ impl InDoubt {
         connection: &mut Connection,
         marker_ttl_ms: u64,
     ) -> RedisResult<()> {
-        let pending: Vec<(ConnectionIdentity, Option<String>)> = self
-            .doubts
-            .lock()
-            .iter()
-            .map(|d| (d.client.clone(), d.call_id.clone()))
-            .collect();
-        for (client, call_id) in pending {
+        let pending = self.doubts.lock().clone();
+        for Doubt { client, call_id } in pending {
             // The new form answers with how many it closed (0 when it is gone).
             let killed = redis::cmd("CLIENT")
                 .arg("KILL")
@@ -376,49 +417,6 @@ impl InDoubt {
             self.doubts.lock().retain(|d| d.client.id != client.id);
         }
         Ok(())
-    }
-
-    /// The connection as the server knows it, or `None` when this Redis cannot say
-    /// (before 6.2) or this user may not `CLIENT KILL`: then a retry could not be made
-    /// safe, and emits keep to the script.
-    fn identify(&self, connection: &mut Connection) -> RedisResult<Option<ConnectionIdentity>> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("CLIENT")
-            .arg("INFO")
-            .cmd("CLIENT")
-            .arg("KILL")
-            .arg("ID")
-            .arg(i64::MAX);
-        let (info, probe): (RedisResult<String>, RedisResult<i64>) =
-            pipe.ignore_errors().query(connection)?;
-        let info = match info {
-            Ok(info) => info,
-            Err(error) if keeps_connection(&error) => {
-                tracing::info!(%error, "this Redis cannot describe a connection (CLIENT INFO, Redis 6.2), so emits run the publish script (slower) rather than cached routes");
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
-        };
-        let field = |name: &str| {
-            info.split_ascii_whitespace()
-                .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
-        };
-        let (Some(id), Some(addr)) = (field("id").and_then(|id| id.parse().ok()), field("addr"))
-        else {
-            return Err(out_of_step(&format!("CLIENT INFO answered {info:?}")));
-        };
-        match probe {
-            Err(error) if keeps_connection(&error) => {
-                tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
-                Ok(None)
-            }
-            Err(error) => Err(error),
-            Ok(_) => Ok(Some(ConnectionIdentity {
-                id,
-                addr: addr.to_owned(),
-                marker: keys::connection_marker(&hivent_core::new_id()),
-            })),
-        }
     }
 }
 
