@@ -144,7 +144,7 @@ pub(crate) fn publish_routed(
     if pooled.identity.is_none() {
         pooled.identity = ConnectionIdentity::ask(&mut pooled.connection)?;
     }
-    let Some(client) = pooled.identity.clone() else {
+    let Some(client) = &pooled.identity else {
         cache.disable();
         return Ok(Routed::Unrouted);
     };
@@ -191,7 +191,7 @@ pub(crate) fn publish_routed(
     // Until the reply says otherwise the connection watches nothing known.
     pooled.watching = None;
     let in_doubt = |error: redis::RedisError| {
-        doubts.add(&client, whole.then_some(call_id));
+        doubts.add(client, whole.then_some(call_id));
         error
     };
     // Every failure before this point happened in reads: nothing was stored.
