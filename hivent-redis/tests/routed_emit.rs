@@ -306,7 +306,7 @@ fn a_stalled_redis_fails_a_routed_emit_within_one_timeout() {
     for _ in 0..2 {
         backend.publish(&hivent_core::new_id(), &batch).unwrap();
     }
-    redis.pause_writes(8_000);
+    redis.pause_writes(10_000);
     let error = backend.publish(&hivent_core::new_id(), &batch).unwrap_err();
     assert!(
         matches!(error, hivent_core::Error::MaybeStored { .. }),
@@ -329,5 +329,5 @@ fn a_stalled_redis_fails_a_routed_emit_within_one_timeout() {
         .arg("UNPAUSE")
         .query(&mut redis.raw)
         .unwrap();
-    assert!(still_paused, "the emit waited out most of the 8 s pause");
+    assert!(still_paused, "the emit waited out most of the 10 s pause");
 }
