@@ -593,6 +593,54 @@ conformance! {
         }
     }
 
+    /// The handled events of a fetch's batches are acknowledged together once the
+    /// fetch is processed; until then the partitions they came from are kept, even when
+    /// the group wants them elsewhere, so a hand-over meanwhile does not make their new
+    /// owner handle them again. Each event once.
+    fn a_fetch_is_acknowledged_together_and_handed_over_after(h) {
+        let svc = h.hivent("svc-ack-all", 8, &Recorder::new());
+        let gate = support::Gate::new();
+        let handled: support::Handled = Arc::default();
+        let (sink, held) = (handled.clone(), gate.clone());
+        svc.signal("a:a").unwrap().receive(move |e| {
+            let thread = std::thread::current().name().unwrap_or("?").to_owned();
+            let count = { let mut all = sink.lock(); all.push((thread, e.clone())); all.len() };
+            // The last partition's event: the other seven batches are done, unacknowledged.
+            if count == 8 { held.pass(); }
+            Ok(())
+        });
+        let c1 = svc.consumer().unwrap();
+        assert_eq!(c1.owned_partitions().len(), 8);
+        let signal = producer(h).signal("a:a").unwrap();
+        let key_in = |p: u32| (0..).map(|i| format!("k{i}")).find(|k| partition_for(partition_hash(Some(k), &json!(null)), 8) == p).unwrap();
+        let emitted: Vec<hivent::Event> = (0..8)
+            .map(|p| signal.emit_with(&json!({"p": p}), EmitOptions::version(1).key(key_in(p))).unwrap())
+            .collect();
+        let c2 = svc.join(ConsumerOptions::default()).unwrap();
+        std::thread::scope(|s| {
+            let polled = std::thread::Builder::new().name("c1".into()).spawn_scoped(s, || c1.poll().unwrap()).unwrap();
+            gate.wait_entered();
+            assert!(c2.heartbeat().unwrap().is_empty(), "c1 is live and holds all");
+            // What c1's heartbeat thread would do now: nothing with events awaiting the
+            // acknowledgement is released.
+            c1.heartbeat().unwrap();
+            assert_eq!(c1.owned_partitions().len(), 8);
+            gate.open();
+            assert_eq!(polled.join().unwrap(), 8);
+        });
+        for p in 0..8 {
+            assert!(h.partition("svc-ack-all", p).is_empty(), "partition {p} acknowledged");
+        }
+        // The next heartbeats hand half over; nothing is left to handle again.
+        c1.heartbeat().unwrap();
+        assert_eq!(c2.heartbeat().unwrap().len(), 4);
+        assert_eq!(c2.run_until_idle().unwrap(), 0);
+        assert_eq!(c1.run_until_idle().unwrap(), 0);
+        let mut got: Vec<_> = handled.lock().iter().map(|(_, e)| e.clone()).collect();
+        got.sort_by_key(|e| e.payload["p"].as_u64());
+        assert_eq!(got, emitted);
+    }
+
     /// On shutdown the consumer finishes the handler that is running and starts no
     /// other: the handled event is acknowledged, the rest of the batch stays stored,
     /// and every partition is released for the next member.

@@ -148,12 +148,33 @@ pub trait ConsumerSession: Send + Sync {
     /// the partition is still owned under the claim the batch was read with and the
     /// lease (renewed by successful heartbeats, shorter than the membership lifetime) is
     /// fresh. A local check, no I/O. On [`Standing::Owned`] and [`Standing::Handover`]
-    /// the partition becomes the one being worked on: heartbeats keep it until the
-    /// consumer moves to another partition, fetches again, or releases it.
+    /// the partition becomes one being worked on: heartbeats keep it (marking it for
+    /// hand-over rather than releasing it) until its batch is settled (every item
+    /// acknowledged or dead-lettered), the consumer fetches again, or releases it. The
+    /// consume loop acknowledges the batches of one fetch together, so handled events
+    /// of several partitions may wait for that acknowledgement at once.
     fn standing(&self, partition: u32) -> Standing;
 
     /// Removes the `count` oldest items of `partition`: the ones just processed.
     fn ack(&self, partition: u32, count: usize) -> Result<()>;
+
+    /// Acknowledges several partitions' processed items (`(partition, count)`, as
+    /// [`ConsumerSession::ack`] each), and returns the partitions whose claim was gone:
+    /// nothing of theirs was removed, and their new owners process those items again.
+    /// An error means the acknowledgement failed as a whole and may have removed some,
+    /// all or none of the items. The default acknowledges one partition after another;
+    /// a backend with round trips does it in one.
+    fn ack_all(&self, acks: &[(u32, usize)]) -> Result<Vec<u32>> {
+        let mut fenced = Vec::new();
+        for &(partition, count) in acks {
+            match self.ack(partition, count) {
+                Ok(()) => {}
+                Err(error) if error.is_fenced() => fenced.push(partition),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(fenced)
+    }
 
     /// Counts a failed attempt at the oldest unsettled item of the batch in hand of
     /// `partition` (`raw` as given in the batch), which must be the oldest item stored:

@@ -181,6 +181,31 @@ enum Backoff {
     Lost,
 }
 
+/// Handled events of finished batches, acknowledged together once the fetch is
+/// processed (or sooner: before a failure is recorded, or once `ack_interval` passed),
+/// so that a fetch that read many partitions costs one acknowledgement, not one per
+/// partition.
+#[derive(Default)]
+struct PendingAcks {
+    acks: Vec<(u32, usize)>,
+    since: Option<Instant>,
+    /// A partition's claim was found gone when its events were acknowledged.
+    lost_any: bool,
+}
+
+impl PendingAcks {
+    fn add(&mut self, partition: u32, count: usize) {
+        if count > 0 {
+            self.acks.push((partition, count));
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn is_due(&self, interval: Duration) -> bool {
+        self.since.is_some_and(|since| since.elapsed() >= interval)
+    }
+}
+
 /// How the processing of one batch ended.
 enum BatchEnd {
     /// Every item was handled.
@@ -379,14 +404,16 @@ impl Consumer {
     }
 
     /// Processes the fetched batches, partition by partition, checking before every
-    /// event that the partition is still ours and that no shutdown came.
+    /// event that the partition is still ours and that no shutdown came; the handled
+    /// events of all batches are acknowledged together at the end.
     fn process(&self, fetched: &Fetched, shutdown: Option<&Receiver<()>>) -> Result<usize> {
         let mut processed = 0;
+        let mut acks = PendingAcks::default();
         // Learn the new assignment now rather than at the next heartbeat: after a
         // replay or a hand-over the partition is claimable (or ours again) at once.
         let mut heartbeat_now = !fetched.lost.is_empty();
         for batch in &fetched.batches {
-            match self.process_batch(batch, shutdown, &mut processed) {
+            match self.process_batch(batch, shutdown, &mut processed, &mut acks) {
                 Ok(BatchEnd::Done) => {}
                 Ok(BatchEnd::GaveUp) => heartbeat_now = true,
                 Ok(BatchEnd::Stopped) => break,
@@ -395,10 +422,16 @@ impl Consumer {
                     tracing::warn!(%error, "lost a partition while processing; its new owner handles the unacknowledged events again");
                     heartbeat_now = true;
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    if let Err(ack_error) = self.flush_acks(&mut acks) {
+                        tracing::warn!(error = %ack_error, "could not acknowledge the handled events of other partitions; they will be handled again");
+                    }
+                    return Err(error);
+                }
             }
         }
-        if heartbeat_now {
+        self.flush_acks(&mut acks)?;
+        if heartbeat_now || acks.lost_any {
             if let Err(error) = self.heartbeat() {
                 tracing::warn!(%error, "heartbeat after a change of ownership failed");
             }
@@ -406,11 +439,37 @@ impl Consumer {
         Ok(processed)
     }
 
+    /// Acknowledges the pending handled events of finished batches.
+    fn flush_acks(&self, acks: &mut PendingAcks) -> Result<()> {
+        let pending = std::mem::take(&mut acks.acks);
+        acks.since = None;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let fenced = self.shared.session.ack_all(&pending)?;
+        for partition in fenced {
+            let handled: usize = pending
+                .iter()
+                .filter(|(p, _)| *p == partition)
+                .map(|(_, count)| count)
+                .sum();
+            tracing::warn!(
+                service = self.shared.hivent.config().client_id(),
+                partition,
+                handled,
+                "lost the partition before its handled events were acknowledged; its new owner handles them again"
+            );
+            acks.lost_any = true;
+        }
+        Ok(())
+    }
+
     fn process_batch(
         &self,
         batch: &Batch,
         shutdown: Option<&Receiver<()>>,
         processed: &mut usize,
+        acks: &mut PendingAcks,
     ) -> Result<BatchEnd> {
         let session = &self.shared.session;
         let config = self.shared.hivent.config();
@@ -420,6 +479,10 @@ impl Consumer {
         let mut unacked = 0;
         let mut acked_at = Instant::now();
         for (index, raw) in batch.items.iter().enumerate() {
+            // A slow batch does not hold back the acknowledgement of earlier ones.
+            if acks.is_due(self.options.ack_interval) {
+                self.flush_acks(acks)?;
+            }
             if self.is_stopping(shutdown) {
                 self.ack_prefix(partition, unacked)?;
                 return Ok(BatchEnd::Stopped);
@@ -451,6 +514,9 @@ impl Consumer {
                 let Err(failure) = outcome else {
                     break true;
                 };
+                // Everything handled so far is acknowledged before the failure is
+                // recorded and waited on.
+                self.flush_acks(acks)?;
                 self.ack_prefix(partition, unacked)?;
                 unacked = 0;
                 acked_at = Instant::now();
@@ -470,7 +536,7 @@ impl Consumer {
                 }
             }
         }
-        self.ack_prefix(partition, unacked)?;
+        acks.add(partition, unacked);
         Ok(BatchEnd::Done)
     }
 

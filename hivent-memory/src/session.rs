@@ -1,6 +1,6 @@
 //! `MemorySession`: one member of a service's consumer group in the memory backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,10 @@ struct Local {
     /// were read under). Writes use the read token, so a re-claim in between (after a
     /// replay) cannot let a stale batch's ack remove items it never saw.
     in_hand: BTreeMap<u32, (usize, u64)>,
-    /// The partition whose batch is being worked on: heartbeats do not release it.
-    working: Option<u32>,
+    /// The partitions whose batches were started and are not settled yet (their handled
+    /// events may wait for the acknowledgement of the whole fetch): heartbeats do not
+    /// release them.
+    working: BTreeSet<u32>,
     /// Until when the last successful heartbeat lets this member handle events.
     lease_until: Option<Instant>,
     /// Which owned partition comes first at the next fetch.
@@ -45,9 +47,7 @@ impl Local {
             *n = n.saturating_sub(count);
             if *n == 0 {
                 self.in_hand.remove(&partition);
-                if self.working == Some(partition) {
-                    self.working = None;
-                }
+                self.working.remove(&partition);
             }
         }
     }
@@ -55,9 +55,7 @@ impl Local {
     fn forget(&mut self, partition: u32) {
         self.owned.remove(&partition);
         self.in_hand.remove(&partition);
-        if self.working == Some(partition) {
-            self.working = None;
-        }
+        self.working.remove(&partition);
     }
 }
 
@@ -219,7 +217,7 @@ impl ConsumerSession for MemorySession {
             &self.member,
             now + self.shared.options.member_ttl,
             now,
-            local.working,
+            &local.working,
         )?;
         if beat.changed {
             self.shared.group_changed(&self.service);
@@ -256,7 +254,7 @@ impl ConsumerSession for MemorySession {
         for p in &lost {
             local.owned.remove(p);
         }
-        local.working = None;
+        local.working.clear();
         local.in_hand = batches
             .iter()
             .map(|(b, token)| (b.partition, (b.items.len(), *token)))
@@ -275,7 +273,7 @@ impl ConsumerSession for MemorySession {
         let read_under = local.in_hand.get(&partition).map(|(_, token)| *token);
         match (local.owned.get(&partition), read_under) {
             (Some(&(token, keep)), Some(read)) if token == read && fresh => {
-                local.working = Some(partition);
+                local.working.insert(partition);
                 if keep {
                     Standing::Owned
                 } else {

@@ -106,7 +106,7 @@ impl State {
     }
 
     /// The cooperative rebalance step of one member: renew, release what it should not
-    /// own (except `working`, the partition whose batch it is working on), claim what it
+    /// own (except those in `working`, whose batches it is working on), claim what it
     /// should own and nobody live holds.
     pub(crate) fn heartbeat(
         &mut self,
@@ -114,7 +114,7 @@ impl State {
         member: &str,
         expiry: Instant,
         now: Instant,
-        working: Option<u32>,
+        working: &BTreeSet<u32>,
     ) -> Result<Heartbeat> {
         let mut next_token = self.next_token;
         let svc = self.service(service)?;
@@ -126,7 +126,7 @@ impl State {
         let desired = desired_partitions(&live, member, svc.partition_count());
         let before = svc.owners.len();
         svc.owners
-            .retain(|p, (owner, _)| owner != member || desired.contains(p) || working == Some(*p));
+            .retain(|p, (owner, _)| owner != member || desired.contains(p) || working.contains(p));
         let released = svc.owners.len() < before;
         for &p in &desired {
             let free = match svc.owners.get(&p) {

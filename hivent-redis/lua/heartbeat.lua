@@ -5,8 +5,9 @@
 -- KEYS[3] <service>:hivent:tokens    KEYS[4] <service>:hivent:fence
 -- KEYS[5] <service>:partition_count
 -- ARGV[1] member id   ARGV[2] membership lifetime in ms   ARGV[3] the group channel
--- ARGV[4] the partition whose batch the member is working on ("" for none): never
---         released here; the member hands it over after the event in hand
+-- ARGV[4] the partitions whose batches the member is working on, comma-separated
+--         ("" for none): never released here; the member hands each over after
+--         the event in hand, or once its handled events are acknowledged
 -- ARGV[5..] the partitions the member owns as far as it knows
 --
 -- Reply: {"owned", p1, token1, keep1, ...}   what the member owns now; keep is 0 for
@@ -70,7 +71,10 @@ local function desired(p)
   return p < count and p % n == index
 end
 
-local working = ARGV[4]
+local working = {}
+for field in string.gmatch(ARGV[4], '[^,]+') do
+  working[field] = true
+end
 local changed = joined > 0 or expired > 0
 local reply = { 'owned' }
 local kept = {}
@@ -82,7 +86,7 @@ for i = 5, #ARGV do
   local field = ARGV[i]
   if not kept[field] and redis.call('HGET', KEYS[2], field) == member then
     local keep = desired(tonumber(field))
-    if keep or field == working then
+    if keep or working[field] then
       kept[field] = true
       reply[#reply + 1] = field
       reply[#reply + 1] = redis.call('HGET', KEYS[3], field)

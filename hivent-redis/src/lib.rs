@@ -121,8 +121,9 @@
 //!   the member's expiry from Redis `TIME` (host clocks do not matter), drops expired
 //!   members, sorts the live ones by name (byte order) and computes the member's share
 //!   exactly as [`hivent_core::desired_partitions`] does. It releases partitions it
-//!   should no longer own, except the one whose batch the consumer is working on, which
-//!   it reports for hand-over instead; voids claims of dead members; and claims its
+//!   should no longer own, except those whose batches the consumer started and has not
+//!   settled (acknowledged or dead-lettered), which it reports for hand-over instead;
+//!   voids claims of dead members; and claims its
 //!   free desired partitions with a token from the fence counter. When the group
 //!   changed (the member joined or rejoined, others expired, or it released
 //!   something) it publishes on the group channel, so the other members heartbeat at
@@ -156,9 +157,16 @@
 //!   holds the partition with its token; otherwise they change nothing and the caller
 //!   gets [`hivent_core::Error::Fenced`]. Ack removes exactly the acknowledged count
 //!   from the right end (`LTRIM`); dead-letter checks that the oldest item is the one
-//!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically. A slow
+//!   read and moves it to the dead letter queue with `RPOPLPUSH`, atomically. The
+//!   batches of one fetch are acknowledged together, by one script call for all their
+//!   partitions (each checked against its own claim), once the fetch is processed: with
+//!   one call per partition, a worker owning many partitions under steady traffic spent
+//!   a round trip per event and fell behind (at 5,000 events/s over 256 partitions, p50
+//!   latency 0.4 → 4.5 ms on this project's test machine). Until then those partitions
+//!   count as worked on, so no heartbeat releases one with handled events waiting. A slow
 //!   batch is acknowledged in steps (every `ConsumerOptions::ack_interval`, 100 ms by
-//!   default), which bounds what a crash makes the next owner redo.
+//!   default; earlier batches of the fetch with it), which bounds what a crash makes the
+//!   next owner redo; before a failure is recorded, everything handled is acknowledged.
 //! - **Leave** removes the member, releases all its partitions and announces it on the
 //!   group channel, in one script.
 //! - **Ghosts**: member ids are `<host>-<pid>-<start>-<pidns>-<boot>-<random>` (the

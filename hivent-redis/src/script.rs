@@ -4,6 +4,7 @@
 //! the reply is NOSCRIPT and the call loads the script and runs it again, so a lost
 //! cache never fails an emit or a consumer.
 
+use std::collections::BTreeSet;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -37,7 +38,7 @@ macro_rules! with_claim {
     };
 }
 
-static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(with_claim!("../lua/ack.lua")));
+static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
 static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_claim!("../lua/dead_letter.lua")));
 static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/leave.lua")));
@@ -354,16 +355,21 @@ impl FromRedisValue for HeartbeatReply {
 }
 
 impl HeartbeatScript {
-    /// Heartbeats `member` of `service`, which believes it owns `owned`, keeping
-    /// `working` even if no longer desired.
+    /// Heartbeats `member` of `service`, which believes it owns `owned`, keeping the
+    /// partitions in `working` even if no longer desired.
     pub(crate) fn invoke(
         connection: &mut Connection,
         service: &str,
         member: &str,
         ttl: Duration,
-        working: Option<u32>,
+        working: &BTreeSet<u32>,
         owned: &[u32],
     ) -> RedisResult<HeartbeatReply> {
+        let working = working
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let mut call = HEARTBEAT.prepare_invoke();
         call.key(keys::members(service))
             .key(keys::owners(service))
@@ -373,7 +379,7 @@ impl HeartbeatScript {
             .arg(member)
             .arg(millis(ttl))
             .arg(keys::group_channel(service))
-            .arg(working.map(|p| p.to_string()).unwrap_or_default());
+            .arg(working);
         for partition in owned {
             call.arg(partition);
         }
@@ -443,33 +449,52 @@ pub(crate) struct Claim<'a> {
     pub(crate) token: u64,
 }
 
-/// `ack.lua`: removes the `count` oldest items of a partition, fenced, and the failed
-/// attempts counted for its oldest item.
+/// `ack.lua`: removes the oldest items of one or more partitions, each fenced by its
+/// claim, and the failed attempts counted for their oldest items.
 ///
-/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`, `<service>:<p>`,
-///   `<service>:hivent:attempts`.
-/// - ARGV: the member id, the partition, the fencing token, the count.
-/// - Reply: `true` when removed, `false` when fenced (nothing changed).
+/// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`,
+///   `<service>:hivent:attempts`, then each partition's `<service>:<p>`.
+/// - ARGV: the member id, then per partition: the partition, the fencing token its
+///   batch was read under, the count.
+/// - Reply: per partition, `true` when removed, `false` when fenced (nothing of it
+///   changed).
 pub(crate) struct AckScript;
 
+/// One partition's part of an [`AckScript`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckOf {
+    pub(crate) partition: u32,
+    pub(crate) token: u64,
+    pub(crate) count: usize,
+}
+
 impl AckScript {
-    /// Acknowledges `count` items of the claimed partition.
+    /// Acknowledges the given counts of `service`'s claimed partitions in one call.
     pub(crate) fn invoke(
         connection: &mut Connection,
-        claim: &Claim<'_>,
-        count: usize,
-    ) -> RedisResult<bool> {
-        let reply: i64 = ACK
-            .key(keys::owners(claim.service))
-            .key(keys::tokens(claim.service))
-            .key(keys::partition(claim.service, claim.partition))
-            .key(keys::attempts(claim.service))
-            .arg(claim.member)
-            .arg(claim.partition)
-            .arg(claim.token)
-            .arg(count)
-            .invoke(connection)?;
-        Ok(reply == 1)
+        service: &str,
+        member: &str,
+        acks: &[AckOf],
+    ) -> RedisResult<Vec<bool>> {
+        let mut invocation = ACK.prepare_invoke();
+        invocation
+            .key(keys::owners(service))
+            .key(keys::tokens(service))
+            .key(keys::attempts(service))
+            .arg(member);
+        for ack in acks {
+            invocation
+                .key(keys::partition(service, ack.partition))
+                .arg(ack.partition)
+                .arg(ack.token)
+                .arg(ack.count);
+        }
+        let reply: Vec<i64> = invocation.invoke(connection)?;
+        if reply.len() != acks.len() {
+            let detail = format!("{} ack results for {} partitions", reply.len(), acks.len());
+            return Err(ParsingError::from(detail).into());
+        }
+        Ok(reply.into_iter().map(|removed| removed == 1).collect())
     }
 }
 
