@@ -102,7 +102,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
                 ServerError::NotInstalled => Failure::Usage(format!(
                     "{e}; install it, or measure an existing Redis with --endpoint"
                 )),
-                other => Failure::Runtime(bench_error(&other.to_string())),
+                other => Failure::Runtime(bench_error(&hivent::ErrorChain(&other).to_string())),
             })?;
             let url = started.url();
             server.hold(started);

@@ -37,7 +37,9 @@ impl From<hivent::Error> for Failure {
             | hivent::Error::InvalidSignalName { .. }
             | hivent::Error::EventTooLarge { .. }
             | hivent::Error::PayloadNotEncodable { .. }
-            | hivent::Error::NoReceivers { .. } => Failure::Usage(error.to_string()),
+            | hivent::Error::NoReceivers { .. } => {
+                Failure::Usage(hivent::ErrorChain(&error).to_string())
+            }
             other => Failure::Runtime(other),
         }
     }
@@ -67,16 +69,12 @@ pub fn parse_failure(error: &clap::Error) -> ExitCode {
     Failure::Usage(format!("{message} (see --help)")).report()
 }
 
-/// The error and its sources, joined by ": caused by: ".
+/// The error and its sources, each cause on a line of its own ("  caused by: …").
 pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // thiserror messages often embed their source already; skip exact repeats.
-        if !text.contains(&cause_text) {
-            let _ = write!(text, "\n  caused by: {cause_text}");
-        }
+        let _ = write!(text, "\n  caused by: {cause}");
         source = cause.source();
     }
     text

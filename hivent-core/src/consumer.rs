@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::error_chain;
+use crate::ErrorChain;
 use crate::{
     dead_letter_queue_name, Attempts, Batch, CommandFailure, ConsumerSession, Dispatch, Error,
     Event, FailureRecord, Fetched, Hivent, Permanent, ReceivedSignal, Result, RetryAfter,
@@ -119,7 +120,7 @@ impl Shared {
         let service = self.hivent.config().client_id();
         tracing::warn!(
             service,
-            error = %lost,
+            error = %ErrorChain(lost),
             "the backend lost this service's registration (restarted without persistence, flushed or failed over?); registering again. Events stored before the loss are gone"
         );
         self.hivent.register().map(|_| ())
@@ -353,7 +354,7 @@ impl Consumer {
             if !error.is_transient() {
                 return Err(error);
             }
-            tracing::warn!(%error, "first heartbeat failed; retrying");
+            tracing::warn!(error = %ErrorChain(&error), "first heartbeat failed; retrying");
         }
         loop {
             if self.is_stopping(Some(shutdown)) {
@@ -371,7 +372,7 @@ impl Consumer {
             match fetched {
                 Ok(_) => backoff = Duration::from_millis(50),
                 Err(error) if error.is_transient() || error.is_fenced() => {
-                    tracing::warn!(%error, "consumer step failed; retrying");
+                    tracing::warn!(error = %ErrorChain(&error), "consumer step failed; retrying");
                     match shutdown.recv_timeout(backoff) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return Ok(()),
@@ -419,12 +420,12 @@ impl Consumer {
                 Ok(BatchEnd::Stopped) => break,
                 // The new owner processes the rest; other partitions may still be ours.
                 Err(error) if error.is_fenced() => {
-                    tracing::warn!(%error, "lost a partition while processing; its new owner handles the unacknowledged events again");
+                    tracing::warn!(error = %ErrorChain(&error), "lost a partition while processing; its new owner handles the unacknowledged events again");
                     heartbeat_now = true;
                 }
                 Err(error) => {
                     if let Err(ack_error) = self.flush_acks(&mut acks) {
-                        tracing::warn!(error = %ack_error, "could not acknowledge the handled events of other partitions; they will be handled again");
+                        tracing::warn!(error = %ErrorChain(&ack_error), "could not acknowledge the handled events of other partitions; they will be handled again");
                     }
                     return Err(error);
                 }
@@ -433,7 +434,7 @@ impl Consumer {
         self.flush_acks(&mut acks)?;
         if heartbeat_now || acks.lost_any {
             if let Err(error) = self.heartbeat() {
-                tracing::warn!(%error, "heartbeat after a change of ownership failed");
+                tracing::warn!(error = %ErrorChain(&error), "heartbeat after a change of ownership failed");
             }
         }
         Ok(processed)
@@ -582,7 +583,7 @@ impl Consumer {
             attempt = attempts.count,
             max_attempts = policy.max_attempts,
             delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            error = %failure.error,
+            error = %ErrorChain(&failure.error),
             "handler failed; retrying in place (the partition waits)"
         );
         if let Some(event) = &failure.event {
@@ -636,7 +637,7 @@ impl Consumer {
         loop {
             if !self.heartbeat_thread.load(Ordering::Relaxed) && Instant::now() >= next_heartbeat {
                 if let Err(error) = self.heartbeat() {
-                    tracing::warn!(%error, "heartbeat while waiting to retry failed");
+                    tracing::warn!(error = %ErrorChain(&error), "heartbeat while waiting to retry failed");
                 }
                 next_heartbeat = Instant::now() + interval;
             }
@@ -732,7 +733,7 @@ impl Consumer {
                 partition,
                 handled,
                 left,
-                %error,
+                error = %ErrorChain(&error),
                 "lost the partition; its owner will process the handled events again"
             ),
         }
@@ -852,7 +853,7 @@ fn heartbeat_loop(shared: &Shared, stopped: &Receiver<()>) {
             },
         }
         if let Err(error) = shared.heartbeat() {
-            tracing::warn!(%error, "heartbeat failed; retrying");
+            tracing::warn!(error = %ErrorChain(&error), "heartbeat failed; retrying");
         }
     }
 }
@@ -860,7 +861,7 @@ fn heartbeat_loop(shared: &Shared, stopped: &Receiver<()>) {
 impl Drop for Consumer {
     fn drop(&mut self) {
         if let Err(error) = self.leave_once() {
-            tracing::warn!(%error, "leaving the consumer group failed; the membership expires by itself");
+            tracing::warn!(error = %ErrorChain(&error), "leaving the consumer group failed; the membership expires by itself");
         }
     }
 }

@@ -265,8 +265,9 @@ mod tests {
         r.add("a", None, Arc::new(|_e: &Event| Err("boom".into())));
         r.add("a", None, recorder(&log, "third"));
         let err = r.dispatch(&event("a", 1)).unwrap_err();
+        assert_eq!(err.to_string(), "a handler for \"a\" version 1 failed");
         assert_eq!(
-            err.to_string(),
+            crate::ErrorChain(&err).to_string(),
             "a handler for \"a\" version 1 failed: boom"
         );
         assert_eq!(*log.lock(), ["first"]);

@@ -24,7 +24,7 @@ pub enum Error {
         reason: String,
     },
     /// A configuration file could not be read.
-    #[error("could not read the configuration file {path}: {source}")]
+    #[error("could not read the configuration file {path}")]
     ConfigFileUnreadable {
         /// The file.
         path: PathBuf,
@@ -48,7 +48,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// The payload could not be encoded as JSON; nothing was emitted.
-    #[error("the payload of signal {name:?} could not be encoded as JSON, so it was not emitted: {source}")]
+    #[error("the payload of signal {name:?} could not be encoded as JSON, so it was not emitted")]
     PayloadNotEncodable {
         /// The signal.
         name: String,
@@ -66,7 +66,7 @@ pub enum Error {
         limit: usize,
     },
     /// The backend failed to store an emitted event; nothing was emitted.
-    #[error("signal {name:?} (event {event_uuid}) was not emitted: {source}")]
+    #[error("signal {name:?} (event {event_uuid}) was not emitted")]
     EmitFailed {
         /// The signal.
         name: String,
@@ -78,7 +78,7 @@ pub enum Error {
     /// The backend failed after an emit was sent, so its events may have been stored:
     /// the reply was lost. Retrying the same call with [`crate::Hivent::retry_emit`]
     /// completes it without storing a second copy.
-    #[error("signal {name:?} (event {event_uuid}) may have been stored, the reply was lost: {source}; retry it with Hivent::retry_emit to complete it without a second copy")]
+    #[error("signal {name:?} (event {event_uuid}) may have been stored (the reply was lost); retry it with Hivent::retry_emit to complete it without a second copy")]
     EmitUncertain {
         /// The signal (of the first event, for a batch).
         name: String,
@@ -92,7 +92,7 @@ pub enum Error {
     /// The backend stored an emit for some receiving services and not for others (one
     /// of its lists is another tool's key of another type). It is not tried again:
     /// that would store second copies for the services that have the events.
-    #[error("signal {name:?} (event {event_uuid}) was stored for some receiving services but not for all, and is not retried (that would store second copies): {source}")]
+    #[error("signal {name:?} (event {event_uuid}) was stored for some receiving services but not for all, and is not retried (that would store second copies)")]
     EmitPartlyStored {
         /// The signal (of the first event, for a batch).
         name: String,
@@ -103,9 +103,7 @@ pub enum Error {
     },
     /// A backend stored a write for some of its targets and not for others; trying it
     /// again would store second copies.
-    #[error(
-        "the {backend} backend stored the write for some of its targets but not for all: {source}"
-    )]
+    #[error("the {backend} backend stored the write for some of its targets but not for all")]
     PartlyStored {
         /// Which backend.
         backend: &'static str,
@@ -113,7 +111,7 @@ pub enum Error {
         source: HandlerError,
     },
     /// A backend failed after a write was sent: it may have been applied.
-    #[error("the {backend} backend failed after the write was sent, so it may have been applied: {source}")]
+    #[error("the {backend} backend failed after the write was sent, so it may have been applied")]
     MaybeStored {
         /// Which backend.
         backend: &'static str,
@@ -151,7 +149,7 @@ pub enum Error {
         partition: u32,
     },
     /// A handler returned an error for an event.
-    #[error("a handler for {event:?} {} failed: {source}", describe_version(.version))]
+    #[error("a handler for {event:?} {} failed", describe_version(.version))]
     HandlerFailed {
         /// The event name.
         event: String,
@@ -172,7 +170,7 @@ pub enum Error {
     },
     /// An event's payload does not deserialize into the type a typed receiver expects.
     #[error(
-        "the payload of {event:?} {} does not match the receiver's type: {source}",
+        "the payload of {event:?} {} does not match the receiver's type",
         describe_version(.version)
     )]
     PayloadMismatch {
@@ -184,9 +182,7 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// An item in a partition is not a hivent event (not JSON, or missing `payload`/`meta`).
-    #[error(
-        "an item in partition {partition} of service {service:?} is not a valid event: {source}"
-    )]
+    #[error("an item in partition {partition} of service {service:?} is not a valid event")]
     MalformedEvent {
         /// The service.
         service: String,
@@ -224,7 +220,7 @@ pub enum Error {
         partition_count: u32,
     },
     /// A backend (Redis, memory) failed.
-    #[error("the {backend} backend failed: {source}")]
+    #[error("the {backend} backend failed")]
     Backend {
         /// Which backend.
         backend: &'static str,
@@ -293,20 +289,9 @@ fn describe_version(version: &Option<i64>) -> String {
 /// A `Result` with hivent's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// An error and its causes as one line, each cause once: a cause whose text the line
-/// already holds (an error that prints its source in its own message) is not repeated.
+/// The error and its causes as one line, for failure records.
 pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        next = cause.source();
-    }
-    text
+    crate::ErrorChain(error).to_string()
 }
 
 /// Turns a caught panic's payload into its message.

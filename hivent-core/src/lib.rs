@@ -24,6 +24,7 @@ mod dead_letter_queue;
 pub mod dispatch;
 mod emit_outcome;
 mod error;
+mod error_chain;
 mod event;
 mod failure_record;
 mod hivent;
@@ -47,6 +48,7 @@ pub use dead_letter_queue::{DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, 
 pub use dispatch::{Dispatch, Handler, HandlerFailure, ReceivedSignal, Receivers};
 pub use emit_outcome::{EmitRetry, Emitted};
 pub use error::{Error, HandlerError, Result};
+pub use error_chain::ErrorChain;
 pub use event::{new_id, Event, Meta};
 pub use failure_record::{Attempts, CommandFailure, DeadLetter, FailureRecord};
 pub use hivent::{EmitBatch, EmitTap, Hivent};

@@ -14,12 +14,13 @@ use crate::{Error, Event, ReceivedSignal};
 /// on the consumer itself.
 ///
 /// ```
-/// use hivent_core::{Error, Event, LifeCycleEventHandler};
+/// use hivent_core::{Error, ErrorChain, Event, LifeCycleEventHandler};
 /// struct Report;
 /// impl LifeCycleEventHandler for Report {
 ///     fn event_processing_failed(&self, error: &Error, _payload: Option<&serde_json::Value>,
 ///                                _raw: &str, queue: &str) {
-///         eprintln!("dead-lettered into {queue}: {error}");
+///         // The error says what failed; its chain says why.
+///         eprintln!("dead-lettered into {queue}: {}", ErrorChain(error));
 ///     }
 /// }
 /// ```

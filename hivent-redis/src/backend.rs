@@ -1,5 +1,6 @@
 //! The Redis backend: connecting, publishing, registering and joining a group.
 
+use hivent_core::ErrorChain;
 use std::sync::Arc;
 use std::thread;
 
@@ -92,7 +93,7 @@ impl RedisBackend {
         .map(|_| ())
         .map_err(|source| Error::Unreachable {
             endpoint: self.endpoint.redacted().to_owned(),
-            source,
+            source: source.into(),
         })
     }
 
@@ -176,7 +177,7 @@ impl RedisBackend {
                     if tries_left == 0 || !retry(&error) {
                         return Err(error);
                     }
-                    tracing::warn!(%error, operation, tries_left, "Redis failed; trying again");
+                    tracing::warn!(error = %ErrorChain(&error), operation, tries_left, "Redis failed; trying again");
                     thread::sleep(pause);
                     pause = pause.saturating_mul(2);
                 }
@@ -232,7 +233,7 @@ impl RedisBackend {
                 // and the marker keeps it from storing twice after a try that ran.
                 Err(error) => {
                     may_have_run = sent && !certainly_not_run(&error);
-                    tracing::warn!(%error, operation = "publish events", "Redis failed; trying again");
+                    tracing::warn!(error = %ErrorChain(&error), operation = "publish events", "Redis failed; trying again");
                 }
             }
         }
@@ -250,7 +251,7 @@ impl RedisBackend {
                 if may_have_run {
                     Error::ReplyLost {
                         endpoint: self.endpoint.redacted().to_owned(),
-                        source: error,
+                        source: error.into(),
                     }
                 } else {
                     self.endpoint.error("publish events", error)

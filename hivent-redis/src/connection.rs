@@ -72,7 +72,7 @@ impl Endpoint {
         Error::Command {
             operation,
             endpoint: self.redacted.clone(),
-            source,
+            source: source.into(),
         }
     }
 }

@@ -28,22 +28,22 @@ pub enum Error {
         reason: String,
     },
     /// Redis could not be reached (or refused the credentials) when connecting.
-    #[error("could not connect to Redis at {endpoint}: {source}")]
+    #[error("could not connect to Redis at {endpoint}")]
     Unreachable {
         /// The endpoint, redacted.
         endpoint: String,
         /// The client's error.
-        source: RedisError,
+        source: RedisClientError,
     },
     /// A Redis command or script failed.
-    #[error("Redis at {endpoint} failed to {operation}: {source}")]
+    #[error("Redis at {endpoint} failed to {operation}")]
     Command {
         /// What was being done, e.g. `publish events`.
         operation: &'static str,
         /// The endpoint, redacted.
         endpoint: String,
         /// The client's error.
-        source: RedisError,
+        source: RedisClientError,
     },
     /// The subscription to the wake-up channel could not be set up in time.
     #[error("could not subscribe to the wake-up channel of service {service:?} at {endpoint} within {waited:?}")]
@@ -77,12 +77,12 @@ pub enum Error {
     },
     /// Redis did not answer a write that was sent: it may have been applied (a lost
     /// reply, a timeout, a dropped connection).
-    #[error("Redis at {endpoint} did not answer a publish call that was sent, so it may have been stored: {source}")]
+    #[error("Redis at {endpoint} did not answer a publish call that was sent, so it may have been stored")]
     ReplyLost {
         /// The endpoint, redacted.
         endpoint: String,
         /// The client's error.
-        source: RedisError,
+        source: RedisClientError,
     },
     /// A receiving service has no usable partition count; nothing was emitted.
     #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
@@ -147,13 +147,41 @@ pub enum Error {
     },
 }
 
+/// The Redis client's own error, as the cause of an [`Error`]. redis-rs writes an I/O
+/// error's text into its message and returns that I/O error as its source as well, so
+/// a chain printed through it would say "Connection refused" twice; as a cause it shows
+/// its message and ends the chain. The client's error is [`RedisClientError::redis`].
+#[derive(Debug)]
+pub struct RedisClientError(RedisError);
+
+impl RedisClientError {
+    /// The redis-rs error.
+    pub fn redis(&self) -> &RedisError {
+        &self.0
+    }
+}
+
+impl From<RedisError> for RedisClientError {
+    fn from(error: RedisError) -> RedisClientError {
+        RedisClientError(error)
+    }
+}
+
+impl std::fmt::Display for RedisClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for RedisClientError {}
+
 impl Error {
     /// Whether the operation may succeed if tried again later: a lost connection, a
     /// timeout, a server that is loading or busy.
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { source, .. } | Error::Command { source, .. } => {
-                is_transient(source)
+                is_transient(&source.0)
             }
             Error::SubscribeTimedOut { .. } | Error::ReplyLost { .. } => true,
             _ => false,
@@ -324,7 +352,7 @@ mod tests {
         let lost: hivent_core::Error = Error::Command {
             operation: "ack events",
             endpoint: "redis://127.0.0.1:1/0".into(),
-            source: io,
+            source: io.into(),
         }
         .into();
         assert!(lost.is_transient());

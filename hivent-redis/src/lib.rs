@@ -229,6 +229,6 @@ pub mod test_server;
 mod wake;
 
 pub use backend::RedisBackend;
-pub use error::Error;
+pub use error::{Error, RedisClientError};
 pub use options::RedisOptions;
 pub use session::RedisSession;

@@ -12,6 +12,7 @@
 
 use crate::keys;
 use crate::script::LeaveScript;
+use hivent_core::ErrorChain;
 
 /// What identifies a process across restarts, pid namespaces and reboots.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +147,7 @@ pub(crate) fn remove_ghosts(connection: &mut redis::Connection, service: &str, m
     {
         Ok(members) => members,
         Err(error) => {
-            tracing::debug!(%error, service, "could not look for ghosts of this host");
+            tracing::debug!(error = %ErrorChain(&error), service, "could not look for ghosts of this host");
             return;
         }
     };
@@ -158,7 +159,9 @@ pub(crate) fn remove_ghosts(connection: &mut redis::Connection, service: &str, m
                 released,
                 "removed a gone worker of this host from the group"
             ),
-            Err(error) => tracing::debug!(%error, service, ghost, "could not remove a ghost"),
+            Err(error) => {
+                tracing::debug!(error = %ErrorChain(&error), service, ghost, "could not remove a ghost")
+            }
         }
     }
 }

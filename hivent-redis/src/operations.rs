@@ -1,5 +1,6 @@
 //! [`Operations`] on Redis: services, status with lag and owners, dead letter queues.
 
+use hivent_core::ErrorChain;
 use hivent_core::{
     DeadLetter, DeadLetterPick, Event, FailureRecord, GemConsumer, Operations, PartitionStatus,
     ServiceStatus,
@@ -218,7 +219,7 @@ impl RedisBackend {
                 let record = record.and_then(|json| match FailureRecord::from_json(&json) {
                     Ok(record) => Some(record),
                     Err(error) => {
-                        tracing::warn!(service, partition, %error, "a failure record is not readable; the dead letter is shown without it");
+                        tracing::warn!(service, partition, error = %ErrorChain(&error), "a failure record is not readable; the dead letter is shown without it");
                         None
                     }
                 });

@@ -14,6 +14,7 @@
 //! so that `INFO commandstats` keeps this read apart from the commands counted inside
 //! `EXEC` and `EVALSHA` (what `hivent bench` sums up as Redis time).
 
+use hivent_core::ErrorChain;
 use parking_lot::Mutex;
 use redis::{Connection, RedisResult, Value};
 
@@ -313,7 +314,7 @@ impl ConnectionIdentity {
         let info = match info {
             Ok(info) => info,
             Err(error) if keeps_connection(&error) => {
-                tracing::info!(%error, "this Redis cannot describe a connection (CLIENT INFO, Redis 6.2), so emits run the publish script (slower) rather than cached routes");
+                tracing::info!(error = %ErrorChain(&error), "this Redis cannot describe a connection (CLIENT INFO, Redis 6.2), so emits run the publish script (slower) rather than cached routes");
                 return Ok(None);
             }
             Err(error) => return Err(error),
@@ -328,7 +329,7 @@ impl ConnectionIdentity {
         };
         match probe {
             Err(error) if keeps_connection(&error) => {
-                tracing::info!(%error, "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
+                tracing::info!(error = %ErrorChain(&error), "this Redis user may not CLIENT KILL, so emits run the publish script (slower) rather than cached routes");
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -398,7 +399,7 @@ impl InDoubt {
                 Err(error) if keeps_connection(&error) => {
                     // Refused (the user lost the right, say): the retry goes on rather
                     // than failing every emit from now on, but says what it risks.
-                    tracing::warn!(%error, call_id = call_id.as_deref().unwrap_or(""), "could not close the connection of an emit whose reply was lost; if its transaction still runs, the retry may store a second copy");
+                    tracing::warn!(error = %ErrorChain(&error), call_id = call_id.as_deref().unwrap_or(""), "could not close the connection of an emit whose reply was lost; if its transaction still runs, the retry may store a second copy");
                 }
                 Err(error) => return Err(error),
             }

@@ -112,7 +112,7 @@ impl RedisSession {
     pub(crate) fn join(endpoint: Arc<Endpoint>, service: &str) -> Result<RedisSession, Error> {
         let work = endpoint.open().map_err(|source| Error::Unreachable {
             endpoint: endpoint.redacted().to_owned(),
-            source,
+            source: source.into(),
         })?;
         let wake = WakeListener::start(
             Arc::clone(&endpoint),

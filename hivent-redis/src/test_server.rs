@@ -41,7 +41,7 @@ impl fmt::Display for ServerError {
             ServerError::NotInstalled => f.write_str(
                 "redis-server is not installed (or set HIVENT_REDIS_SERVER to its path)",
             ),
-            ServerError::Io { action, source } => write!(f, "could not {action}: {source}"),
+            ServerError::Io { action, .. } => write!(f, "could not {action}"),
             ServerError::DidNotStart { reason, log } => {
                 write!(f, "redis-server did not start: {reason}; its log:\n{log}")
             }
@@ -267,6 +267,9 @@ pub fn server_for_tests() -> Option<RedisServer> {
             eprintln!("skipped: redis-server not installed");
             None
         }
-        Err(error) => panic!("could not start a test redis-server: {error}"),
+        Err(error) => panic!(
+            "could not start a test redis-server: {}",
+            hivent_core::ErrorChain(&error)
+        ),
     }
 }

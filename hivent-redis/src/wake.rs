@@ -1,6 +1,7 @@
 //! Wake-up and group notices: a thread subscribed to a service's channels, so idle
 //! consumers learn of new events, and members of changes in their group, without polling.
 
+use hivent_core::ErrorChain;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,7 +83,7 @@ impl WakeListener {
             .map_err(|e| Error::Command {
                 operation: "start the wake-up listener thread",
                 endpoint: endpoint.redacted().to_owned(),
-                source: e.into(),
+                source: redis::RedisError::from(e).into(),
             })?;
         let waited = endpoint.options().connect_timeout + endpoint.options().response_timeout;
         match ready_rx.recv_timeout(waited) {
@@ -199,7 +200,7 @@ fn listen(
                     let _ = ready.send(Err(error));
                     return;
                 }
-                tracing::warn!(%error, channel = %channels.wake, "wake-up subscription lost; reconnecting");
+                tracing::warn!(error = %ErrorChain(&error), channel = %channels.wake, "wake-up subscription lost; reconnecting");
                 thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }

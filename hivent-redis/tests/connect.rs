@@ -24,8 +24,16 @@ fn unreachable_endpoint_names_the_redacted_endpoint() {
     );
     assert!(!text.contains("s3cret"), "{text}");
     assert!(!format!("{error:?}").contains("s3cret"));
+    // The message says what failed; the client's reason is the source, printed once
+    // in the chain (and not in the message, so `{:#}` and loggers do not repeat it).
+    let reason = std::error::Error::source(&error).unwrap().to_string();
+    assert!(!text.contains(&reason), "{text}");
     let core: hivent_core::Error = error.into();
     assert!(!core.to_string().contains("s3cret"));
+    let chain = hivent_core::ErrorChain(&core).to_string();
+    assert_eq!(chain.matches(&reason).count(), 1, "{chain}");
+    assert_eq!(chain.matches("could not connect").count(), 1, "{chain}");
+    assert!(!chain.contains("s3cret"), "{chain}");
 }
 
 /// Malformed URLs are refused up front, without the password.

@@ -82,7 +82,7 @@ fn registration_of(service: &str, events: &[&str], partitions: u32) -> Registrat
 }
 
 fn is_collision(error: &Error, key: &str) -> bool {
-    error
+    hivent_core::ErrorChain(error)
         .to_string()
         .contains(&format!("the Redis key {key:?} is a"))
 }

@@ -210,7 +210,7 @@ fn a_colliding_list_fails_a_routed_emit_naming_what_was_stored() {
     redis.command("SET", &["blocked:0", "another tool's value"]);
     redis.command("SET", &["alone:0", "another tool's value"]);
     let error = backend.publish("call-1", &[event("e", 0)]).unwrap_err();
-    let text = error.to_string();
+    let text = hivent_core::ErrorChain(&error).to_string();
     assert!(
         text.contains("\"blocked:0\" is a string") && text.contains("stored in its other lists"),
         "{text}"
@@ -220,7 +220,7 @@ fn a_colliding_list_fails_a_routed_emit_naming_what_was_stored() {
     let error = backend
         .publish("call-2", std::slice::from_ref(&only))
         .unwrap_err();
-    let text = error.to_string();
+    let text = hivent_core::ErrorChain(&error).to_string();
     assert!(
         text.contains("\"alone:0\" is a string") && text.contains("nothing was written"),
         "{text}"

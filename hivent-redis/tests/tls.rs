@@ -135,7 +135,7 @@ fn emits_and_consumes_over_tls() {
 
     // Trusting another CA only: the server's certificate is refused.
     std::env::set_var("SSL_CERT_FILE", file("other.crt"));
-    let refused = RedisBackend::connect(&url).unwrap_err().to_string();
+    let refused = hivent_core::ErrorChain(&RedisBackend::connect(&url).unwrap_err()).to_string();
     assert!(
         refused.contains(&url) && refused.contains("UnknownIssuer"),
         "{refused}"

@@ -328,7 +328,7 @@ impl LifeCycleEventHandler for Recorder {
         queue: &str,
     ) {
         self.calls.lock().push(Call::Failed {
-            error: error.to_string(),
+            error: hivent::ErrorChain(error).to_string(),
             payload: payload.cloned(),
             raw: raw.into(),
             queue: queue.into(),
@@ -342,7 +342,7 @@ impl LifeCycleEventHandler for Recorder {
         delay: Duration,
     ) {
         self.calls.lock().push(Call::Retried {
-            error: error.to_string(),
+            error: hivent::ErrorChain(error).to_string(),
             uuid: event.meta.event_uuid.clone(),
             attempt,
             delay,
