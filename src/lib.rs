@@ -10,6 +10,17 @@
 //! by [`Config::backend`] in [`connect`], the one place that choice is made, so an
 //! application moves from memory to Redis by configuration alone.
 //!
+//! # Features
+//!
+//! - `redis` (default): the Redis backend ([`RedisBackend`], `BackendKind::Redis`).
+//!   Without it, `connect` refuses a Redis configuration with an error that says so,
+//!   and hivent is the core, the memory backend and [`testing`]: 48 crates with all
+//!   they depend on, against 95 with the defaults.
+//! - `tls` (default, implies `redis`): `rediss://` endpoints, through rustls.
+//!
+//! `hivent = { version = "0.1", default-features = false }` is the dependency for
+//! memory-only tests and applications that never talk to Redis.
+//!
 //! ```
 //! use hivent::{Config, EmitOptions};
 //!
@@ -26,6 +37,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod testing;
 
@@ -34,6 +46,8 @@ use std::sync::{Arc, OnceLock};
 
 pub use hivent_core::*;
 pub use hivent_memory::{MemoryBackend, MemoryOptions};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use hivent_redis::{RedisBackend, RedisOptions};
 
 use parking_lot::Mutex;
@@ -63,6 +77,16 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
             }
             Arc::new(memory_store_with(config.endpoint(), options))
         }
+        #[cfg(not(feature = "redis"))]
+        BackendKind::Redis => {
+            return Err(Error::InvalidConfig {
+                option: "backend",
+                value: "redis".into(),
+                reason: "this build of hivent has no Redis backend (enable its `redis` feature)"
+                    .into(),
+            })
+        }
+        #[cfg(feature = "redis")]
         BackendKind::Redis => {
             let mut options = RedisOptions::default();
             if let Some(interval) = config.heartbeat_interval() {
@@ -98,3 +122,26 @@ fn memory_store_with(endpoint: &str, options: MemoryOptions) -> MemoryBackend {
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The memory backend is there with or without features.
+    #[test]
+    fn the_memory_backend_needs_no_feature() {
+        let hivent = connect(
+            Config::builder()
+                .client_id("features-memory")
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let signal = hivent.signal("f:m").unwrap();
+        signal.receive(|_| Ok(()));
+        let consumer = hivent.consumer().unwrap();
+        signal.emit(&serde_json::json!({}), 1).unwrap();
+        assert_eq!(consumer.run_until_idle().unwrap(), 1);
+    }
+}

@@ -22,7 +22,14 @@ impl Endpoint {
         let redacted = hivent_core::redact_endpoint(url);
         let scheme = url.split_once("://").map(|(scheme, _)| scheme);
         match scheme {
-            Some("redis" | "rediss") => {}
+            Some("redis") => {}
+            Some("rediss") if cfg!(feature = "tls") => {}
+            Some("rediss") => {
+                return Err(Error::InvalidEndpoint {
+                    endpoint: redacted,
+                    reason: "rediss:// needs TLS, and this build of hivent-redis has none (enable its `tls` feature, or hivent's)".into(),
+                })
+            }
             Some(other) => {
                 return Err(Error::InvalidEndpoint {
                     endpoint: redacted,

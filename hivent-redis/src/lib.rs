@@ -211,8 +211,16 @@
 //! certificate is checked against the system's roots, or against the file named by
 //! `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a private CA. Redis should run with
 //! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
+//!
+//! # Features
+//!
+//! - `tls` (default): `rediss://` endpoints, through rustls with the ring provider.
+//!   Without it a `rediss://` endpoint is refused with an error that says so.
+//! - `test-server`: [`test_server`], which starts throwaway `redis-server` processes on
+//!   free loopback ports (for tests and `hivent bench`); not for production code.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod connection;
@@ -225,6 +233,8 @@ mod route_cache;
 mod routed_emit;
 mod script;
 mod session;
+#[cfg(feature = "test-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
 pub mod test_server;
 mod wake;
 
