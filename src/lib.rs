@@ -6,8 +6,9 @@
 //! partitions, take over from each other, and move failed events to a dead letter
 //! queue. On Redis, hivent is wire compatible with the Ruby gem of the same name.
 //!
-//! This crate is the facade: it re-exports [`hivent_core`] and picks the backend named
-//! by [`Config::backend`] in [`connect`], the one place that choice is made, so an
+//! This crate is the facade: the application API of [`hivent_core`] at its root, what
+//! only backend implementers need under [`backend`], and [`connect`], which picks the
+//! backend named by [`Config::backend`] (the one place that choice is made), so an
 //! application moves from memory to Redis by configuration alone.
 //!
 //! # Features
@@ -44,7 +45,26 @@ pub mod testing;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-pub use hivent_core::*;
+pub use hivent_core::{
+    choose_backend, partition_for, partition_hash, ruby_json, validate_signal_name, BackendKind,
+    CommandFailure, Config, ConfigBuilder, Consumer, ConsumerOptions, DeadLetter, DeadLetterEntry,
+    DeadLetterFilter, DeadLetterPick, DeadLetterQueue, DeadLetterReport, EmitBatch, EmitOptions,
+    EmitRetry, Emitted, Error, ErrorChain, Event, FailureRecord, GemConsumer, HandlerError, Hivent,
+    LifeCycleEventHandler, Meta, NoopLifeCycleEventHandler, Operations, PartitionStatus, Permanent,
+    ReceivedSignal, Result, RetryAfter, RetryPolicy, ServiceStatus, Signal,
+    DEFAULT_MEMORY_ENDPOINT, DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT, WILDCARD,
+};
+
+/// What only backend implementers (and tools that drive a backend directly) need: the
+/// backend seam, the consume loop's parts, and the naming and id helpers backends share.
+/// Applications use the items at the crate root.
+pub mod backend {
+    pub use hivent_core::{
+        dead_letter_queue_name, desired_partitions, new_id, partition_name, redact_endpoint,
+        Attempts, Backend, Batch, ConsumerSession, Dispatch, EmitTap, Envelope, Fetched, Handler,
+        HandlerFailure, Receivers, Registration, Standing,
+    };
+}
 pub use hivent_memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -65,7 +85,7 @@ pub fn connect(config: Config) -> Result<Hivent> {
 
 /// Opens the backend named by `config.backend()`, for tools that need the backend
 /// itself rather than a [`Hivent`] handle.
-pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>> {
+pub fn open_backend(config: &Config) -> Result<Arc<dyn backend::Backend>> {
     Ok(match config.backend() {
         BackendKind::Memory => {
             let mut options = MemoryOptions::default();

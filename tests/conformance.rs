@@ -133,7 +133,7 @@ conformance! {
         let signal = producer(h).signal("item:added").unwrap();
         let mut expected = [0usize; 4];
         for i in 0..1000 {
-            let key = hivent::new_id();
+            let key = hivent::backend::new_id();
             expected[partition_for(partition_hash(Some(&key), &json!(null)), 4) as usize] += 1;
             signal.emit_with(&json!({"i": i}), EmitOptions::version(1).key(key)).unwrap();
         }
@@ -1155,7 +1155,7 @@ conformance! {
         // c2 is a member from its first heartbeat on; the split will give it `moving`.
         let c2 = svc.join(ConsumerOptions::default()).unwrap();
         let members = [c1.member_id().to_owned(), c2.member_id().to_owned()];
-        let moving = hivent::desired_partitions(&members, c2.member_id(), 2)[0];
+        let moving = hivent::backend::desired_partitions(&members, c2.member_id(), 2)[0];
         let key = (0..).map(|i| format!("k{i}")).find(|k| partition_for(partition_hash(Some(k), &json!(null)), 2) == moving).unwrap();
         let event = producer(h).signal("m:r").unwrap().emit_with(&json!({"n": 1}), EmitOptions::version(1).key(key)).unwrap();
         // Not a scoped thread: should c1 wait its hour after all, the test fails rather

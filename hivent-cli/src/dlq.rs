@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use clap::{Args, Subcommand};
 use hivent::{
-    Backend, DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, DeadLetterReport, Operations,
+    backend::Backend, DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, DeadLetterReport,
+    Operations,
 };
 
 use crate::exit::Failure;

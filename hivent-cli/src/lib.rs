@@ -11,21 +11,19 @@
 //! start no other, acknowledge what was handled, leave the group), 2 for usage and configuration
 //! errors (one line), 1 for runtime failures (the error chain), 130 on a second signal.
 
-pub mod bench;
-mod bench_hivent;
-mod bench_raw;
-pub mod bench_report;
-mod bench_scaling;
-mod bench_server_time;
-mod bench_streams;
-pub mod command_receiver;
-pub mod dlq;
-pub mod emit;
-pub mod exit;
-pub mod logging;
-pub mod options;
-pub mod shutdown;
-pub mod status;
+mod bench;
+mod cli;
+mod command_receiver;
+mod dlq;
+mod emit;
+mod exit;
+mod logging;
+mod options;
+mod shutdown;
+mod status;
 mod worker;
 
+pub use cli::run_cli;
+pub use exit::Failure;
+pub use options::{ConnectionArgs, StartArgs};
 pub use worker::{start, Worker};

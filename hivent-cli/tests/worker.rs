@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivent::{Config, Event, LifeCycleEventHandler};
-use hivent_cli::options::{ConnectionArgs, StartArgs};
+use hivent_cli::{ConnectionArgs, StartArgs};
 use parking_lot::Mutex;
 
 #[derive(Default)]

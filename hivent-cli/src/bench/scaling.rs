@@ -3,14 +3,15 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use hivent::{Backend, MemoryBackend};
+use hivent::backend::Backend;
+use hivent::MemoryBackend;
 use serde::Serialize;
 
-use crate::bench::Progress;
-use crate::bench_hivent::Scene;
-use crate::bench_raw;
-use crate::bench_report::group;
-use crate::bench_server_time::timed_on_server;
+use crate::bench::progress::Progress;
+use crate::bench::raw;
+use crate::bench::report::group;
+use crate::bench::scene::Scene;
+use crate::bench::server_time::timed_on_server;
 use crate::exit::Failure;
 
 /// The bytes each payload row moves at most, so that 100 KB events stay a short run.
@@ -143,7 +144,7 @@ pub fn measure(cx: &mut Context<'_>) -> Result<Scaling, Failure> {
         );
         let event_bytes = scene.event_bytes();
         let n = cx.events.min(BYTES_PER_ROW / event_bytes as u64).max(100);
-        let raw = bench_raw::measure(
+        let raw = raw::measure(
             cx.connection,
             &format!("{}-b{i}:raw", cx.prefix),
             n,
@@ -151,7 +152,9 @@ pub fn measure(cx: &mut Context<'_>) -> Result<Scaling, Failure> {
             cx.progress,
         )
         .map_err(|e| {
-            Failure::Runtime(crate::bench_hivent::bench_error(&format!("raw Redis: {e}")))
+            Failure::Runtime(crate::bench::failure::bench_error(&format!(
+                "raw Redis: {e}"
+            )))
         })?;
         let rate = |key: &str| {
             raw.iter()

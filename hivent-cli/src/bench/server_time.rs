@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use redis::{Connection, RedisResult};
 
-use crate::bench_hivent::bench_error;
-use crate::bench_report::RedisTimed;
+use crate::bench::failure::bench_error;
+use crate::bench::report::RedisTimed;
 use crate::exit::Failure;
 
 /// The commands that run scripts, functions or transactions: their time includes the

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, RedisError, RedisResult};
 
-use crate::bench::Progress;
-use crate::bench_report::{Latency, Throughput};
+use crate::bench::progress::Progress;
+use crate::bench::report::{Latency, Throughput};
 
 /// One stream with a consumer group, under the run's prefix.
 pub struct Streams {

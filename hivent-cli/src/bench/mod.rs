@@ -6,24 +6,33 @@
 //! end (emit markers expire by themselves after a minute). Benchmarks assert nothing
 //! about time: the targets column is information for people.
 
-use std::io::{IsTerminal, Write as _};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use clap::Args;
-use hivent::{Backend, MemoryBackend, RedisBackend, RedisOptions};
+use hivent::backend::Backend;
+use hivent::{MemoryBackend, RedisBackend, RedisOptions};
 use hivent_redis::test_server::{RedisServer, ServerError};
 use parking_lot::Mutex;
 
-use crate::bench_hivent::{bench_error, Scene};
-use crate::bench_raw;
-use crate::bench_report::{Machine, Report, Settings};
-use crate::bench_scaling::{self, Scaling};
-use crate::bench_server_time::timed_on_server;
-use crate::bench_streams::Streams;
+use crate::bench::failure::bench_error;
+use crate::bench::progress::Progress;
+use crate::bench::report::{Machine, Report, Settings};
+use crate::bench::scaling::Scaling;
+use crate::bench::scene::Scene;
+use crate::bench::server_time::timed_on_server;
+use crate::bench::streams::Streams;
 use crate::exit::Failure;
+
+mod failure;
+mod progress;
+mod raw;
+mod report;
+mod scaling;
+mod scene;
+mod server_time;
+mod streams;
 
 /// The options of `bench`.
 #[derive(Args, Clone, Debug)]
@@ -141,7 +150,7 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome,
     let prefix = format!(
         "hivent-bench-{}-{}",
         std::process::id(),
-        &hivent::new_id()[..8]
+        &hivent::backend::new_id()[..8]
     );
     let options = RedisOptions::default().emit_marker_ttl(Duration::from_secs(60));
     let backend = Arc::new(RedisBackend::with_options(endpoint, options).map_err(redis_failure)?);
@@ -157,7 +166,7 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome,
         .and_then(|client| client.get_connection())
         .map_err(|e| Failure::Runtime(bench_error(&format!("raw connection: {e}"))))?;
     if args.scaling {
-        let mut cx = bench_scaling::Context {
+        let mut cx = scaling::Context {
             backend: backend.clone(),
             connection: &mut connection,
             prefix: &prefix,
@@ -168,7 +177,7 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome,
             memory_events: args.memory_events,
             progress: &progress,
         };
-        let result = bench_scaling::measure(&mut cx);
+        let result = scaling::measure(&mut cx);
         let cleaned = delete_keys(&mut connection, &prefix);
         progress.finish();
         let scaling = result?;
@@ -203,8 +212,8 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome,
 }
 
 type Figures = (
-    Vec<crate::bench_report::Throughput>,
-    Vec<crate::bench_report::Latency>,
+    Vec<crate::bench::report::Throughput>,
+    Vec<crate::bench::report::Latency>,
 );
 
 fn raw_failure(what: &str) -> impl Fn(redis::RedisError) -> Failure + '_ {
@@ -220,7 +229,7 @@ fn measure_with(
     progress: &Progress,
 ) -> Result<Figures, Failure> {
     let n = args.events;
-    let mut throughput = bench_raw::measure(
+    let mut throughput = raw::measure(
         connection,
         &format!("{prefix}:raw"),
         n,
@@ -451,101 +460,5 @@ impl Drop for ServerGuard {
         if let Some(mut server) = self.server.try_lock() {
             server.take();
         }
-    }
-}
-
-/// The progress line on stderr: the phase and, on a terminal, a live count.
-pub struct Progress {
-    state: Arc<ProgressState>,
-    phases: usize,
-}
-
-struct ProgressState {
-    label: Mutex<(usize, String, u64)>,
-    done: AtomicU64,
-    finished: AtomicBool,
-    terminal: bool,
-}
-
-/// Counts the events of the current phase.
-#[derive(Clone)]
-pub struct Tick {
-    state: Arc<ProgressState>,
-}
-
-impl Tick {
-    /// One more event done.
-    pub fn tick(&self) {
-        self.state.done.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `n` more events done.
-    pub fn add(&self, n: u64) {
-        self.state.done.fetch_add(n, Ordering::Relaxed);
-    }
-}
-
-impl Progress {
-    /// Starts the progress line for a run of `phases` phases.
-    pub fn start(phases: usize) -> Progress {
-        let state = Arc::new(ProgressState {
-            label: Mutex::new((0, String::new(), 0)),
-            done: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
-            terminal: std::io::stderr().is_terminal(),
-        });
-        if state.terminal {
-            let ticker = Arc::clone(&state);
-            let _ = thread::Builder::new()
-                .name("bench-progress".into())
-                .spawn(move || {
-                    while !ticker.finished.load(Ordering::Relaxed) {
-                        ticker.draw(phases);
-                        thread::sleep(Duration::from_millis(250));
-                    }
-                });
-        }
-        Progress { state, phases }
-    }
-
-    /// Begins a phase of `total` events; the returned counter advances the line.
-    pub fn phase(&self, label: &str, total: u64) -> Tick {
-        {
-            let mut current = self.state.label.lock();
-            current.0 += 1;
-            current.1 = label.to_owned();
-            current.2 = total;
-            self.state.done.store(0, Ordering::Relaxed);
-            if !self.state.terminal {
-                eprintln!(
-                    "hivent bench [{}/{}] {label} ({total} events)",
-                    current.0, self.phases
-                );
-            }
-        }
-        Tick {
-            state: Arc::clone(&self.state),
-        }
-    }
-
-    /// Clears the line.
-    pub fn finish(&self) {
-        self.state.finished.store(true, Ordering::Relaxed);
-        if self.state.terminal {
-            eprint!("\r\x1b[K");
-            let _ = std::io::stderr().flush();
-        }
-    }
-}
-
-impl ProgressState {
-    fn draw(&self, phases: usize) {
-        let (index, label, total) = self.label.lock().clone();
-        if index == 0 {
-            return;
-        }
-        let done = self.done.load(Ordering::Relaxed).min(total);
-        eprint!("\r\x1b[Khivent bench [{index}/{phases}] {label}: {done}/{total}");
-        let _ = std::io::stderr().flush();
     }
 }

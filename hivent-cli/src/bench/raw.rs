@@ -4,9 +4,9 @@ use std::time::Instant;
 
 use redis::{Connection, RedisResult};
 
-use crate::bench::Progress;
-use crate::bench_report::{RedisTimed, Throughput};
-use crate::bench_server_time::CommandTimes;
+use crate::bench::progress::Progress;
+use crate::bench::report::{RedisTimed, Throughput};
+use crate::bench::server_time::CommandTimes;
 
 /// Commands per pipeline in the pipelined figures.
 pub const PIPELINE_DEPTH: usize = 16;

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossbeam_channel::{Receiver, Sender};
 use hivent::{
-    Backend, Config, Consumer, ConsumerOptions, EmitOptions, Error, Event, HandlerError, Hivent,
-    Meta, Result,
+    backend::Backend, Config, Consumer, ConsumerOptions, EmitOptions, Error, Event, HandlerError,
+    Hivent, Meta, Result,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::bench::Progress;
-use crate::bench_report::{Latency, Throughput};
+use crate::bench::failure::bench_error;
+use crate::bench::progress::Progress;
+use crate::bench::report::{Latency, Throughput};
 
 /// The payload of every bench event: a sequence number, the emit time and padding.
 #[derive(Serialize)]
@@ -81,10 +82,10 @@ impl Scene {
         let event = Event::new(
             serde_json::to_value(&payload).unwrap_or_default(),
             Meta {
-                event_uuid: hivent::new_id(),
+                event_uuid: hivent::backend::new_id(),
                 name: self.signal_name(),
                 version: Some(1),
-                cid: hivent::new_id(),
+                cid: hivent::backend::new_id(),
                 producer: format!("{}-producer", self.prefix),
                 created_at: Utc::now(),
             },
@@ -548,14 +549,5 @@ impl Running {
             }
         }
         first
-    }
-}
-
-/// A failure of the bench itself, as a hivent error.
-pub fn bench_error(message: &str) -> Error {
-    Error::Backend {
-        backend: "bench",
-        transient: false,
-        source: message.to_owned().into(),
     }
 }
