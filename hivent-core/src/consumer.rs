@@ -349,7 +349,14 @@ impl Consumer {
     }
 
     fn run_loop(&self, shutdown: &Receiver<()>) -> Result<()> {
-        let mut backoff = Duration::from_millis(50);
+        // Jittered, so that the workers of a service do not all come back at once after a
+        // backend restart.
+        let backoff = RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(5),
+        };
+        let mut failures = 0;
         if let Err(error) = self.heartbeat() {
             if !error.is_transient() {
                 return Err(error);
@@ -370,14 +377,14 @@ impl Consumer {
                 )
                 .and_then(|fetched| self.process(&fetched, Some(shutdown)));
             match fetched {
-                Ok(_) => backoff = Duration::from_millis(50),
+                Ok(_) => failures = 0,
                 Err(error) if error.is_transient() || error.is_fenced() => {
                     tracing::warn!(error = %ErrorChain(&error), "consumer step failed; retrying");
-                    match shutdown.recv_timeout(backoff) {
+                    failures += 1;
+                    match shutdown.recv_timeout(backoff.delay_after(failures)) {
                         Err(RecvTimeoutError::Timeout) => {}
                         _ => return Ok(()),
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
                 Err(error) => return Err(error),
             }

@@ -166,7 +166,12 @@ impl RedisBackend {
         mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
         let options = self.endpoint.options();
-        let mut pause = options.emit_backoff;
+        // Jittered, so that producers that failed together do not retry together.
+        let pauses = hivent_core::RetryPolicy::default()
+            .max_attempts(u32::MAX)
+            .initial_delay(options.emit_backoff)
+            .max_delay(options.emit_backoff.saturating_mul(1 << 10));
+        let mut tries = 0;
         let mut tries_left = options.emit_tries.max(1);
         loop {
             tries_left -= 1;
@@ -178,8 +183,8 @@ impl RedisBackend {
                         return Err(error);
                     }
                     tracing::warn!(error = %ErrorChain(&error), operation, tries_left, "Redis failed; trying again");
-                    thread::sleep(pause);
-                    pause = pause.saturating_mul(2);
+                    tries += 1;
+                    thread::sleep(pauses.delay_after(tries));
                 }
             }
         }

@@ -84,9 +84,11 @@ pub(crate) fn member_id() -> String {
     )
 }
 
+/// The host's name as the OS reports it (every platform, not only Linux's `/proc`),
+/// reduced to characters that keep a member id one token.
 fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
+    Some(gethostname::gethostname().to_string_lossy().into_owned())
+        .filter(|h| !h.trim().is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| {
             h.trim()
@@ -183,6 +185,16 @@ fn ghosts(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    /// The host part of member ids is the OS's host name (on Linux, the kernel's).
+    #[test]
+    fn the_host_name_is_the_systems() {
+        let name = host_name();
+        assert!(!name.is_empty() && name != "host", "{name}");
+        if let Ok(kernel) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            assert_eq!(name, kernel.trim());
+        }
+    }
 
     fn me() -> Identity {
         Identity {

@@ -30,7 +30,8 @@ pub struct RedisOptions {
     /// How many times an emit is tried in all when Redis fails transiently (default 4).
     pub emit_tries: u32,
     /// The pause before the second try of an emit; it doubles for each further try
-    /// (default 50 ms).
+    /// (default 50 ms). Each pause is jittered (a random point in its upper half), so
+    /// producers that failed together do not try again together.
     pub emit_backoff: Duration,
     /// How long the marker that makes emits idempotent lives (default 60 s): a retry of
     /// the same call (an automatic one, or `Hivent::retry_emit` after an uncertain

@@ -146,7 +146,12 @@ fn listen(
     ready: Sender<redis::RedisResult<()>>,
 ) {
     let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(50);
+    // Jittered, so that every worker does not resubscribe at once after a Redis restart.
+    let backoff = hivent_core::RetryPolicy::default()
+        .max_attempts(u32::MAX)
+        .initial_delay(Duration::from_millis(50))
+        .max_delay(Duration::from_secs(2));
+    let mut failures = 0;
     while !stop.load(Ordering::Relaxed) {
         let subscribed = endpoint.open().and_then(|mut connection| {
             let mut pubsub = connection.as_pubsub();
@@ -162,7 +167,7 @@ fn listen(
                     poke(&channels.group_notify);
                 }
             }
-            backoff = Duration::from_millis(50);
+            failures = 0;
             loop {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
@@ -201,8 +206,8 @@ fn listen(
                     return;
                 }
                 tracing::warn!(error = %ErrorChain(&error), channel = %channels.wake, "wake-up subscription lost; reconnecting");
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                failures += 1;
+                thread::sleep(backoff.delay_after(failures));
             }
         }
     }
