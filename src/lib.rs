@@ -115,6 +115,21 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn backend::Backend>> {
             if let Some(ttl) = config.member_ttl() {
                 options = options.member_ttl(ttl);
             }
+            if let Some(timeout) = config.connect_timeout() {
+                options = options.connect_timeout(timeout);
+            }
+            if let Some(timeout) = config.response_timeout() {
+                options = options.response_timeout(timeout);
+            }
+            if let Some(tries) = config.emit_tries() {
+                options = options.emit_tries(tries);
+            }
+            if let Some(size) = config.pool_size() {
+                options = options.pool_size(size);
+            }
+            if let Some(ttl) = config.route_cache_ttl() {
+                options = options.route_cache_ttl(ttl);
+            }
             Arc::new(RedisBackend::with_options(config.endpoint(), options)?)
         }
     })

@@ -21,10 +21,29 @@ pub struct ConnectionArgs {
     /// Partitions of this service's event streams [env: HIVENT_PARTITION_COUNT]
     #[arg(long, value_name = "N")]
     pub partition_count: Option<u32>,
-    /// A TOML file with backend, endpoint, partition_count, client_id,
-    /// heartbeat_interval_ms, member_ttl_ms, max_event_bytes and the retry_* options
+    /// A TOML file of options, keyed as in the README's table (unknown keys refused)
     #[arg(long = "config", value_name = "FILE", env = "HIVENT_CONFIG")]
     pub config_file: Option<PathBuf>,
+    /// How long connecting to Redis may take, in ms [env: HIVENT_CONNECT_TIMEOUT_MS]
+    /// [default: 2000]
+    #[arg(long, value_name = "MS")]
+    pub connect_timeout_ms: Option<u64>,
+    /// How long to wait for any Redis reply, in ms [env: HIVENT_RESPONSE_TIMEOUT_MS]
+    /// [default: 5000]
+    #[arg(long, value_name = "MS")]
+    pub response_timeout_ms: Option<u64>,
+    /// How many times an emit is tried in all when Redis fails transiently [env:
+    /// HIVENT_EMIT_TRIES] [default: 4]
+    #[arg(long, value_name = "N")]
+    pub emit_tries: Option<u32>,
+    /// Idle Redis connections a producer keeps for emits [env: HIVENT_POOL_SIZE]
+    /// [default: 4]
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// How long a producer trusts the routes it read, in ms; 0: every emit runs the
+    /// publish script [env: HIVENT_ROUTE_CACHE_TTL_MS] [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub route_cache_ttl_ms: Option<u64>,
 }
 
 impl ConnectionArgs {
@@ -48,6 +67,21 @@ impl ConnectionArgs {
         if let Some(n) = self.partition_count {
             builder = builder.partition_count(n);
         }
+        if let Some(ms) = self.connect_timeout_ms {
+            builder = builder.connect_timeout(std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.response_timeout_ms {
+            builder = builder.response_timeout(std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = self.emit_tries {
+            builder = builder.emit_tries(n);
+        }
+        if let Some(n) = self.pool_size {
+            builder = builder.pool_size(n);
+        }
+        if let Some(ms) = self.route_cache_ttl_ms {
+            builder = builder.route_cache_ttl(std::time::Duration::from_millis(ms));
+        }
         Ok(builder)
     }
 
@@ -70,14 +104,10 @@ pub struct StartArgs {
     /// Connection and service options.
     #[command(flatten)]
     pub connection: ConnectionArgs,
-    /// Consumer threads of the group in this process
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = 1,
-        env = "HIVENT_CONCURRENCY"
-    )]
-    pub concurrency: usize,
+    /// Consumer threads of the group in this process [env: HIVENT_CONCURRENCY]
+    /// [default: 1]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
     /// Log level: error, warn, info, debug or trace
     #[arg(
         long,
@@ -107,6 +137,42 @@ pub struct StartArgs {
     /// [default: 5000]
     #[arg(long, value_name = "MS")]
     pub retry_max_delay_ms: Option<u64>,
+    /// The most events a consumer reads from one partition per fetch [env:
+    /// HIVENT_BATCH_SIZE] [default: 100]
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// How long an idle consumer waits for an emit before fetching again, in ms [env:
+    /// HIVENT_IDLE_WAIT_MS] [default: 500]
+    #[arg(long, value_name = "MS")]
+    pub idle_wait_ms: Option<u64>,
+    /// About how many bytes of events one fetch reads in all [env:
+    /// HIVENT_MAX_FETCH_BYTES] [default: 4194304]
+    #[arg(long, value_name = "BYTES")]
+    pub max_fetch_bytes: Option<usize>,
+    /// How long handled events of a slow batch may stay unacknowledged, in ms [env:
+    /// HIVENT_ACK_INTERVAL_MS] [default: 100]
+    #[arg(long, value_name = "MS")]
+    pub ack_interval_ms: Option<u64>,
+}
+
+impl Default for StartArgs {
+    /// Nothing set but the log level (`info`): what `start` with no flags means.
+    fn default() -> Self {
+        StartArgs {
+            connection: ConnectionArgs::default(),
+            concurrency: None,
+            log_level: "info".to_owned(),
+            heartbeat_interval_ms: None,
+            member_ttl_ms: None,
+            retry_max_attempts: None,
+            retry_initial_delay_ms: None,
+            retry_max_delay_ms: None,
+            batch_size: None,
+            idle_wait_ms: None,
+            max_fetch_bytes: None,
+            ack_interval_ms: None,
+        }
+    }
 }
 
 impl StartArgs {
@@ -127,6 +193,21 @@ impl StartArgs {
         }
         if let Some(ms) = self.retry_max_delay_ms {
             builder = builder.retry_max_delay(std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = self.concurrency {
+            builder = builder.concurrency(n);
+        }
+        if let Some(n) = self.batch_size {
+            builder = builder.batch_size(n);
+        }
+        if let Some(ms) = self.idle_wait_ms {
+            builder = builder.idle_wait(std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = self.max_fetch_bytes {
+            builder = builder.max_fetch_bytes(n);
+        }
+        if let Some(ms) = self.ack_interval_ms {
+            builder = builder.ack_interval(std::time::Duration::from_millis(ms));
         }
         Ok(builder)
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use crossbeam_channel::Receiver;
-use hivent::{ConsumerOptions, Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler};
+use hivent::{Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler};
 
 use crate::exit::Failure;
 use crate::logging;
@@ -103,24 +103,20 @@ pub fn start(
     shutdown: Receiver<()>,
 ) -> Result<(), Failure> {
     logging::init(&args.log_level).map_err(Failure::Usage)?;
-    if args.concurrency == 0 {
-        return Err(Failure::Usage(
-            "--concurrency must be at least 1".to_owned(),
-        ));
-    }
     let config = args.builder()?.life_cycle_event_handler(handler).build()?;
     let hivent = hivent::connect(config)?;
     setup(&hivent)?;
     let config = hivent.config();
+    let concurrency = config.concurrency().unwrap_or(1);
     tracing::info!(
         client_id = config.client_id(),
         backend = %config.backend(),
         endpoint = %config.endpoint_redacted(),
         partition_count = config.partition_count(),
-        concurrency = args.concurrency,
+        concurrency,
         "starting"
     );
-    hivent.run(args.concurrency, ConsumerOptions::default(), shutdown)?;
+    hivent.run(concurrency, config.consumer_options(), shutdown)?;
     tracing::info!(
         client_id = config.client_id(),
         "stopped: handled events acknowledged, partitions released"

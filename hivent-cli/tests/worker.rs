@@ -40,15 +40,12 @@ fn start_runs_the_applications_receivers_until_shutdown() {
             endpoint: Some("memory://worker-library-test".into()),
             client_id: Some("mailer".into()),
             partition_count: Some(3),
-            config_file: None,
+            ..ConnectionArgs::default()
         },
-        concurrency: 2,
+        concurrency: Some(2),
         log_level: "debug".into(),
-        heartbeat_interval_ms: None,
-        member_ttl_ms: None,
-        retry_max_attempts: None,
-        retry_initial_delay_ms: None,
-        retry_max_delay_ms: None,
+        batch_size: Some(7),
+        ..StartArgs::default()
     };
     let calls = Arc::new(Calls::default());
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();

@@ -1,13 +1,15 @@
 //! Configuration: backend, endpoint, partition count, client id and life-cycle handler, from code, environment and TOML.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result, RetryPolicy};
+use crate::{
+    ConsumerOptions, Error, LifeCycleEventHandler, NoopLifeCycleEventHandler, Result, RetryPolicy,
+};
 
 /// The Redis endpoint used when none is configured.
 pub const DEFAULT_REDIS_ENDPOINT: &str = "redis://127.0.0.1:6379/0";
@@ -119,6 +121,8 @@ pub struct Config {
     member_ttl: Option<Duration>,
     max_event_bytes: usize,
     retry_policy: RetryPolicy,
+    /// The [`TUNING`] options that were set, parsed.
+    tuning: BTreeMap<&'static str, u64>,
     life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
 }
 
@@ -178,6 +182,73 @@ impl Config {
         self.retry_policy
     }
 
+    fn tuned(&self, key: &str) -> Option<u64> {
+        self.tuning.get(key).copied()
+    }
+
+    fn tuned_millis(&self, key: &str) -> Option<Duration> {
+        self.tuned(key).map(Duration::from_millis)
+    }
+
+    /// How many consumers a worker process runs, when configured (the worker's
+    /// default is 1).
+    pub fn concurrency(&self) -> Option<usize> {
+        self.tuned("concurrency")
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// The consumer options: [`ConsumerOptions::default`] with whatever was configured
+    /// (`batch_size`, `idle_wait_ms`, `max_fetch_bytes`, `ack_interval_ms`).
+    ///
+    /// ```
+    /// use hivent_core::Config;
+    /// let config = Config::builder().client_id("c").env_from([("HIVENT_BATCH_SIZE", "20")]).build()?;
+    /// assert_eq!(config.consumer_options().batch_size, 20);
+    /// # Ok::<(), hivent_core::Error>(())
+    /// ```
+    pub fn consumer_options(&self) -> ConsumerOptions {
+        let mut options = ConsumerOptions::default();
+        if let Some(n) = self.tuned("batch_size") {
+            options = options.batch_size(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(wait) = self.tuned_millis("idle_wait_ms") {
+            options = options.idle_wait(wait);
+        }
+        if let Some(n) = self.tuned("max_fetch_bytes") {
+            options = options.max_fetch_bytes(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(interval) = self.tuned_millis("ack_interval_ms") {
+            options = options.ack_interval(interval);
+        }
+        options
+    }
+
+    /// How long connecting may take, when configured (Redis).
+    pub fn connect_timeout(&self) -> Option<Duration> {
+        self.tuned_millis("connect_timeout_ms")
+    }
+
+    /// How long to wait for any reply, when configured (Redis).
+    pub fn response_timeout(&self) -> Option<Duration> {
+        self.tuned_millis("response_timeout_ms")
+    }
+
+    /// How many times an emit is tried in all, when configured (Redis).
+    pub fn emit_tries(&self) -> Option<u32> {
+        self.tuned("emit_tries").and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// How many idle connections a producer keeps, when configured (Redis).
+    pub fn pool_size(&self) -> Option<usize> {
+        self.tuned("pool_size")
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// How long a producer trusts the routes it read, when configured (Redis).
+    pub fn route_cache_ttl(&self) -> Option<Duration> {
+        self.tuned_millis("route_cache_ttl_ms")
+    }
+
     /// The life-cycle handler.
     pub fn life_cycle_event_handler(&self) -> &Arc<dyn LifeCycleEventHandler> {
         &self.life_cycle_event_handler
@@ -194,6 +265,7 @@ impl fmt::Debug for Config {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("member_ttl", &self.member_ttl)
             .field("retry_policy", &self.retry_policy)
+            .field("tuning", &self.tuning)
             .finish_non_exhaustive()
     }
 }
@@ -239,10 +311,86 @@ struct Settings {
     retry_max_attempts: Option<String>,
     retry_initial_delay_ms: Option<String>,
     retry_max_delay_ms: Option<String>,
+    /// The [`TUNING`] options, by key.
+    tuning: BTreeMap<&'static str, String>,
 }
 
+/// A whole-number option read the same way from code, environment and file: how
+/// workers consume, and how the Redis backend connects and retries.
+struct Tuning {
+    key: &'static str,
+    env: &'static str,
+    min: u64,
+    max: u64,
+}
+
+/// The options beyond the service's identity and retry policy. Durations are whole
+/// milliseconds (`_ms`).
+const TUNING: &[Tuning] = &[
+    Tuning {
+        key: "concurrency",
+        env: "HIVENT_CONCURRENCY",
+        min: 1,
+        max: 1024,
+    },
+    Tuning {
+        key: "batch_size",
+        env: "HIVENT_BATCH_SIZE",
+        min: 1,
+        max: 100_000,
+    },
+    Tuning {
+        key: "idle_wait_ms",
+        env: "HIVENT_IDLE_WAIT_MS",
+        min: 1,
+        max: 3_600_000,
+    },
+    Tuning {
+        key: "max_fetch_bytes",
+        env: "HIVENT_MAX_FETCH_BYTES",
+        min: 1,
+        max: 1 << 30,
+    },
+    Tuning {
+        key: "ack_interval_ms",
+        env: "HIVENT_ACK_INTERVAL_MS",
+        min: 1,
+        max: 3_600_000,
+    },
+    Tuning {
+        key: "connect_timeout_ms",
+        env: "HIVENT_CONNECT_TIMEOUT_MS",
+        min: 1,
+        max: 3_600_000,
+    },
+    Tuning {
+        key: "response_timeout_ms",
+        env: "HIVENT_RESPONSE_TIMEOUT_MS",
+        min: 1,
+        max: 3_600_000,
+    },
+    Tuning {
+        key: "emit_tries",
+        env: "HIVENT_EMIT_TRIES",
+        min: 1,
+        max: 100,
+    },
+    Tuning {
+        key: "pool_size",
+        env: "HIVENT_POOL_SIZE",
+        min: 0,
+        max: 1024,
+    },
+    Tuning {
+        key: "route_cache_ttl_ms",
+        env: "HIVENT_ROUTE_CACHE_TTL_MS",
+        min: 0,
+        max: 3_600_000,
+    },
+];
+
 /// The options of a configuration file, as they are spelled there.
-const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms";
+const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, pool_size, route_cache_ttl_ms";
 
 impl Settings {
     fn or(self, lower: Settings) -> Settings {
@@ -257,6 +405,11 @@ impl Settings {
             retry_max_attempts: self.retry_max_attempts.or(lower.retry_max_attempts),
             retry_initial_delay_ms: self.retry_initial_delay_ms.or(lower.retry_initial_delay_ms),
             retry_max_delay_ms: self.retry_max_delay_ms.or(lower.retry_max_delay_ms),
+            tuning: {
+                let mut tuning = lower.tuning;
+                tuning.extend(self.tuning);
+                tuning
+            },
         }
     }
 
@@ -274,6 +427,10 @@ impl Settings {
             retry_max_attempts: get("HIVENT_RETRY_MAX_ATTEMPTS"),
             retry_initial_delay_ms: get("HIVENT_RETRY_INITIAL_DELAY_MS"),
             retry_max_delay_ms: get("HIVENT_RETRY_MAX_DELAY_MS"),
+            tuning: TUNING
+                .iter()
+                .filter_map(|t| get(t.env).map(|value| (t.key, value)))
+                .collect(),
         }
     }
 
@@ -324,7 +481,12 @@ impl Settings {
                 "retry_max_attempts" => settings.retry_max_attempts = Some(text),
                 "retry_initial_delay_ms" => settings.retry_initial_delay_ms = Some(text),
                 "retry_max_delay_ms" => settings.retry_max_delay_ms = Some(text),
-                _ => return Err(format!("unknown option `{key}` (known: {FILE_OPTIONS})")),
+                other => match TUNING.iter().find(|t| t.key == other) {
+                    Some(tuning) => {
+                        settings.tuning.insert(tuning.key, text);
+                    }
+                    None => return Err(format!("unknown option `{key}` (known: {FILE_OPTIONS})")),
+                },
             }
         }
         Ok(settings)
@@ -429,6 +591,74 @@ impl ConfigBuilder {
         self
     }
 
+    fn tune(mut self, key: &'static str, value: impl ToString) -> Self {
+        self.code.tuning.insert(key, value.to_string());
+        self
+    }
+
+    /// Sets how many consumers a worker process runs (`Hivent::run`'s count in the
+    /// worker; at least 1).
+    pub fn concurrency(self, consumers: usize) -> Self {
+        self.tune("concurrency", consumers)
+    }
+
+    /// Sets every consumer option at once (see [`ConsumerOptions`]).
+    pub fn consumer_options(self, options: &ConsumerOptions) -> Self {
+        self.batch_size(options.batch_size)
+            .idle_wait(options.idle_wait)
+            .max_fetch_bytes(options.max_fetch_bytes)
+            .ack_interval(options.ack_interval)
+    }
+
+    /// Sets the most events a consumer reads from one partition per fetch.
+    pub fn batch_size(self, events: usize) -> Self {
+        self.tune("batch_size", events)
+    }
+
+    /// Sets how long an idle consumer waits for an emit (whole milliseconds).
+    pub fn idle_wait(self, wait: Duration) -> Self {
+        self.tune("idle_wait_ms", wait.as_millis())
+    }
+
+    /// Sets about how many bytes of events one fetch reads in all.
+    pub fn max_fetch_bytes(self, bytes: usize) -> Self {
+        self.tune("max_fetch_bytes", bytes)
+    }
+
+    /// Sets how long handled events of a slow batch may stay unacknowledged (whole
+    /// milliseconds).
+    pub fn ack_interval(self, interval: Duration) -> Self {
+        self.tune("ack_interval_ms", interval.as_millis())
+    }
+
+    /// Sets how long connecting to the backend may take (Redis; whole milliseconds).
+    pub fn connect_timeout(self, timeout: Duration) -> Self {
+        self.tune("connect_timeout_ms", timeout.as_millis())
+    }
+
+    /// Sets how long to wait for any reply (Redis; whole milliseconds).
+    pub fn response_timeout(self, timeout: Duration) -> Self {
+        self.tune("response_timeout_ms", timeout.as_millis())
+    }
+
+    /// Sets how many times an emit is tried in all when the backend fails transiently
+    /// (Redis).
+    pub fn emit_tries(self, tries: u32) -> Self {
+        self.tune("emit_tries", tries)
+    }
+
+    /// Sets how many idle connections a producer keeps for emits (Redis; 0: a new
+    /// connection per emit).
+    pub fn pool_size(self, connections: usize) -> Self {
+        self.tune("pool_size", connections)
+    }
+
+    /// Sets how long a producer trusts the routes it read (Redis; whole milliseconds;
+    /// 0: every emit runs the publish script).
+    pub fn route_cache_ttl(self, ttl: Duration) -> Self {
+        self.tune("route_cache_ttl_ms", ttl.as_millis())
+    }
+
     /// Sets the life-cycle handler.
     pub fn life_cycle_event_handler(mut self, handler: Arc<dyn LifeCycleEventHandler>) -> Self {
         self.handler = Some(handler);
@@ -467,7 +697,10 @@ impl ConfigBuilder {
     /// Reads settings from a TOML file at [`ConfigBuilder::build`]. Its keys are the
     /// option names: `backend`, `endpoint`, `partition_count`, `client_id`,
     /// `heartbeat_interval_ms`, `member_ttl_ms`, `max_event_bytes`,
-    /// `retry_max_attempts`, `retry_initial_delay_ms`, `retry_max_delay_ms`; the
+    /// `retry_max_attempts`, `retry_initial_delay_ms`, `retry_max_delay_ms`,
+    /// `concurrency`, `batch_size`, `idle_wait_ms`, `max_fetch_bytes`,
+    /// `ack_interval_ms`, `connect_timeout_ms`, `response_timeout_ms`, `emit_tries`,
+    /// `pool_size`, `route_cache_ttl_ms` (any other key is refused, naming it); the
     /// environment's are the same upper-cased with `HIVENT_` in front.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.file = Some(path.as_ref().to_owned());
@@ -487,6 +720,27 @@ impl ConfigBuilder {
             .unwrap_or_default();
         let merged = self.code.or(env).or(file);
         let retry_policy = retry_policy(&merged)?;
+        let mut tuning = BTreeMap::new();
+        for option in TUNING {
+            let Some(text) = merged.tuning.get(option.key) else {
+                continue;
+            };
+            match text.trim().parse::<u64>() {
+                Ok(n) if (option.min..=option.max).contains(&n) => {
+                    tuning.insert(option.key, n);
+                }
+                _ => {
+                    return Err(Error::InvalidConfig {
+                        option: option.key,
+                        value: text.clone(),
+                        reason: format!(
+                            "it must be a whole number from {} to {}",
+                            option.min, option.max
+                        ),
+                    })
+                }
+            }
+        }
 
         let explicit = match &merged.backend {
             Some(b) => Some(b.parse::<BackendKind>()?),
@@ -576,6 +830,7 @@ impl ConfigBuilder {
             member_ttl,
             max_event_bytes,
             retry_policy,
+            tuning,
             life_cycle_event_handler: self
                 .handler
                 .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),
@@ -983,6 +1238,67 @@ mod tests {
                 Err(other) => proptest::prop_assert!(false, "unexpected {}", other),
             }
         }
+    }
+
+    /// Every consumer and Redis option comes from code, the environment and the file,
+    /// code over environment over file; a value out of range is refused by name.
+    #[test]
+    fn tuning_options_from_every_source() {
+        let c = Config::builder().client_id("app").build().unwrap();
+        assert_eq!(c.consumer_options(), ConsumerOptions::default());
+        assert_eq!(
+            (c.concurrency(), c.emit_tries(), c.pool_size()),
+            (None, None, None)
+        );
+        let file = "concurrency = 3\nbatch_size = 20\nidle_wait_ms = 50\nmax_fetch_bytes = 1000\nack_interval_ms = 10\nconnect_timeout_ms = 300\nresponse_timeout_ms = 400\nemit_tries = 2\npool_size = 0\nroute_cache_ttl_ms = 0\n";
+        let c = from_file(file).unwrap();
+        assert_eq!(c.concurrency(), Some(3));
+        assert_eq!(
+            c.consumer_options(),
+            ConsumerOptions::default()
+                .batch_size(20)
+                .idle_wait(Duration::from_millis(50))
+                .max_fetch_bytes(1000)
+                .ack_interval(Duration::from_millis(10))
+        );
+        assert_eq!(c.connect_timeout(), Some(Duration::from_millis(300)));
+        assert_eq!(c.response_timeout(), Some(Duration::from_millis(400)));
+        assert_eq!(c.emit_tries(), Some(2));
+        assert_eq!(c.pool_size(), Some(0));
+        assert_eq!(c.route_cache_ttl(), Some(Duration::ZERO));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hivent.toml");
+        std::fs::write(&path, file).unwrap();
+        let c = Config::builder()
+            .client_id("app")
+            .file(&path)
+            .env_from(env(&[
+                ("HIVENT_BATCH_SIZE", "30"),
+                ("HIVENT_EMIT_TRIES", "5"),
+            ]))
+            .emit_tries(6)
+            .build()
+            .unwrap();
+        assert_eq!(c.consumer_options().batch_size, 30, "environment over file");
+        assert_eq!(c.emit_tries(), Some(6), "code over environment");
+        assert_eq!(c.concurrency(), Some(3), "file where nothing else says");
+        for (text, option) in [
+            ("concurrency = 0", "concurrency"),
+            ("batch_size = -1", "batch_size"),
+            ("emit_tries = \"many\"", "emit_tries"),
+            ("idle_wait_ms = 0", "idle_wait_ms"),
+        ] {
+            let error = from_file(text).unwrap_err();
+            assert!(
+                matches!(&error, Error::InvalidConfig { option: o, .. } if *o == option),
+                "{text}: {error}"
+            );
+        }
+        let error = from_file("batch_sizes = 3").unwrap_err();
+        assert!(
+            error.to_string().contains("unknown option `batch_sizes`"),
+            "{error}"
+        );
     }
 
     /// The retry policy comes from code, the environment or the file, in that order;

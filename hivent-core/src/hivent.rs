@@ -337,10 +337,11 @@ impl Hivent {
         Ok(Consumer::new(self.clone(), session, options))
     }
 
-    /// Registers the service and joins its consumer group with default options.
+    /// Registers the service and joins its consumer group with the configured consumer
+    /// options ([`Config::consumer_options`]).
     pub fn consumer(&self) -> Result<Consumer> {
         let registration = self.register()?;
-        let consumer = self.join(ConsumerOptions::default())?;
+        let consumer = self.join(self.config().consumer_options())?;
         consumer.set_registered_events(registration.events);
         consumer.heartbeat()?;
         Ok(consumer)
