@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hivent::{
-    Config, DeadLetterFilter, DeadLetterQueue, EmitOptions, Error, Event, LifeCycleEventHandler,
-    Permanent, ReceivedSignal,
+    Config, DeadLetterFilter, DeadLetterQueue, EmitOptions, Error, ErrorChain, Event,
+    LifeCycleEventHandler, Permanent, ReceivedSignal,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -43,8 +43,9 @@ impl LifeCycleEventHandler for Log {
         delay: Duration,
     ) {
         println!(
-            "[billing] attempt {attempt} at {} failed ({error}); retrying in {} ms",
+            "[billing] attempt {attempt} at {} failed ({}); retrying in {} ms",
             event.payload,
+            ErrorChain(error),
             delay.as_millis()
         );
     }
@@ -55,7 +56,7 @@ impl LifeCycleEventHandler for Log {
         _raw: &str,
         queue: &str,
     ) {
-        println!("[billing] failed, moved to {queue}: {error}");
+        println!("[billing] failed, moved to {queue}: {}", ErrorChain(error));
     }
 }
 

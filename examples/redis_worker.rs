@@ -32,7 +32,10 @@ impl LifeCycleEventHandler for Report {
         _raw_payload: &str,
         dead_letter_queue_name: &str,
     ) {
-        eprintln!("moved to {dead_letter_queue_name}: {error}");
+        eprintln!(
+            "moved to {dead_letter_queue_name}: {}",
+            hivent::ErrorChain(error)
+        );
     }
 }
 
