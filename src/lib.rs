@@ -51,7 +51,7 @@ pub use hivent_core::{
     DeadLetterFilter, DeadLetterPick, DeadLetterQueue, DeadLetterReport, EmitBatch, EmitOptions,
     EmitRetry, Emitted, Error, ErrorChain, Event, FailureRecord, GemConsumer, HandlerError, Hivent,
     LifeCycleEventHandler, Meta, NoopLifeCycleEventHandler, Operations, PartitionStatus, Permanent,
-    ReceivedSignal, Result, RetryAfter, RetryPolicy, ServiceStatus, Signal,
+    ReceivedSignal, Result, RetryAfter, RetryPolicy, Running, ServiceStatus, Shutdown, Signal,
     DEFAULT_MEMORY_ENDPOINT, DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT, WILDCARD,
 };
 

@@ -357,8 +357,8 @@ conformance! {
     }
 
     /// Consumers on threads (`Hivent::run`) process events emitted from several threads
-    /// exactly once each when nothing fails, and stop cleanly when the shutdown sender
-    /// is dropped, leaving the group.
+    /// exactly once each when nothing fails, and stop cleanly when the shutdown is
+    /// triggered, leaving the group.
     fn threaded_workers_process_everything(h) {
         let svc = h.hivent("svc-threads", 4, &Recorder::new());
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
@@ -368,10 +368,11 @@ conformance! {
         });
         // Registered before anything is emitted: `run` registers on its own thread.
         svc.register().unwrap();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let runner = {
             let svc = svc.clone();
-            std::thread::spawn(move || svc.run(2, hivent::ConsumerOptions::default().idle_wait(Duration::from_millis(50)), shutdown))
+            std::thread::spawn(move || svc.run(2, hivent::ConsumerOptions::default().idle_wait(Duration::from_millis(50)), &shutdown))
         };
         let emitters: Vec<_> = (0..4)
             .map(|t| {
@@ -389,7 +390,7 @@ conformance! {
         while got.len() < expected.len() {
             got.push(done_rx.recv_timeout(Duration::from_secs(20)).expect("events stopped arriving"));
         }
-        drop(stop);
+        stop.trigger();
         runner.join().unwrap().unwrap();
         expected.sort();
         got.sort();
@@ -651,13 +652,14 @@ conformance! {
         svc.register().unwrap();
         let signal = producer(h).signal("s:t").unwrap();
         let emitted: Vec<_> = (0..5).map(|n| signal.emit(&json!({"n": n}), 1).unwrap()).collect();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let runner = {
             let svc = svc.clone();
-            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown))
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), &shutdown))
         };
         gate.wait_entered();
-        drop(stop);
+        stop.trigger();
         gate.open();
         runner.join().unwrap().unwrap();
         assert_eq!(handled.lock().len(), 1);
@@ -683,10 +685,11 @@ conformance! {
             Ok(())
         });
         svc.register().unwrap();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let runner = {
             let svc = svc.clone();
-            std::thread::spawn(move || svc.run(1, ConsumerOptions::default().idle_wait(Duration::from_millis(100)), shutdown))
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default().idle_wait(Duration::from_millis(100)), &shutdown))
         };
         let signal = producer(h).signal("r:o").unwrap();
         let first = signal.emit(&json!({"n": 1}), 1).unwrap();
@@ -698,7 +701,7 @@ conformance! {
         // A second run of the replayed event would come before this one: FIFO.
         let second = signal.emit(&json!({"n": 2}), 1).unwrap();
         assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)).unwrap(), second);
-        drop(stop);
+        stop.trigger();
         runner.join().unwrap().unwrap();
         assert!(done_rx.try_recv().is_err());
     }
@@ -721,18 +724,19 @@ conformance! {
             count
         };
         let start = |svc: &Hivent| {
-            let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+            let shutdown = hivent::Shutdown::new();
+            let stop = shutdown.clone();
             let svc = svc.clone();
-            (stop, std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown)))
+            (stop, std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), &shutdown)))
         };
         let (stop1, first) = start(&svc);
         support::wait_for(Duration::from_secs(20), "the first member owns all", || owners().values().copied().collect::<Vec<_>>() == [4]);
         let (stop2, second) = start(&svc);
         support::wait_for(Duration::from_secs(20), "two members own two each", || owners().values().copied().collect::<Vec<_>>() == [2, 2]);
-        drop(stop1);
+        stop1.trigger();
         first.join().unwrap().unwrap();
         support::wait_for(Duration::from_secs(20), "the remaining member owns all", || owners().values().copied().collect::<Vec<_>>() == [4]);
-        drop(stop2);
+        stop2.trigger();
         second.join().unwrap().unwrap();
     }
 
@@ -754,10 +758,11 @@ conformance! {
             batch.push(&signal, &json!({"i": i}), EmitOptions::version(1).key(format!("k{i}"))).unwrap();
         }
         let mut expected: Vec<String> = batch.emit().unwrap().into_iter().map(|e| e.meta.event_uuid).collect();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let runner = {
             let svc = svc.clone();
-            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), shutdown))
+            std::thread::spawn(move || svc.run(1, ConsumerOptions::default(), &shutdown))
         };
         let mut got = vec![done_rx.recv_timeout(Duration::from_secs(20)).unwrap()];
         let joiner = svc.join(ConsumerOptions::default()).unwrap();
@@ -768,7 +773,7 @@ conformance! {
         while got.len() < expected.len() {
             got.push(done_rx.recv_timeout(Duration::from_secs(30)).expect("events stopped arriving"));
         }
-        drop(stop);
+        stop.trigger();
         runner.join().unwrap().unwrap();
         assert!(done_rx.try_recv().is_err(), "an event was handled twice");
         got.sort();
@@ -1114,14 +1119,15 @@ conformance! {
         svc.signal("s:r").unwrap().with_retry(hour).receive(|_| Err("not yet".into()));
         svc.register().unwrap();
         let event = producer(h).signal("s:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let (done_tx, done_rx) = crossbeam_channel::bounded(1);
         let runner = {
             let svc = svc.clone();
-            std::thread::spawn(move || done_tx.send(svc.run(1, ConsumerOptions::default(), shutdown)).unwrap())
+            std::thread::spawn(move || done_tx.send(svc.run(1, ConsumerOptions::default(), &shutdown)).unwrap())
         };
         support::wait_for(Duration::from_secs(20), "the first attempt failed", || recorder.retries().len() == 1);
-        drop(stop);
+        stop.trigger();
         let outcome = done_rx.recv_timeout(Duration::from_secs(30)).expect("the worker did not stop during its hour-long wait");
         outcome.unwrap();
         runner.join().unwrap();
@@ -1234,7 +1240,8 @@ conformance! {
         let consumer = svc.consumer().unwrap();
         let member = consumer.member_id().to_owned();
         let event = producer(h).signal("k:r").unwrap().emit(&json!({"n": 1}), 1).unwrap();
-        let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+        let shutdown = hivent::Shutdown::new();
+        let stop = shutdown.clone();
         let runner = std::thread::spawn(move || consumer.run(&shutdown));
         support::wait_for(Duration::from_secs(20), "the first attempt failed", || recorder.retries().len() == 1);
         let ops = svc.backend().operations().unwrap();
@@ -1249,7 +1256,7 @@ conformance! {
         };
         assert_eq!(handled, event);
         assert!(looked >= 10, "the wait was watched ({looked} looks)");
-        drop(stop);
+        stop.trigger();
         runner.join().unwrap().unwrap();
         assert!(h.partition("svc-keep-retry", 0).is_empty());
         let revoked: Vec<Call> = recorder.calls().into_iter().filter(|c| matches!(c, Call::Revoked(_))).collect();
@@ -1301,5 +1308,150 @@ conformance! {
         assert_eq!(dlq.purge(&DeadLetterFilter::all().signal("b:x"), false).unwrap().total, 1);
         assert_eq!(h.stored_failure_records("svc-replay-record", 0), 0);
         assert!(matches!(dlq.list(&DeadLetterFilter::all().partition(1)), Err(hivent::Error::NoSuchPartition { partition: 1, partition_count: 1, .. })));
+    }
+
+    /// Async emits (`emit_async`, a batch's `emit_async`, from many tasks at once on a
+    /// multi-thread runtime) store what blocking ones do: every event once, each key's
+    /// events in emit order, with the same receipts.
+    fn async_emits_store_what_blocking_ones_do(h) {
+        let svc = h.hivent("svc-async-emit", 4, &Recorder::new());
+        let seen = record(&svc, "order:placed");
+        let consumer = svc.consumer().unwrap();
+        let producer = producer(h);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (tasks, batch) = runtime.block_on(async {
+            let signal = producer.signal("order:placed").unwrap();
+            // 8 keys, 5 events each in order per key, the keys' tasks all at once.
+            let tasks: Vec<_> = (0..8)
+                .map(|key| {
+                    let signal = signal.clone();
+                    tokio::spawn(async move {
+                        let mut events = Vec::new();
+                        for n in 0..5 {
+                            let options = EmitOptions::version(1).key(format!("k{key}"));
+                            events.push(signal.emit_with_async(&json!({"key": key, "n": n}), options).await.unwrap());
+                        }
+                        events
+                    })
+                })
+                .collect();
+            let mut emitted = Vec::new();
+            for task in tasks {
+                emitted.push(task.await.unwrap());
+            }
+            let mut batch = producer.batch();
+            for n in 0..3 {
+                batch.push(&signal, &json!({"batch": n}), EmitOptions::version(2)).unwrap();
+            }
+            let receipts = batch.emit_with_receipts_async().await.unwrap();
+            assert_eq!(receipts.iter().map(|r| r.receiving_services).collect::<Vec<_>>(), [1, 1, 1]);
+            let nobody = producer.signal("nobody:listens").unwrap()
+                .emit_with_receipt_async(&json!({}), EmitOptions::version(1)).await.unwrap();
+            assert_eq!(nobody.receiving_services, 0);
+            (emitted, receipts.into_iter().map(|r| r.event).collect::<Vec<_>>())
+        });
+        assert_eq!(consumer.run_until_idle().unwrap(), 43);
+        let seen = seen.lock().clone();
+        assert_eq!(seen.len(), 43);
+        for events in &tasks {
+            let delivered: Vec<_> = seen.iter().filter(|e| e.payload["key"] == events[0].payload["key"]).cloned().collect();
+            assert_eq!(&delivered, events, "one key's events, once each, in emit order");
+        }
+        // The batch's events have no key: they spread over the partitions, so only the
+        // events (not their order across partitions) are compared.
+        let uuid = |e: &hivent::Event| e.meta.event_uuid.clone();
+        let mut delivered: Vec<_> = seen.iter().filter(|e| e.meta.version == Some(2)).cloned().collect();
+        let mut batch = batch;
+        delivered.sort_by_key(uuid);
+        batch.sort_by_key(uuid);
+        assert_eq!(delivered, batch);
+    }
+
+    /// Async handlers keep the rules of blocking ones: they run in registration order
+    /// with the others, a failure is retried in place, a panic and a payload that does
+    /// not decode are dead letters with their reasons, and the consumer goes on.
+    fn async_handlers_follow_the_dispatch_and_failure_rules(h) {
+        #[derive(serde::Deserialize)]
+        struct Order { id: u64 }
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-async-handler", 1, &recorder);
+        let log = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (sink, tries) = (log.clone(), calls.clone());
+        svc.signal("order:placed").unwrap().receive_as_async(move |order: Order, meta| {
+            let (sink, tries) = (sink.clone(), tries.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if order.id == 2 && tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return Err("not yet".into());
+                }
+                assert!(order.id != 3, "order 3 is cursed");
+                sink.lock().push(format!("typed {} v{}", order.id, meta.version.unwrap()));
+                Ok(())
+            }
+        });
+        let sink = log.clone();
+        svc.signal("order:placed").unwrap().receive_version(1, move |e| {
+            sink.lock().push(format!("blocking {}", e.payload["id"]));
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("order:placed").unwrap();
+        for payload in [json!({"id": 1}), json!({"id": 2}), json!({"id": 3}), json!({"id": "four"}), json!({"id": 5})] {
+            signal.emit(&payload, 1).unwrap();
+        }
+        assert_eq!(consumer.run_until_idle().unwrap(), 5);
+        assert_eq!(*log.lock(), ["typed 1 v1", "blocking 1", "typed 2 v1", "blocking 2", "typed 5 v1", "blocking 5"]);
+        assert_eq!(h.dead_letters("svc-async-handler", 0).len(), 2);
+        let failures: Vec<String> = recorder.failures().into_iter().map(|c| match c {
+            Call::Failed { error, .. } => error,
+            other => panic!("{other:?}"),
+        }).collect();
+        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert_eq!(failures[0], "a handler for \"order:placed\" version 1 panicked: order 3 is cursed");
+        assert!(failures[1].starts_with("the payload of \"order:placed\" version 1 does not match the receiver's type"), "{}", failures[1]);
+        let retried: Vec<(String, u32)> = recorder.retries().into_iter().map(|c| match c {
+            Call::Retried { error, attempt, .. } => (error, attempt),
+            other => panic!("{other:?}"),
+        }).collect();
+        let panicked = "a handler for \"order:placed\" version 1 panicked: order 3 is cursed".to_owned();
+        assert_eq!(retried, [("a handler for \"order:placed\" version 1 failed: not yet".to_owned(), 1), (panicked.clone(), 1), (panicked.clone(), 2), (panicked.clone(), 3), (panicked, 4)]);
+    }
+
+    /// A worker embedded in a tokio application: started from async code with async
+    /// handlers on the application's runtime, it handles async emits, and stopping it
+    /// from async code waits until it has acknowledged what it handled and left.
+    fn a_worker_in_a_tokio_application_starts_and_stops_from_async_code(h) {
+        let svc = h.hivent("svc-embedded", 2, &Recorder::new());
+        let producer = producer(h);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let handled = runtime.block_on(async {
+            let (done, mut handled) = tokio::sync::mpsc::unbounded_channel();
+            svc.signal("invoice:paid").unwrap().receive_async(move |event| {
+                let done = done.clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    done.send(event.payload["n"].as_i64().unwrap())?;
+                    Ok(())
+                }
+            });
+            let running = svc.start(2, ConsumerOptions::default().idle_wait(Duration::from_millis(50))).unwrap();
+            let signal = producer.signal("invoice:paid").unwrap();
+            for n in 0..20 {
+                signal.emit_async(&json!({"n": n}), 1).await.unwrap();
+            }
+            let mut seen = Vec::new();
+            while seen.len() < 20 {
+                let next = tokio::time::timeout(Duration::from_secs(30), handled.recv()).await;
+                seen.push(next.expect("every event handled within 30 s").unwrap());
+            }
+            running.stop_and_wait().await.unwrap();
+            seen.sort();
+            seen
+        });
+        assert_eq!(handled, (0..20).collect::<Vec<_>>());
+        assert!(h.partition("svc-embedded", 0).is_empty() && h.partition("svc-embedded", 1).is_empty(), "everything acknowledged");
+        let status = svc.backend().operations().unwrap().service_status("svc-embedded").unwrap();
+        assert!(status.consumers.is_empty(), "left the group: {:?}", status.consumers);
     }
 }

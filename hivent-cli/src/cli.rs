@@ -75,6 +75,6 @@ fn start(receivers: &std::path::Path, args: &StartArgs) -> Result<(), Failure> {
         args,
         Arc::new(NoopLifeCycleEventHandler),
         |hivent| file.register(hivent),
-        shutdown,
+        &shutdown,
     )
 }

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use crossbeam_channel::Receiver;
-use hivent::{Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler};
+use hivent::{Hivent, LifeCycleEventHandler, NoopLifeCycleEventHandler, Shutdown};
 
 use crate::exit::Failure;
 use crate::logging;
@@ -87,7 +86,7 @@ impl Worker {
                 return ExitCode::from(1);
             }
         };
-        match start(&args, self.handler, self.setup, shutdown) {
+        match start(&args, self.handler, self.setup, &shutdown) {
             Ok(()) => ExitCode::SUCCESS,
             Err(failure) => failure.report(),
         }
@@ -95,12 +94,12 @@ impl Worker {
 }
 
 /// Runs `start` with `args`: connect, let `setup` register receivers, run
-/// `--concurrency` consumers until `shutdown` disconnects, leave, return.
+/// `--concurrency` consumers until `shutdown` is triggered, leave, return.
 pub fn start(
     args: &StartArgs,
     handler: Arc<dyn LifeCycleEventHandler>,
     setup: impl FnOnce(&Hivent) -> hivent::Result<()>,
-    shutdown: Receiver<()>,
+    shutdown: &Shutdown,
 ) -> Result<(), Failure> {
     logging::init(&args.log_level).map_err(Failure::Usage)?;
     let config = args.builder()?.life_cycle_event_handler(handler).build()?;

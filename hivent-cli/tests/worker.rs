@@ -49,7 +49,8 @@ fn start_runs_the_applications_receivers_until_shutdown() {
     };
     let calls = Arc::new(Calls::default());
     let (seen_tx, seen_rx) = crossbeam_channel::unbounded();
-    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let shutdown = hivent::Shutdown::new();
+    let stop = shutdown.clone();
     let handler = calls.clone();
     let worker = std::thread::spawn(move || {
         hivent_cli::start(
@@ -62,7 +63,7 @@ fn start_runs_the_applications_receivers_until_shutdown() {
                 });
                 Ok(())
             },
-            shutdown,
+            &shutdown,
         )
     });
     let producer = hivent::connect(
@@ -92,7 +93,7 @@ fn start_runs_the_applications_receivers_until_shutdown() {
         .collect();
     seen.sort_unstable();
     assert_eq!(seen, [0, 1, 2, 3, 4]);
-    drop(stop);
+    stop.trigger();
     worker.join().unwrap().unwrap();
     let calls = calls.0.lock().clone();
     assert_eq!(calls[0], "registered mailer [\"user:created\"] 3");

@@ -1,11 +1,16 @@
 //! The backend seam: the few primitives a storage backend provides to the core.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use crossbeam_channel::Receiver;
 
 use crate::{Attempts, FailureRecord, Result};
+
+/// What [`Backend::publish_async`] returns: per event, how many services stored it.
+pub type PublishFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<usize>>> + Send + 'a>>;
 
 /// An event ready to be stored: encoded once by the core, with its partition hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +58,26 @@ pub trait Backend: Send + Sync {
     /// whose `publish` already honours a repeated id.
     fn republish(&self, call_id: &str, envelopes: &[Envelope]) -> Result<Vec<usize>> {
         self.publish(call_id, envelopes)
+    }
+
+    /// [`Backend::publish`] for async callers (the `emit_async` family). The default
+    /// runs the blocking `publish` when polled, which suits backends that do no I/O
+    /// (memory); a backend with network I/O overrides it so no thread waits.
+    fn publish_async<'a>(
+        &'a self,
+        call_id: &'a str,
+        envelopes: &'a [Envelope],
+    ) -> PublishFuture<'a> {
+        Box::pin(async move { self.publish(call_id, envelopes) })
+    }
+
+    /// [`Backend::republish`] for async callers, as [`Backend::publish_async`] is.
+    fn republish_async<'a>(
+        &'a self,
+        call_id: &'a str,
+        envelopes: &'a [Envelope],
+    ) -> PublishFuture<'a> {
+        Box::pin(async move { self.republish(call_id, envelopes) })
     }
 
     /// Records that `registration.service` receives `registration.events` with its

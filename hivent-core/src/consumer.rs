@@ -15,7 +15,7 @@ use crate::ErrorChain;
 use crate::{
     dead_letter_queue_name, Attempts, Batch, CommandFailure, ConsumerSession, Dispatch, Error,
     Event, FailureRecord, Fetched, Hivent, Permanent, ReceivedSignal, Result, RetryAfter,
-    RetryPolicy, Standing,
+    RetryPolicy, Shutdown, Standing,
 };
 
 /// How often a consumer waiting to retry an event checks that its partition is still
@@ -286,14 +286,15 @@ impl Consumer {
         }
     }
 
-    /// Processes events until `shutdown` receives a message or is disconnected, with a
+    /// Processes events until `shutdown` is triggered, with a
     /// heartbeat thread keeping the membership alive meanwhile; then finishes the event
     /// whose handler is running (no other handler starts), acknowledges what is done
     /// and leaves the group, so the rest of the batch goes to the member taking over.
     ///
     /// Transient backend errors are logged and retried with backoff; other errors stop
     /// the consumer (after leaving the group) and are returned.
-    pub fn run(self, shutdown: &Receiver<()>) -> Result<()> {
+    pub fn run(self, shutdown: &Shutdown) -> Result<()> {
+        let shutdown = shutdown.receiver();
         let (stop_heartbeat, heartbeat_stopped) = crossbeam_channel::bounded::<()>(0);
         let shared = Arc::clone(&self.shared);
         self.heartbeat_thread.store(true, Ordering::Relaxed);

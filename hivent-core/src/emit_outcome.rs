@@ -55,6 +55,17 @@ impl EmitRetry {
     pub fn is_empty(&self) -> bool {
         self.envelopes.is_empty()
     }
+
+    /// The error of a retry that failed too: whatever this try's failure, the first
+    /// try may have stored the call, so it can be retried again.
+    pub(crate) fn failed_again(&self, source: crate::Error) -> crate::Error {
+        crate::Error::EmitUncertain {
+            name: self.name.clone(),
+            event_uuid: self.event_uuid.clone(),
+            retry: Box::new(self.clone()),
+            source: Box::new(source),
+        }
+    }
 }
 
 impl fmt::Debug for EmitRetry {

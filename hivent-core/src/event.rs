@@ -164,49 +164,15 @@ fn write_str(json: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// How many random bytes a thread draws from the OS at once for [`new_id`] (1,024
-/// ids: one file read per 512 emits keeps the OS out of the emit's cost).
-const RANDOM_POOL: usize = 16 * 1024;
-
-thread_local! {
-    static RANDOMNESS: std::cell::RefCell<(Vec<u8>, usize)> =
-        const { std::cell::RefCell::new((Vec::new(), 0)) };
-}
-
-/// 16 random bytes from a per-thread pool filled from the OS (`/dev/urandom`), so an id
-/// costs no system call; falls back to one `getrandom` per id where that file is missing.
-fn random_bytes() -> [u8; 16] {
-    use std::io::Read;
-    RANDOMNESS.with(|pool| {
-        let mut pool = pool.borrow_mut();
-        let (bytes, used) = &mut *pool;
-        if *used + 16 > bytes.len() {
-            bytes.resize(RANDOM_POOL, 0);
-            let filled = std::fs::File::open("/dev/urandom")
-                .and_then(|mut urandom| urandom.read_exact(bytes))
-                .is_ok();
-            if !filled {
-                bytes.clear();
-                return uuid::Uuid::new_v4().into_bytes();
-            }
-            *used = 0;
-        }
-        let mut out = [0u8; 16];
-        out.copy_from_slice(&bytes[*used..*used + 16]);
-        *used += 16;
-        out
-    })
-}
-
 /// A new 32-hex identifier (a v4 UUID without dashes), used for `event_uuid` and default `cid`s.
 ///
-/// The randomness comes from the OS in blocks of 1,024 ids per thread. A process that
-/// forks without `exec` and emits from both sides of the fork should not rely on a
-/// block drawn before the fork: such a child starts a new thread for its emits.
+/// Each id's randomness comes from the OS (`getrandom`), so a process that forks gives
+/// its child no ids the parent also draws. (uuid's `fast-rng` would save the system
+/// call, but rand's thread generator is not reseeded on fork since rand 0.9: parent and
+/// child would draw the same ids.)
 pub fn new_id() -> String {
     let mut text = [0u8; uuid::fmt::Simple::LENGTH];
-    uuid::Builder::from_random_bytes(random_bytes())
-        .into_uuid()
+    uuid::Uuid::new_v4()
         .simple()
         .encode_lower(&mut text)
         .to_owned()

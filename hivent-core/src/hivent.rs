@@ -6,6 +6,8 @@ use std::thread;
 
 use chrono::{SubsecRound, Utc};
 use crossbeam_channel::{Receiver, Sender};
+
+use crate::Shutdown;
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -183,41 +185,41 @@ impl Hivent {
     /// Sends one publish call of `envelopes` (the encodings of `events`, not empty);
     /// a failure says whether the events may have been stored.
     fn send(&self, envelopes: Vec<Envelope>, events: &[Event]) -> Result<Vec<usize>> {
-        let (name, event_uuid) = events
-            .first()
-            .map(|e| (e.meta.name.clone(), e.meta.event_uuid.clone()))
-            .unwrap_or_default();
         let call_id = new_id();
-        match self.inner.backend.publish(&call_id, &envelopes) {
-            Ok(counts) => {
-                for (event, stored) in events.iter().zip(&counts) {
-                    if *stored == 0 {
-                        tracing::debug!(signal = %event.meta.name, uuid = %event.meta.event_uuid, "emitted, but no service receives this signal");
-                    }
-                }
-                Ok(counts)
-            }
-            Err(source @ Error::MaybeStored { .. }) => Err(Error::EmitUncertain {
-                retry: Box::new(EmitRetry {
-                    call_id,
-                    name: name.clone(),
-                    event_uuid: event_uuid.clone(),
-                    envelopes: envelopes.into(),
-                }),
-                name,
-                event_uuid,
-                source: Box::new(source),
-            }),
-            Err(source @ Error::PartlyStored { .. }) => Err(Error::EmitPartlyStored {
-                name,
-                event_uuid,
-                source: Box::new(source),
-            }),
-            Err(source) => Err(Error::EmitFailed {
-                name,
-                event_uuid,
-                source: Box::new(source),
-            }),
+        let stored = self.inner.backend.publish(&call_id, &envelopes);
+        sent(stored, call_id, envelopes, events)
+    }
+
+    /// [`Hivent::send`] through the backend's async publish.
+    #[cfg(feature = "tokio")]
+    async fn send_async(&self, envelopes: Vec<Envelope>, events: &[Event]) -> Result<Vec<usize>> {
+        let call_id = new_id();
+        let stored = self.inner.backend.publish_async(&call_id, &envelopes).await;
+        sent(stored, call_id, envelopes, events)
+    }
+
+    /// The emit of one prepared event, for async callers: nothing borrowed, so the
+    /// future can be sent to any task.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn emit_one_async<P: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        payload: &P,
+        options: EmitOptions,
+    ) -> impl std::future::Future<Output = Result<Emitted>> + Send + 'static {
+        let prepared = self.prepare(name, payload, options);
+        let hivent = self.clone();
+        async move {
+            let (event, envelope) = prepared?;
+            hivent.before_emit()?;
+            let counts = hivent
+                .send_async(vec![envelope], std::slice::from_ref(&event))
+                .await?;
+            hivent.after_emit(std::slice::from_ref(&event))?;
+            Ok(Emitted {
+                event,
+                receiving_services: counts.first().copied().unwrap_or(0),
+            })
         }
     }
 
@@ -243,16 +245,23 @@ impl Hivent {
     /// # Ok::<(), hivent_core::Error>(())
     /// ```
     pub fn retry_emit(&self, retry: &EmitRetry) -> Result<Vec<usize>> {
-        // Whatever this try's failure, the first try may have stored the call.
-        self.inner
+        let stored = self
+            .inner
             .backend
-            .republish(&retry.call_id, &retry.envelopes)
-            .map_err(|source| Error::EmitUncertain {
-                name: retry.name.clone(),
-                event_uuid: retry.event_uuid.clone(),
-                retry: Box::new(retry.clone()),
-                source: Box::new(source),
-            })
+            .republish(&retry.call_id, &retry.envelopes);
+        stored.map_err(|source| retry.failed_again(source))
+    }
+
+    /// [`Hivent::retry_emit`] for async code.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn retry_emit_async(&self, retry: &EmitRetry) -> Result<Vec<usize>> {
+        let stored = self
+            .inner
+            .backend
+            .republish_async(&retry.call_id, &retry.envelopes)
+            .await;
+        stored.map_err(|source| retry.failed_again(source))
     }
 
     /// In inline mode, makes sure the service is registered with its current receivers
@@ -348,25 +357,96 @@ impl Hivent {
     }
 
     /// Runs `concurrency` consumers of the service on their own threads
-    /// (`hivent-worker-0`, …) until `shutdown` is signalled, then lets each finish the
+    /// (`hivent-worker-0`, …) until `shutdown` is triggered, then lets each finish the
     /// handler it is running (no other starts), acknowledge what it handled and leave
-    /// the group. Registers once first;
-    /// events emitted before that registration do not reach this service, so call
-    /// [`Hivent::register`] first when emits may race with a `run` on another thread.
+    /// the group. Registers once first; events emitted before that registration do not
+    /// reach this service, so call [`Hivent::register`] first when emits may race with
+    /// a `run` on another thread. [`Hivent::start`] runs them in the background instead.
     ///
-    /// Stop it by dropping every `Sender` of `shutdown` (a disconnect reaches all
-    /// threads; a sent message reaches only one). Returns the first error of any
-    /// thread, including a panic turned into [`Error::ConsumerPanicked`].
+    /// Returns the first error of any thread, including a panic turned into
+    /// [`Error::ConsumerPanicked`].
+    ///
+    /// ```
+    /// # use hivent_core::{Config, ConsumerOptions, Hivent, Shutdown};
+    /// # let hivent = Hivent::new(Config::builder().client_id("billing").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// hivent.signal("invoice:paid")?.receive(|_event| Ok(()));
+    /// let shutdown = Shutdown::new();
+    /// let stop = shutdown.clone();
+    /// std::thread::spawn(move || stop.trigger()); // a signal handler, say
+    /// hivent.run(2, ConsumerOptions::default(), &shutdown)?;
+    /// # Ok::<(), hivent_core::Error>(())
+    /// ```
     pub fn run(
         &self,
         concurrency: usize,
         options: ConsumerOptions,
-        shutdown: Receiver<()>,
+        shutdown: &Shutdown,
     ) -> Result<()> {
+        let threads = self.launch(concurrency, options, shutdown)?;
+        join_workers(threads)
+    }
+
+    /// [`Hivent::run`] in the background, for applications that go on doing other work
+    /// (an HTTP server, say): registers and joins before it returns (a few round trips),
+    /// so an emit after it reaches the service; the returned [`Running`] stops the
+    /// consumers and waits for them.
+    ///
+    /// ```
+    /// # use hivent_core::{Config, ConsumerOptions, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("billing").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// let (seen, saw) = std::sync::mpsc::channel();
+    /// hivent.signal("invoice:paid")?.receive(move |event| Ok(seen.send(event.payload.clone())?));
+    /// let running = hivent.start(1, ConsumerOptions::default())?;
+    /// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 7}), 1)?;
+    /// assert_eq!(saw.recv_timeout(std::time::Duration::from_secs(30)).ok(), Some(serde_json::json!({"invoice": 7})));
+    /// running.stop();
+    /// running.wait()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(&self, concurrency: usize, options: ConsumerOptions) -> Result<Running> {
+        let shutdown = Shutdown::new();
+        let threads = self.launch(concurrency, options, &shutdown)?;
+        #[cfg(feature = "tokio")]
+        let (finished, on_finish) = tokio::sync::oneshot::channel::<()>();
+        let supervisor = thread::Builder::new()
+            .name("hivent-workers".into())
+            .spawn(move || {
+                let outcome = join_workers(threads);
+                #[cfg(feature = "tokio")]
+                let _ = finished.send(());
+                outcome
+            })
+            .map_err(|e| Error::ConsumerPanicked {
+                thread: "hivent-workers".into(),
+                message: format!("could not start the thread: {e}"),
+            })?;
+        Ok(Running {
+            shutdown,
+            supervisor: Some(supervisor),
+            #[cfg(feature = "tokio")]
+            on_finish,
+        })
+    }
+
+    /// Registers, then starts `concurrency` consumer threads that stop on `shutdown`.
+    fn launch(
+        &self,
+        concurrency: usize,
+        options: ConsumerOptions,
+        shutdown: &Shutdown,
+    ) -> Result<Vec<(String, thread::JoinHandle<Result<()>>)>> {
         let registration = self.register()?;
         let mut threads = Vec::new();
         for index in 0..concurrency.max(1) {
-            let consumer = self.join(options.clone())?;
+            let consumer = match self.join(options.clone()) {
+                Ok(consumer) => consumer,
+                Err(error) => {
+                    // The ones started already leave before the error is returned.
+                    shutdown.trigger();
+                    let _ = join_workers(threads);
+                    return Err(error);
+                }
+            };
             consumer.set_registered_events(registration.events.clone());
             let shutdown = shutdown.clone();
             let name = format!("hivent-worker-{index}");
@@ -379,19 +459,7 @@ impl Hivent {
                 })?;
             threads.push((name, handle));
         }
-        let mut first_error = None;
-        for (name, handle) in threads {
-            let outcome = handle.join().unwrap_or_else(|panic| {
-                Err(Error::ConsumerPanicked {
-                    thread: name,
-                    message: panic_message(panic.as_ref()),
-                })
-            });
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        Ok(threads)
     }
 
     /// Starts recording every event this handle emits from now on, for test assertions.
@@ -404,6 +472,141 @@ impl Hivent {
             id,
             receiver,
             hivent: self.clone(),
+        }
+    }
+}
+
+/// What a publish call's outcome means for the emit of `events`: a failure says whether
+/// they may have been stored, and carries what completes the call when they may.
+fn sent(
+    stored: Result<Vec<usize>>,
+    call_id: String,
+    envelopes: Vec<Envelope>,
+    events: &[Event],
+) -> Result<Vec<usize>> {
+    let (name, event_uuid) = events
+        .first()
+        .map(|e| (e.meta.name.clone(), e.meta.event_uuid.clone()))
+        .unwrap_or_default();
+    match stored {
+        Ok(counts) => {
+            for (event, stored) in events.iter().zip(&counts) {
+                if *stored == 0 {
+                    tracing::debug!(signal = %event.meta.name, uuid = %event.meta.event_uuid, "emitted, but no service receives this signal");
+                }
+            }
+            Ok(counts)
+        }
+        Err(source @ Error::MaybeStored { .. }) => Err(Error::EmitUncertain {
+            retry: Box::new(EmitRetry {
+                call_id,
+                name: name.clone(),
+                event_uuid: event_uuid.clone(),
+                envelopes: envelopes.into(),
+            }),
+            name,
+            event_uuid,
+            source: Box::new(source),
+        }),
+        Err(source @ Error::PartlyStored { .. }) => Err(Error::EmitPartlyStored {
+            name,
+            event_uuid,
+            source: Box::new(source),
+        }),
+        Err(source) => Err(Error::EmitFailed {
+            name,
+            event_uuid,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Waits for every consumer thread; the first error of any, a panic included.
+fn join_workers(threads: Vec<(String, thread::JoinHandle<Result<()>>)>) -> Result<()> {
+    let mut first_error = None;
+    for (name, handle) in threads {
+        let outcome = handle.join().unwrap_or_else(|panic| {
+            Err(Error::ConsumerPanicked {
+                thread: name,
+                message: panic_message(panic.as_ref()),
+            })
+        });
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Consumers running in the background, from [`Hivent::start`].
+///
+/// Dropping it stops them without waiting: they finish their handlers and leave the
+/// group on their own threads.
+pub struct Running {
+    shutdown: Shutdown,
+    /// Taken by [`Running::wait`].
+    supervisor: Option<thread::JoinHandle<Result<()>>>,
+    #[cfg(feature = "tokio")]
+    on_finish: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Running {
+    /// Their stop signal, to hand to whatever decides when to stop.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Tells them to stop (see [`Shutdown::trigger`]); returns at once.
+    pub fn stop(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// Whether every consumer thread has ended (stopped, or failed).
+    pub fn is_finished(&self) -> bool {
+        self.supervisor
+            .as_ref()
+            .is_none_or(thread::JoinHandle::is_finished)
+    }
+
+    /// Blocks until every consumer thread has ended, and returns the first error of
+    /// any, as [`Hivent::run`] does. Stops nothing by itself: call [`Running::stop`]
+    /// first, or wait for a failure.
+    pub fn wait(mut self) -> Result<()> {
+        let Some(supervisor) = self.supervisor.take() else {
+            return Ok(());
+        };
+        supervisor.join().unwrap_or_else(|panic| {
+            Err(Error::ConsumerPanicked {
+                thread: "hivent-workers".into(),
+                message: panic_message(panic.as_ref()),
+            })
+        })
+    }
+
+    /// [`Running::wait`] for async code: the task waits, no thread is blocked.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn finished(mut self) -> Result<()> {
+        // Sent (or dropped, on a panic) just before the supervisor thread ends, so the
+        // join that follows returns at once.
+        let _ = (&mut self.on_finish).await;
+        self.wait()
+    }
+
+    /// Stops the consumers and waits for them from async code.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn stop_and_wait(self) -> Result<()> {
+        self.stop();
+        self.finished().await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Not waited for: dropped without `wait`, the consumers stop on their own.
+        if self.supervisor.is_some() {
+            self.shutdown.trigger();
         }
     }
 }
@@ -493,14 +696,56 @@ impl EmitBatch {
         self.hivent.before_emit()?;
         let counts = self.hivent.send(self.envelopes, &self.events)?;
         self.hivent.after_emit(&self.events)?;
+        Ok(receipts(self.events, counts))
+    }
+
+    /// [`EmitBatch::emit`] for async code: the task waits for Redis, no thread does.
+    ///
+    /// ```
+    /// # use hivent_core::{Config, EmitOptions, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("shop").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let signal = hivent.signal("order:placed")?;
+    /// let mut batch = hivent.batch();
+    /// batch.push(&signal, &serde_json::json!({"order": 1}), EmitOptions::version(1))?;
+    /// batch.push(&signal, &serde_json::json!({"order": 2}), EmitOptions::version(1))?;
+    /// assert_eq!(batch.emit_async().await?.len(), 2);
+    /// # Ok::<(), hivent_core::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn emit_async(self) -> Result<Vec<Event>> {
         Ok(self
-            .events
+            .emit_with_receipts_async()
+            .await?
             .into_iter()
-            .zip(counts)
-            .map(|(event, receiving_services)| Emitted {
-                event,
-                receiving_services,
-            })
+            .map(|emitted| emitted.event)
             .collect())
     }
+
+    /// [`EmitBatch::emit_with_receipts`] for async code.
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn emit_with_receipts_async(self) -> Result<Vec<Emitted>> {
+        if self.events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.hivent.before_emit()?;
+        let counts = self.hivent.send_async(self.envelopes, &self.events).await?;
+        self.hivent.after_emit(&self.events)?;
+        Ok(receipts(self.events, counts))
+    }
+}
+
+fn receipts(events: Vec<Event>, counts: Vec<usize>) -> Vec<Emitted> {
+    events
+        .into_iter()
+        .zip(counts)
+        .map(|(event, receiving_services)| Emitted {
+            event,
+            receiving_services,
+        })
+        .collect()
 }

@@ -15,8 +15,11 @@
 //! This crate never depends on a storage client or a CLI library.
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod assignment;
+#[cfg(feature = "tokio")]
+mod async_handler;
 mod backend;
 mod config;
 mod consumer;
@@ -32,12 +35,13 @@ mod lifecycle;
 mod operations;
 mod partition;
 mod retry;
+mod shutdown;
 mod signal;
 
 pub use assignment::desired_partitions;
 pub use backend::{
     dead_letter_queue_name, partition_name, Backend, Batch, ConsumerSession, Envelope, Fetched,
-    Registration, Standing,
+    PublishFuture, Registration, Standing,
 };
 pub use config::{
     choose_backend, redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_MEMORY_ENDPOINT,
@@ -51,9 +55,10 @@ pub use error::{Error, HandlerError, Result};
 pub use error_chain::ErrorChain;
 pub use event::{new_id, Event, Meta};
 pub use failure_record::{Attempts, CommandFailure, DeadLetter, FailureRecord};
-pub use hivent::{EmitBatch, EmitTap, Hivent};
+pub use hivent::{EmitBatch, EmitTap, Hivent, Running};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
 pub use operations::{DeadLetterPick, GemConsumer, Operations, PartitionStatus, ServiceStatus};
 pub use partition::{partition_for, partition_hash, ruby_json};
 pub use retry::{Permanent, RetryAfter, RetryPolicy};
+pub use shutdown::Shutdown;
 pub use signal::{validate_signal_name, EmitOptions, Signal, WILDCARD};

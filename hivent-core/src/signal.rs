@@ -2,6 +2,8 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+#[cfg(feature = "tokio")]
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::{Error, Event, HandlerError, Hivent, Meta, Result, RetryPolicy};
@@ -168,6 +170,53 @@ impl Signal {
         self.hivent.emit_one(&self.name, payload, options)
     }
 
+    /// [`Signal::emit`] for async code (an axum handler, say): the task waits for the
+    /// backend, no thread does, and the future owns everything it needs (the payload is
+    /// encoded before this returns), so it can be spawned.
+    ///
+    /// ```
+    /// # use hivent_core::{Config, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("shop").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+    /// let event = hivent.signal("order:placed")?.emit_async(&serde_json::json!({"order": 1}), 1).await?;
+    /// assert_eq!(event.meta.version, Some(1));
+    /// # Ok::<(), hivent_core::Error>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn emit_async<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        version: i64,
+    ) -> impl Future<Output = Result<Event>> + Send + 'static {
+        self.emit_with_async(payload, EmitOptions::version(version))
+    }
+
+    /// [`Signal::emit_with`] for async code, as [`Signal::emit_async`].
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn emit_with_async<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        options: EmitOptions,
+    ) -> impl Future<Output = Result<Event>> + Send + 'static {
+        let emit = self.hivent.emit_one_async(&self.name, payload, options);
+        async move { Ok(emit.await?.event) }
+    }
+
+    /// [`Signal::emit_with_receipt`] for async code, as [`Signal::emit_async`].
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub fn emit_with_receipt_async<P: Serialize + ?Sized>(
+        &self,
+        payload: &P,
+        options: EmitOptions,
+    ) -> impl Future<Output = Result<crate::Emitted>> + Send + 'static {
+        self.hivent.emit_one_async(&self.name, payload, options)
+    }
+
     /// Receives every version of this signal as raw JSON events.
     pub fn receive<F>(&self, handler: F)
     where
@@ -224,16 +273,117 @@ where
     T: DeserializeOwned,
     F: Fn(T, &Meta) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
-    Arc::new(move |event: &Event| {
-        let payload = T::deserialize(&event.payload).map_err(|source| {
-            Box::new(Error::PayloadMismatch {
-                event: event.meta.name.clone(),
-                version: event.meta.version,
-                source,
-            }) as HandlerError
-        })?;
-        handler(payload, &event.meta)
+    Arc::new(move |event: &Event| handler(decode(event)?, &event.meta))
+}
+
+/// The payload as a `T`; a mismatch is the handler's failure.
+fn decode<T: DeserializeOwned>(event: &Event) -> Result<T, HandlerError> {
+    T::deserialize(&event.payload).map_err(|source| {
+        Box::new(Error::PayloadMismatch {
+            event: event.meta.name.clone(),
+            version: event.meta.version,
+            source,
+        }) as HandlerError
     })
+}
+
+/// Async receivers: futures run on a tokio runtime (see `async_handler.rs` for which).
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+impl Signal {
+    /// Receives every version of this signal with an async handler, given the event.
+    /// The future runs on the multi-thread tokio runtime this is called from, or on a
+    /// runtime hivent starts (two `hivent-async` threads) when called outside one; the
+    /// worker waits for it, so dispatch, retries, dead letters and panics are as for
+    /// [`Signal::receive`].
+    ///
+    /// ```
+    /// # use hivent_core::{Config, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("mailer").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// let (sent, outbox) = tokio::sync::mpsc::unbounded_channel();
+    /// hivent.signal("user:created")?.receive_async(move |event| {
+    ///     let sent = sent.clone();
+    ///     async move {
+    ///         tokio::task::yield_now().await; // an HTTP call or a query, say
+    ///         sent.send(event.payload["email"].clone())?;
+    ///         Ok(())
+    ///     }
+    /// });
+    /// let consumer = hivent.consumer()?;
+    /// hivent.signal("user:created")?.emit(&serde_json::json!({"email": "a@b.c"}), 1)?;
+    /// assert_eq!(consumer.run_until_idle()?, 1);
+    /// let mut outbox = outbox;
+    /// assert_eq!(outbox.try_recv()?, serde_json::json!("a@b.c"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn receive_async<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add_async(None, move |event: &Event| handler(event.clone()));
+    }
+
+    /// Receives only `version`, with an async handler.
+    pub fn receive_version_async<F, Fut>(&self, version: i64, handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add_async(Some(version), move |event: &Event| handler(event.clone()));
+    }
+
+    /// Receives every version with the payload decoded into `T`, with an async handler;
+    /// a payload that does not decode fails as in [`Signal::receive_as`].
+    pub fn receive_as_async<T, F, Fut>(&self, handler: F)
+    where
+        T: DeserializeOwned,
+        F: Fn(T, Meta) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add_async(None, typed_async(handler));
+    }
+
+    /// Receives only `version`, decoded into `T`, with an async handler.
+    pub fn receive_version_as_async<T, F, Fut>(&self, version: i64, handler: F)
+    where
+        T: DeserializeOwned,
+        F: Fn(T, Meta) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.add_async(Some(version), typed_async(handler));
+    }
+
+    fn add_async<F, Fut>(&self, version: Option<i64>, handler: F)
+    where
+        F: Fn(&Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let runtime = crate::async_handler::handler_runtime();
+        let handler = crate::async_handler::async_handler(runtime, handler);
+        self.hivent
+            .receivers()
+            .add_with_retry(&self.name, version, self.retry, handler);
+    }
+}
+
+/// The typed async handler as one taking the event: decoded before the future starts.
+#[cfg(feature = "tokio")]
+fn typed_async<T, F, Fut>(
+    handler: F,
+) -> impl Fn(&Event) -> std::pin::Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>
+       + Send
+       + Sync
+       + 'static
+where
+    T: DeserializeOwned,
+    F: Fn(T, Meta) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    move |event: &Event| {
+        let call = decode(event).map(|payload| handler(payload, event.meta.clone()));
+        Box::pin(async move { call?.await })
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@ use hivent_core::ErrorChain;
 use std::sync::Arc;
 use std::thread;
 
+#[cfg(feature = "tokio")]
+use hivent_core::PublishFuture;
 use hivent_core::{Backend, ConsumerSession, Envelope, Operations, Registration};
 use redis::{Connection, RedisError, RedisResult};
 
@@ -36,10 +38,12 @@ const BATCH_BYTES: usize = 4 << 20;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RedisBackend {
-    endpoint: Arc<Endpoint>,
+    pub(crate) endpoint: Arc<Endpoint>,
     pool: Pool,
     routes: RouteCache,
-    doubts: InDoubt,
+    pub(crate) doubts: Arc<InDoubt>,
+    #[cfg(feature = "tokio")]
+    pub(crate) async_connection: crate::async_publish::AsyncConnection,
 }
 
 impl RedisBackend {
@@ -72,7 +76,9 @@ impl RedisBackend {
             endpoint,
             pool,
             routes,
-            doubts: InDoubt::default(),
+            doubts: Arc::default(),
+            #[cfg(feature = "tokio")]
+            async_connection: Default::default(),
         };
         backend.ping()?;
         backend.warn_if_evicting();
@@ -166,11 +172,7 @@ impl RedisBackend {
         mut work: impl FnMut(&mut Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
         let options = self.endpoint.options();
-        // Jittered, so that producers that failed together do not retry together.
-        let pauses = hivent_core::RetryPolicy::default()
-            .max_attempts(u32::MAX)
-            .initial_delay(options.emit_backoff)
-            .max_delay(options.emit_backoff.saturating_mul(1 << 10));
+        let pauses = emit_pauses(options);
         let mut tries = 0;
         let mut tries_left = options.emit_tries.max(1);
         loop {
@@ -262,27 +264,7 @@ impl RedisBackend {
                     self.endpoint.error("publish events", error)
                 }
             })?;
-        match reply {
-            PublishReply::Stored { counts, already } => {
-                if already {
-                    tracing::debug!(
-                        call_id,
-                        "the events were stored by an earlier try of the call"
-                    );
-                }
-                Ok(counts)
-            }
-            PublishReply::MissingPartitionCount {
-                service,
-                event,
-                found,
-            } => Err(Error::MissingPartitionCount {
-                service,
-                event,
-                found,
-            }),
-            PublishReply::WrongType { key, found } => Err(Error::KeyCollision { key, found }),
-        }
+        stored(reply, call_id)
     }
 
     /// Registers a service; the typed form of [`Backend::register`].
@@ -346,6 +328,25 @@ impl Backend for RedisBackend {
         self.publish_chunks(call_id, envelopes, Try::Again)
     }
 
+    /// Without the `tokio` feature the default: the blocking publish, when polled.
+    #[cfg(feature = "tokio")]
+    fn publish_async<'a>(
+        &'a self,
+        call_id: &'a str,
+        envelopes: &'a [Envelope],
+    ) -> PublishFuture<'a> {
+        Box::pin(self.publish_chunks_async(call_id, envelopes, Try::First))
+    }
+
+    #[cfg(feature = "tokio")]
+    fn republish_async<'a>(
+        &'a self,
+        call_id: &'a str,
+        envelopes: &'a [Envelope],
+    ) -> PublishFuture<'a> {
+        Box::pin(self.publish_chunks_async(call_id, envelopes, Try::Again))
+    }
+
     fn register(&self, registration: &Registration) -> hivent_core::Result<()> {
         Ok(self.register_service(registration)?)
     }
@@ -356,6 +357,40 @@ impl Backend for RedisBackend {
 
     fn operations(&self) -> Option<&dyn Operations> {
         Some(self)
+    }
+}
+
+/// The pauses between emit tries: doubling from `emit_backoff`, jittered so that
+/// producers that failed together do not retry together.
+pub(crate) fn emit_pauses(options: &RedisOptions) -> hivent_core::RetryPolicy {
+    hivent_core::RetryPolicy::default()
+        .max_attempts(u32::MAX)
+        .initial_delay(options.emit_backoff)
+        .max_delay(options.emit_backoff.saturating_mul(1 << 10))
+}
+
+/// What `publish.lua`'s reply means for the call.
+pub(crate) fn stored(reply: PublishReply, call_id: &str) -> Result<Vec<usize>, Error> {
+    match reply {
+        PublishReply::Stored { counts, already } => {
+            if already {
+                tracing::debug!(
+                    call_id,
+                    "the events were stored by an earlier try of the call"
+                );
+            }
+            Ok(counts)
+        }
+        PublishReply::MissingPartitionCount {
+            service,
+            event,
+            found,
+        } => Err(Error::MissingPartitionCount {
+            service,
+            event,
+            found,
+        }),
+        PublishReply::WrongType { key, found } => Err(Error::KeyCollision { key, found }),
     }
 }
 
@@ -378,8 +413,32 @@ impl RedisBackend {
         attempt: Try,
     ) -> hivent_core::Result<Vec<usize>> {
         let mut counts = Vec::with_capacity(envelopes.len());
+        for chunk in Chunk::all(call_id, envelopes, attempt) {
+            match self.publish_call(&envelopes[chunk.events.clone()], &chunk.id, chunk.attempt) {
+                Ok(stored) => counts.extend(stored),
+                Err(error) => return Err(chunk.failed(error)),
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// One atomic publish call of a user's call: up to [`BATCH_EVENTS`] events or
+/// [`BATCH_BYTES`] of JSON (at least one event).
+pub(crate) struct Chunk {
+    /// Its position in the call.
+    index: usize,
+    /// `<id>` for the first chunk, `<id>:<n>` for the others, so trying the whole call
+    /// again stores only the chunks that were not stored.
+    pub(crate) id: String,
+    pub(crate) events: std::ops::Range<usize>,
+    pub(crate) attempt: Try,
+}
+
+impl Chunk {
+    pub(crate) fn all(call_id: &str, envelopes: &[Envelope], attempt: Try) -> Vec<Chunk> {
+        let mut chunks = Vec::new();
         let mut start = 0;
-        let mut chunk = 0;
         while start < envelopes.len() {
             let mut end = start;
             let mut bytes = 0;
@@ -390,31 +449,36 @@ impl RedisBackend {
                 bytes += envelopes[end].json.len();
                 end += 1;
             }
-            let id = match chunk {
-                0 => call_id.to_owned(),
-                n => format!("{call_id}:{n}"),
-            };
-            let this = match attempt {
-                Try::First if chunk > 0 || end < envelopes.len() => Try::FirstOfChunk,
-                other => other,
-            };
-            match self.publish_call(&envelopes[start..end], &id, this) {
-                Ok(stored) => counts.extend(stored),
-                // Not retried, whatever chunk: a retry would store second copies.
-                Err(error @ Error::PartlyStored { .. }) => return Err(error.into()),
-                // Earlier chunks are stored: the call as a whole is partly done.
-                Err(error) if chunk > 0 => {
-                    return Err(hivent_core::Error::MaybeStored {
-                        backend: "redis",
-                        source: Box::new(error),
-                    })
-                }
-                Err(error) => return Err(error.into()),
-            }
+            let index = chunks.len();
+            chunks.push(Chunk {
+                index,
+                id: match index {
+                    0 => call_id.to_owned(),
+                    n => format!("{call_id}:{n}"),
+                },
+                events: start..end,
+                attempt: match attempt {
+                    Try::First if index > 0 || end < envelopes.len() => Try::FirstOfChunk,
+                    other => other,
+                },
+            });
             start = end;
-            chunk += 1;
         }
-        Ok(counts)
+        chunks
+    }
+
+    /// The call's error when this chunk failed with `error`.
+    pub(crate) fn failed(&self, error: Error) -> hivent_core::Error {
+        match error {
+            // Not retried, whatever chunk: a retry would store second copies.
+            error @ Error::PartlyStored { .. } => error.into(),
+            // Earlier chunks are stored: the call as a whole is partly done.
+            error if self.index > 0 => hivent_core::Error::MaybeStored {
+                backend: "redis",
+                source: Box::new(error),
+            },
+            error => error.into(),
+        }
     }
 }
 

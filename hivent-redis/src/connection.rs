@@ -74,6 +74,17 @@ impl Endpoint {
         Ok(connection)
     }
 
+    /// Opens an async connection, multiplexed between tasks, with the same timeouts.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn open_async(&self) -> RedisResult<redis::aio::MultiplexedConnection> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connect_timeout))
+            .set_response_timeout(Some(self.options.response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
     /// Wraps a client error with what was being done and the redacted endpoint.
     pub(crate) fn error(&self, operation: &'static str, source: RedisError) -> Error {
         Error::Command {

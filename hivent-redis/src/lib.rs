@@ -222,6 +222,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "tokio")]
+mod async_publish;
 mod backend;
 mod connection;
 mod error;

@@ -377,6 +377,12 @@ impl InDoubt {
         });
     }
 
+    /// Whether no transaction is in doubt.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.doubts.lock().is_empty()
+    }
+
     /// Settles every transaction in doubt through `connection`, marking the calls that
     /// ran for `marker_ttl`.
     pub(crate) fn settle(

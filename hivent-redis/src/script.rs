@@ -154,6 +154,27 @@ impl PublishScript {
         call_id: &str,
         marker_ttl: Duration,
     ) -> RedisResult<PublishReply> {
+        Self::call(envelopes, call_id, marker_ttl).invoke(connection)
+    }
+
+    /// [`PublishScript::invoke`] on an async connection.
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn invoke_async(
+        connection: &mut redis::aio::MultiplexedConnection,
+        envelopes: &[Envelope],
+        call_id: &str,
+        marker_ttl: Duration,
+    ) -> RedisResult<PublishReply> {
+        Self::call(envelopes, call_id, marker_ttl)
+            .invoke_async(connection)
+            .await
+    }
+
+    fn call(
+        envelopes: &[Envelope],
+        call_id: &str,
+        marker_ttl: Duration,
+    ) -> redis::ScriptInvocation<'static> {
         let mut call = PUBLISH.prepare_invoke();
         call.arg(keys::emitted_marker(call_id))
             .arg(millis(marker_ttl))
@@ -166,7 +187,7 @@ impl PublishScript {
                 .arg(envelope.partition_hash)
                 .arg(&envelope.json);
         }
-        call.invoke(connection)
+        call
     }
 }
 

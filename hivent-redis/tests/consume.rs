@@ -275,10 +275,11 @@ fn worker_run_processes_and_leaves() {
     });
     // Registered before the first emit, which would otherwise reach no service.
     svc.register().unwrap();
-    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let shutdown = hivent_core::Shutdown::new();
+    let stop = shutdown.clone();
     let worker = {
         let svc = svc.clone();
-        std::thread::spawn(move || svc.run(2, hivent_core::ConsumerOptions::default(), shutdown))
+        std::thread::spawn(move || svc.run(2, hivent_core::ConsumerOptions::default(), &shutdown))
     };
     let signal = svc.signal("job").unwrap();
     for n in 0..20 {
@@ -287,7 +288,7 @@ fn worker_run_processes_and_leaves() {
     wait_until(Duration::from_secs(10), "every event is processed", || {
         *seen.lock().unwrap() == 20
     });
-    drop(stop);
+    stop.trigger();
     worker.join().unwrap().unwrap();
     assert_eq!(redis.len("svc:0") + redis.len("svc:1"), 0);
     let members: usize = redis::cmd("ZCARD")
@@ -553,11 +554,12 @@ fn a_quiet_partition_is_read_while_another_is_busy() {
             ) == 0
         })
         .unwrap();
-    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let shutdown = hivent_core::Shutdown::new();
+    let stop = shutdown.clone();
     let options = hivent_core::ConsumerOptions::default().idle_wait(Duration::from_millis(100));
     let worker = {
         let svc = svc.clone();
-        std::thread::spawn(move || svc.run(1, options, shutdown))
+        std::thread::spawn(move || svc.run(1, options, &shutdown))
     };
     let producing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let producer = {
@@ -598,7 +600,7 @@ fn a_quiet_partition_is_read_while_another_is_busy() {
     }
     producing.store(false, std::sync::atomic::Ordering::SeqCst);
     let sent = producer.join().unwrap();
-    drop(stop);
+    stop.trigger();
     worker.join().unwrap().unwrap();
     assert!(
         found,

@@ -72,7 +72,7 @@ fn producer_and_consumer_survive_a_redis_restart() {
 fn run_ledger(
     backend: &Arc<RedisBackend>,
 ) -> (
-    crossbeam_channel::Sender<()>,
+    hivent_core::Shutdown,
     crossbeam_channel::Receiver<Event>,
     std::thread::JoinHandle<hivent_core::Result<()>>,
 ) {
@@ -88,9 +88,10 @@ fn run_ledger(
         Ok(())
     });
     receiver.register().unwrap();
-    let (stop, shutdown) = crossbeam_channel::bounded::<()>(0);
+    let shutdown = hivent_core::Shutdown::new();
+    let stop = shutdown.clone();
     let options = hivent_core::ConsumerOptions::default().idle_wait(Duration::from_millis(100));
-    let worker = std::thread::spawn(move || receiver.run(1, options, shutdown));
+    let worker = std::thread::spawn(move || receiver.run(1, options, &shutdown));
     (stop, seen_rx, worker)
 }
 
@@ -168,7 +169,7 @@ fn a_worker_registers_again_after_flushall() {
     let _: () = redis::cmd("FLUSHALL").query(&mut raw).unwrap();
     wait_for_registration(&server.url());
     emit_and_handle(&backend, &seen, 5);
-    drop(stop);
+    stop.trigger();
     worker.join().unwrap().unwrap();
 }
 
@@ -189,6 +190,6 @@ fn a_worker_recovers_after_a_restart_without_persistence() {
     server.restart().unwrap();
     wait_for_registration(&server.url());
     emit_and_handle(&backend, &seen, 5);
-    drop(stop);
+    stop.trigger();
     worker.join().unwrap().unwrap();
 }

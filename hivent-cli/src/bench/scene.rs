@@ -6,10 +6,10 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use hivent::{
     backend::Backend, Config, Consumer, ConsumerOptions, EmitOptions, Error, Event, HandlerError,
-    Hivent, Meta, Result,
+    Hivent, Meta, Result, Shutdown,
 };
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -275,12 +275,12 @@ impl Scene {
             .map(|_| hivent.join(options.clone()))
             .collect::<Result<Vec<Consumer>>>()?;
         settle(&consumers, self.partitions)?;
-        let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let stop = Shutdown::new();
         let threads = consumers
             .into_iter()
             .enumerate()
             .map(|(i, consumer)| {
-                let stopped = stopped.clone();
+                let stopped = stop.clone();
                 thread::Builder::new()
                     .name(format!("bench-worker-{i}"))
                     .spawn(move || consumer.run(&stopped))
@@ -290,10 +290,7 @@ impl Scene {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Running {
-            stop: Some(stop),
-            threads,
-        })
+        Ok(Running { stop, threads })
     }
 
     /// Drains the backlog of `count` events with `workers` consumers in this process.
@@ -505,7 +502,7 @@ fn settle(consumers: &[Consumer], partitions: u32) -> Result<()> {
 
 /// Consumers running on their threads until stopped.
 struct Running {
-    stop: Option<Sender<()>>,
+    stop: Shutdown,
     threads: Vec<JoinHandle<Result<()>>>,
 }
 
@@ -535,7 +532,7 @@ impl Running {
 
     /// Stops the consumers and returns the first error of any of them.
     fn stop(mut self) -> Result<()> {
-        self.stop.take();
+        self.stop.trigger();
         let mut first = Ok(());
         for thread in std::mem::take(&mut self.threads) {
             let outcome = thread.join().unwrap_or_else(|_| {

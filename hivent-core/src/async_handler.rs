@@ -1,0 +1,77 @@
+//! Async handlers: futures run on a tokio runtime while the consume loop waits for them.
+//!
+//! The consume loop stays one loop on worker threads, so async handlers keep every rule
+//! of the others (dispatch order, retries, dead letters, standing checks, shutdown after
+//! the event in hand). Each handler's future is spawned on a multi-thread runtime (the
+//! application's, when the handler is registered from inside one; otherwise one hivent
+//! builds on first use) and the worker thread waits for its outcome. A current-thread
+//! runtime cannot be used: its one thread may be the one waiting (an inline handle's
+//! emit, `run_until_idle` in a `#[tokio::test]`), and the future would never run.
+
+use std::future::Future;
+use std::panic::resume_unwind;
+use std::sync::{Arc, OnceLock};
+
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+
+use crate::dispatch::Handler;
+use crate::{Event, HandlerError};
+
+/// The runtime async handlers registered now run on: the caller's when it is a
+/// multi-thread runtime, else hivent's own.
+pub(crate) fn handler_runtime() -> Result<Handle, String> {
+    if let Ok(current) = Handle::try_current() {
+        if current.runtime_flavor() == RuntimeFlavor::MultiThread {
+            return Ok(current);
+        }
+    }
+    own_runtime()
+}
+
+/// Hivent's runtime for async handlers registered outside a multi-thread runtime: two
+/// threads (`hivent-async`), built once per process.
+fn own_runtime() -> Result<Handle, String> {
+    static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("hivent-async")
+                .enable_all()
+                .build()
+                .map_err(|e| {
+                    format!("could not start hivent's tokio runtime for async handlers: {e}")
+                })
+        })
+        .as_ref()
+        .map(|runtime| runtime.handle().clone())
+        .map_err(Clone::clone)
+}
+
+/// A handler that runs `handler`'s future on `runtime` and waits for it; a panic in the
+/// future is raised again in the waiting thread, where dispatch catches it as for any
+/// handler.
+pub(crate) fn async_handler<F, Fut>(runtime: Result<Handle, String>, handler: F) -> Handler
+where
+    F: Fn(&Event) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    Arc::new(move |event: &Event| {
+        let runtime = runtime
+            .as_ref()
+            .map_err(|e| HandlerError::from(e.clone()))?;
+        let (outcome, wait) = crossbeam_channel::bounded(1);
+        let task = runtime.spawn(handler(event));
+        runtime.spawn(async move {
+            let _ = outcome.send(task.await);
+        });
+        match wait.recv() {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
+            // Cancelled (the runtime shut down) or dropped unrun: the event is not done.
+            Ok(Err(_)) | Err(_) => Err(HandlerError::from(
+                "the tokio runtime of this async handler shut down before it finished",
+            )),
+        }
+    })
+}
