@@ -24,6 +24,16 @@ use crate::{Config, Event, Hivent, MemoryBackend};
 /// A handle on a fresh private memory store whose emits are delivered to its own
 /// receivers before `emit` returns, with life-cycle calls and dead-lettering as a real
 /// consumer does them (the gem's spec signal). Register receivers before the first emit.
+///
+/// ```
+/// let hivent = hivent::testing::inline(hivent::Config::builder().client_id("docs-inline").build()?);
+/// let (seen, saw) = std::sync::mpsc::channel();
+/// hivent.signal("user:created")?.receive(move |event| Ok(seen.send(event.payload.clone())?));
+/// hivent.signal("user:created")?.emit(&serde_json::json!({"id": 1}), 1)?;
+/// // Handled before `emit` returned: no consumer to run.
+/// assert_eq!(saw.try_recv()?, serde_json::json!({"id": 1}));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn inline(config: Config) -> Hivent {
     Hivent::inline(config, Arc::new(MemoryBackend::new()))
 }
@@ -38,6 +48,16 @@ pub struct EmitMatcher {
 }
 
 /// Expects an event named `name` to be emitted.
+///
+/// ```
+/// use hivent::testing::emit;
+/// let hivent = hivent::testing::inline(hivent::Config::builder().client_id("docs-emit").build()?);
+/// let event = hivent.signal("order:placed")?.emit(&serde_json::json!({"order": 7, "total": 12}), 2)?;
+/// assert!(emit("order:placed").matches(&event));
+/// assert!(emit("order:placed").version(2).with(serde_json::json!({"order": 7})).matches(&event));
+/// assert!(!emit("order:placed").version(1).matches(&event));
+/// # Ok::<(), hivent::Error>(())
+/// ```
 pub fn emit(name: impl Into<String>) -> EmitMatcher {
     EmitMatcher {
         name: name.into(),
@@ -84,6 +104,14 @@ impl EmitMatcher {
 }
 
 /// Whether `actual` deep-includes `expected`.
+///
+/// ```
+/// use hivent::testing::includes;
+/// use serde_json::json;
+/// let actual = json!({"order": {"id": 7, "lines": [1, 2]}, "total": 12});
+/// assert!(includes(&actual, &json!({"order": {"id": 7}})));
+/// assert!(!includes(&actual, &json!({"order": {"lines": [1]}})), "arrays must be equal");
+/// ```
 pub fn includes(actual: &Value, expected: &Value) -> bool {
     match (actual, expected) {
         (Value::Object(actual), Value::Object(expected)) => expected
@@ -95,6 +123,17 @@ pub fn includes(actual: &Value, expected: &Value) -> bool {
 
 /// Runs `action` while recording what `hivent` emits, for [`Expectation::to`] and
 /// [`Expectation::not_to`].
+///
+/// ```
+/// use hivent::testing::{emit, expect};
+/// let hivent = hivent::testing::inline(hivent::Config::builder().client_id("docs-expect").build()?);
+/// let signal = hivent.signal("order:placed")?;
+/// let outcome = expect(&hivent, || signal.emit(&serde_json::json!({"order": 7}), 1));
+/// assert_eq!(outcome.emitted().len(), 1);
+/// let missed = outcome.check(&emit("order:cancelled")).unwrap_err();
+/// assert!(missed.starts_with("expected an emit of \"order:cancelled\", but these were emitted:"), "{missed}");
+/// # Ok::<(), hivent::Error>(())
+/// ```
 pub fn expect<R>(hivent: &Hivent, action: impl FnOnce() -> R) -> Expectation {
     let tap = hivent.tap_emits();
     action();

@@ -2,11 +2,13 @@
 //!
 //! The consume loop stays one loop on worker threads, so async handlers keep every rule
 //! of the others (dispatch order, retries, dead letters, standing checks, shutdown after
-//! the event in hand). Each handler's future is spawned on a multi-thread runtime (the
-//! application's, when the handler is registered from inside one; otherwise one hivent
-//! builds on first use) and the worker thread waits for its outcome. A current-thread
-//! runtime cannot be used: its one thread may be the one waiting (an inline handle's
-//! emit, `run_until_idle` in a `#[tokio::test]`), and the future would never run.
+//! the event in hand). Each handler's future is spawned on a runtime (the one the
+//! application hands over with `Signal::on_runtime`; else the multi-thread runtime the
+//! handler is registered from; else one hivent builds on first use) and the worker
+//! thread waits for its outcome. The runtime a handler is registered from is not used
+//! when it is a current-thread one: its one thread may be the one waiting (an inline
+//! handle's emit, `run_until_idle` in a `#[tokio::test]`), and the future would never
+//! run.
 
 use std::future::Future;
 use std::panic::resume_unwind;

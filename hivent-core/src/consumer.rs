@@ -135,6 +135,23 @@ impl Shared {
 /// moved to the dead letter queue; a crash in between delivers it again.
 ///
 /// Dropping a consumer leaves the group, releasing its partitions at once.
+///
+/// ```
+/// # use hivent_core::{Config, Hivent, Shutdown};
+/// # let hivent = Hivent::new(Config::builder().client_id("billing").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+/// hivent.signal("invoice:paid")?.receive(|_event| Ok(()));
+/// let consumer = hivent.consumer()?; // registers and joins the group
+/// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 1}), 1)?;
+/// assert_eq!(consumer.poll()?, 1); // one fetch, its events handled and acknowledged
+///
+/// // On a thread of its own, until a shutdown:
+/// let shutdown = Shutdown::new();
+/// let stop = shutdown.clone();
+/// let worker = std::thread::spawn(move || consumer.run(&shutdown));
+/// stop.trigger();
+/// worker.join().expect("the consumer thread ends")?;
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
 pub struct Consumer {
     shared: Arc<Shared>,
     options: ConsumerOptions,

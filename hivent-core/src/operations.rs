@@ -48,6 +48,20 @@ pub struct PartitionStatus {
 }
 
 /// Read and repair what a backend stores; what `hivent status` and `hivent dlq` use.
+///
+/// ```
+/// # use hivent_core::{Config, Hivent};
+/// # let hivent = Hivent::new(Config::builder().client_id("billing").partition_count(2).build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+/// hivent.signal("invoice:paid")?.receive(|_event| Ok(()));
+/// hivent.register()?;
+/// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 1}), 1)?;
+/// let operations = hivent.backend().operations().expect("the memory backend has them");
+/// assert_eq!(operations.services()?, ["billing"]);
+/// let status = operations.service_status("billing")?;
+/// assert_eq!(status.partition_count, 2);
+/// assert_eq!(status.partitions.iter().map(|p| p.waiting).sum::<u64>(), 1, "one event waits");
+/// # Ok::<(), hivent_core::Error>(())
+/// ```
 pub trait Operations: Send + Sync {
     /// The services that have a stored partition count, sorted.
     fn services(&self) -> Result<Vec<String>>;

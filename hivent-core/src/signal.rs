@@ -101,6 +101,9 @@ pub struct Signal {
     name: String,
     hivent: Hivent,
     retry: Option<RetryPolicy>,
+    /// Where async handlers registered through it run, when the application says.
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Signal {
@@ -120,6 +123,8 @@ impl Signal {
             name: name.to_owned(),
             hivent,
             retry: None,
+            #[cfg(feature = "tokio")]
+            runtime: None,
         })
     }
 
@@ -354,12 +359,40 @@ impl Signal {
         self.add_async(Some(version), typed_async(handler));
     }
 
+    /// This signal with async handlers run on `runtime`, the application's, rather than
+    /// the one they are registered from. A multi-thread runtime suits; a current-thread
+    /// one only while a thread other than the consumers' drives it (its `block_on` on a
+    /// thread of its own), since a consumer waits for the handler's future.
+    ///
+    /// ```
+    /// # use hivent_core::{Config, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("mailer").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// let app = tokio::runtime::Builder::new_multi_thread().thread_name("app").build()?;
+    /// hivent.signal("user:created")?.on_runtime(app.handle().clone()).receive_async(|_event| async {
+    ///     assert_eq!(std::thread::current().name(), Some("app"), "runs on the application's runtime");
+    ///     Ok(())
+    /// });
+    /// let consumer = hivent.consumer()?;
+    /// hivent.signal("user:created")?.emit(&serde_json::json!({}), 1)?;
+    /// assert_eq!(consumer.run_until_idle()?, 1);
+    /// # let ops = hivent.backend().operations().unwrap();
+    /// # assert_eq!(ops.dead_letters("mailer", 0, 0, 10)?.len(), 0, "the handler succeeded");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_runtime(mut self, runtime: tokio::runtime::Handle) -> Signal {
+        self.runtime = Some(runtime);
+        self
+    }
+
     fn add_async<F, Fut>(&self, version: Option<i64>, handler: F)
     where
         F: Fn(&Event) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        let runtime = crate::async_handler::handler_runtime();
+        let runtime = match &self.runtime {
+            Some(runtime) => Ok(runtime.clone()),
+            None => crate::async_handler::handler_runtime(),
+        };
         let handler = crate::async_handler::async_handler(runtime, handler);
         self.hivent
             .receivers()

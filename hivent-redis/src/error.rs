@@ -151,6 +151,15 @@ pub enum Error {
 /// error's text into its message and returns that I/O error as its source as well, so
 /// a chain printed through it would say "Connection refused" twice; as a cause it shows
 /// its message and ends the chain. The client's error is [`RedisClientError::redis`].
+///
+/// ```
+/// use std::error::Error as _;
+/// let error = hivent_redis::RedisBackend::connect("redis://127.0.0.1:1/0").unwrap_err();
+/// let cause = error.source().and_then(|c| c.downcast_ref::<hivent_redis::RedisClientError>());
+/// let cause = cause.expect("the client's error is the cause");
+/// assert!(cause.redis().is_connection_refusal());
+/// assert!(cause.source().is_none(), "the chain ends here: its message has said it all");
+/// ```
 #[derive(Debug)]
 pub struct RedisClientError(RedisError);
 
@@ -178,6 +187,14 @@ impl std::error::Error for RedisClientError {}
 impl Error {
     /// Whether the operation may succeed if tried again later: a lost connection, a
     /// timeout, a server that is loading or busy.
+    ///
+    /// ```
+    /// use hivent_redis::RedisBackend;
+    /// let refused = RedisBackend::connect("redis://127.0.0.1:1/0").unwrap_err();
+    /// assert!(refused.is_transient(), "nothing listens there yet: try again later");
+    /// let malformed = RedisBackend::connect("localhost:6379").unwrap_err();
+    /// assert!(!malformed.is_transient());
+    /// ```
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Unreachable { source, .. } | Error::Command { source, .. } => {

@@ -25,6 +25,10 @@ pub const WILDCARD_RECEIVERS: &str = "*";
 pub const PARTITION_COUNT_SUFFIX: &str = ":partition_count";
 
 /// `<service>:partition_count`: the service's partition count, a decimal string.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::partition_count("billing"), "billing:partition_count");
+/// ```
 pub fn partition_count(service: &str) -> String {
     format!("{service}{PARTITION_COUNT_SUFFIX}")
 }
@@ -33,17 +37,29 @@ pub fn partition_count(service: &str) -> String {
 pub const PARTITION_SEPARATOR: &str = ":";
 
 /// `<service>:`: what precedes a partition number in a partition's name.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::partition_prefix("billing"), "billing:");
+/// ```
 pub fn partition_prefix(service: &str) -> String {
     format!("{service}{PARTITION_SEPARATOR}")
 }
 
 /// `<service>:<n>`: partition `n`, a list; producers push on the left, the oldest
 /// item is at the right end.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::partition("billing", 3), "billing:3");
+/// ```
 pub fn partition(service: &str, n: u32) -> String {
     hivent_core::partition_name(service, n)
 }
 
 /// `<service>:<n>:dead_letter`: the failed events of partition `n`, newest on the left.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::dead_letter("billing", 3), "billing:3:dead_letter");
+/// ```
 pub fn dead_letter(service: &str, n: u32) -> String {
     hivent_core::dead_letter_queue_name(service, n)
 }
@@ -54,28 +70,48 @@ fn own(service: &str, name: &str) -> String {
 
 /// `<service>:hivent:events`: the set of events the service registered last time, so
 /// that a new registration can leave the events it no longer receives.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::registered_events("billing"), "billing:hivent:events");
+/// ```
 pub fn registered_events(service: &str) -> String {
     own(service, "events")
 }
 
 /// `<service>:hivent:members`: the live consumers, a sorted set scored by the Redis
 /// time (ms) at which each membership expires.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::members("billing"), "billing:hivent:members");
+/// ```
 pub fn members(service: &str) -> String {
     own(service, "members")
 }
 
 /// `<service>:hivent:owners`: a hash from partition number to the member owning it.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::owners("billing"), "billing:hivent:owners");
+/// ```
 pub fn owners(service: &str) -> String {
     own(service, "owners")
 }
 
 /// `<service>:hivent:tokens`: a hash from partition number to the fencing token of
 /// its current claim.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::tokens("billing"), "billing:hivent:tokens");
+/// ```
 pub fn tokens(service: &str) -> String {
     own(service, "tokens")
 }
 
 /// `<service>:hivent:fence`: the counter fencing tokens are drawn from; it only grows.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::fence_counter("billing"), "billing:hivent:fence");
+/// ```
 pub fn fence_counter(service: &str) -> String {
     own(service, "fence")
 }
@@ -84,6 +120,10 @@ pub fn fence_counter(service: &str) -> String {
 /// its oldest item, `<sha1 of the item> <attempts> <first failure, ms>`, so that a
 /// crash between attempts does not reset the count; dropped when the item is
 /// acknowledged or dead-lettered.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::attempts("billing"), "billing:hivent:attempts");
+/// ```
 pub fn attempts(service: &str) -> String {
     own(service, "attempts")
 }
@@ -91,12 +131,20 @@ pub fn attempts(service: &str) -> String {
 /// `<service>:hivent:failures:<n>`: a hash from the SHA-1 of a dead letter of partition
 /// `n` to its failure record (JSON, [`hivent_core::FailureRecord`]), written in the
 /// same step as the move; entries go with their items (replay, purge).
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::failure_records("billing", 3), "billing:hivent:failures:3");
+/// ```
 pub fn failure_records(service: &str, n: u32) -> String {
     own(service, &format!("failures:{n}"))
 }
 
 /// `<service>:hivent:wake`: the pub/sub channel producers notify after pushing to
 /// one of the service's partitions. A channel, not a key.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::wake_channel("billing"), "billing:hivent:wake");
+/// ```
 pub fn wake_channel(service: &str) -> String {
     own(service, "wake")
 }
@@ -104,6 +152,10 @@ pub fn wake_channel(service: &str) -> String {
 /// `<service>:hivent:group`: the pub/sub channel on which members announce that the
 /// group changed (a member joined, left, expired or released a partition), so the
 /// others heartbeat at once. A channel, not a key.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::group_channel("billing"), "billing:hivent:group");
+/// ```
 pub fn group_channel(service: &str) -> String {
     own(service, "group")
 }
@@ -117,6 +169,10 @@ pub const WAKE_CHANNEL_SUFFIX: &str = ":hivent:wake";
 pub const EMITTED_MARKER_PREFIX: &str = "hivent:emitted:";
 
 /// `hivent:emitted:<call id>`: set by a publish call that stored its events.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::emitted_marker("4f1c"), "hivent:emitted:4f1c");
+/// ```
 pub fn emitted_marker(call_id: &str) -> String {
     format!("{EMITTED_MARKER_PREFIX}{call_id}")
 }
@@ -129,23 +185,39 @@ pub const REGISTRY_VERSION: &str = "hivent:registry";
 /// `hivent:emitted:connection:<random id>`: the id of the last whole call that one
 /// producer connection's emit transactions stored, so a retry after a lost reply can
 /// tell whether it ran (see `routed_emit.rs`).
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::connection_marker("9e2a"), "hivent:emitted:connection:9e2a");
+/// ```
 pub fn connection_marker(token: &str) -> String {
     format!("{EMITTED_MARKER_PREFIX}connection:{token}")
 }
 
 /// `<service>:consumers`: the Ruby gem's set of its consumers of the service (read by
 /// `status` only; hivent-rs's own group lives under `<service>:hivent:`).
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::gem_consumers("billing"), "billing:consumers");
+/// ```
 pub fn gem_consumers(service: &str) -> String {
     format!("{service}:consumers")
 }
 
 /// `<service>:<consumer>:alive`: present while the gem's consumer is alive.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::gem_alive("billing", "worker-1"), "billing:worker-1:alive");
+/// ```
 pub fn gem_alive(service: &str, consumer: &str) -> String {
     format!("{service}:{consumer}:alive")
 }
 
 /// `<service>:<consumer>:assigned`: the partitions (`<service>:<n>`) the gem assigned
 /// to its consumer.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::gem_assigned("billing", "worker-1"), "billing:worker-1:assigned");
+/// ```
 pub fn gem_assigned(service: &str, consumer: &str) -> String {
     format!("{service}:{consumer}:assigned")
 }

@@ -1,6 +1,27 @@
 //! hivent-redis: the partitioned Redis backend of hivent, wire compatible with the
 //! Ruby gem.
 //!
+//! Applications usually reach it through `hivent::connect` with `backend = "redis"`;
+//! built by hand it is one [`RedisBackend`] per process, shared by every handle:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hivent_core::{Config, Hivent};
+//! use hivent_redis::{RedisBackend, RedisOptions};
+//!
+//! let backend = Arc::new(RedisBackend::with_options(
+//!     "redis://127.0.0.1:6379/0",
+//!     RedisOptions::default().pool_size(8),
+//! )?);
+//! let shop = Hivent::new(Config::builder().client_id("shop").build()?, backend.clone());
+//! let billing = Hivent::new(Config::builder().client_id("billing").partition_count(8).build()?, backend);
+//! billing.signal("order:placed")?.receive(|event| Ok(println!("bill {}", event.payload)));
+//! let consumer = billing.consumer()?;
+//! shop.signal("order:placed")?.emit(&serde_json::json!({"order": 1}), 1)?;
+//! consumer.run_until_idle()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Structures
 //!
 //! Shared with the Ruby gem (names and types must not change):
@@ -216,6 +237,12 @@
 //!
 //! - `tls` (default): `rediss://` endpoints, through rustls with the ring provider.
 //!   Without it a `rediss://` endpoint is refused with an error that says so.
+//! - `tokio`: [`hivent_core::Backend::publish_async`] on redis-rs's multiplexed tokio
+//!   connection, for `emit_async` and its kin. Every async emit runs `publish.lua`
+//!   (one round trip; the cached-route transaction needs a `WATCH` on a connection of
+//!   its own, which a multiplexed connection cannot give), with the same call markers,
+//!   retries and errors as the blocking path; a retry first settles the blocking
+//!   path's transactions in doubt. Without it, `publish_async` is the blocking publish.
 //! - `test-server`: [`test_server`], which starts throwaway `redis-server` processes on
 //!   free loopback ports (for tests and `hivent bench`); not for production code.
 
