@@ -148,6 +148,12 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn backend::Backend>> {
             if let Some(tries) = config.emit_tries() {
                 options = options.emit_tries(tries);
             }
+            if let Some(backoff) = config.emit_backoff() {
+                options = options.emit_backoff(backoff);
+            }
+            if let Some(ttl) = config.emit_marker_ttl() {
+                options = options.emit_marker_ttl(ttl);
+            }
             if let Some(size) = config.pool_size() {
                 options = options.pool_size(size);
             }

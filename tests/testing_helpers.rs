@@ -158,3 +158,39 @@ fn inline_delivery_of_nested_emits() {
     assert_eq!(seen.lock().len(), 1);
     assert_eq!(seen.lock()[0].payload, json!({"x": 1}));
 }
+
+/// In a `#[tokio::test]` (a current-thread runtime), an inline handle's async handler
+/// runs before `emit_async` returns: its future goes to hivent's own runtime, since the
+/// test's one thread is the one waiting for it.
+#[tokio::test]
+async fn inline_async_handlers_run_within_a_current_thread_test() {
+    let recorder = Recorder::new();
+    let hivent = inline("inline-async", &recorder);
+    let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    hivent
+        .signal("order:placed")
+        .unwrap()
+        .receive_async(move |event| {
+            let sink = sink.clone();
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                sink.lock().push(event.payload["order"].clone());
+                Ok(())
+            }
+        });
+    let signal = hivent.signal("order:placed").unwrap();
+    for order in 1..=3 {
+        signal
+            .emit_async(&json!({"order": order}), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.lock().len(),
+            order,
+            "handled before emit_async returned"
+        );
+    }
+    assert_eq!(*seen.lock(), [json!(1), json!(2), json!(3)]);
+    assert_eq!(recorder.successes().len(), 3);
+}

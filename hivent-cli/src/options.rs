@@ -36,6 +36,14 @@ pub struct ConnectionArgs {
     /// HIVENT_EMIT_TRIES] [default: 4]
     #[arg(long, value_name = "N")]
     pub emit_tries: Option<u32>,
+    /// The first pause between emit tries, in ms, doubling after each [env:
+    /// HIVENT_EMIT_BACKOFF_MS] [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub emit_backoff_ms: Option<u64>,
+    /// How long an emit's marker keeps its retries from storing twice, in ms [env:
+    /// HIVENT_EMIT_MARKER_TTL_MS] [default: 60000]
+    #[arg(long, value_name = "MS")]
+    pub emit_marker_ttl_ms: Option<u64>,
     /// Idle Redis connections a producer keeps for emits [env: HIVENT_POOL_SIZE]
     /// [default: 4]
     #[arg(long, value_name = "N")]
@@ -75,6 +83,12 @@ impl ConnectionArgs {
         }
         if let Some(n) = self.emit_tries {
             builder = builder.emit_tries(n);
+        }
+        if let Some(ms) = self.emit_backoff_ms {
+            builder = builder.emit_backoff(std::time::Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.emit_marker_ttl_ms {
+            builder = builder.emit_marker_ttl(std::time::Duration::from_millis(ms));
         }
         if let Some(n) = self.pool_size {
             builder = builder.pool_size(n);

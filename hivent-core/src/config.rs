@@ -238,6 +238,17 @@ impl Config {
         self.tuned("emit_tries").and_then(|n| u32::try_from(n).ok())
     }
 
+    /// The first pause between emit tries, when configured (Redis).
+    pub fn emit_backoff(&self) -> Option<Duration> {
+        self.tuned_millis("emit_backoff_ms")
+    }
+
+    /// How long an emit's marker keeps a retry of it from storing twice, when
+    /// configured (Redis).
+    pub fn emit_marker_ttl(&self) -> Option<Duration> {
+        self.tuned_millis("emit_marker_ttl_ms")
+    }
+
     /// How many idle connections a producer keeps, when configured (Redis).
     pub fn pool_size(&self) -> Option<usize> {
         self.tuned("pool_size")
@@ -376,6 +387,18 @@ const TUNING: &[Tuning] = &[
         max: 100,
     },
     Tuning {
+        key: "emit_backoff_ms",
+        env: "HIVENT_EMIT_BACKOFF_MS",
+        min: 0,
+        max: 3_600_000,
+    },
+    Tuning {
+        key: "emit_marker_ttl_ms",
+        env: "HIVENT_EMIT_MARKER_TTL_MS",
+        min: 1,
+        max: 86_400_000,
+    },
+    Tuning {
         key: "pool_size",
         env: "HIVENT_POOL_SIZE",
         min: 0,
@@ -390,7 +413,7 @@ const TUNING: &[Tuning] = &[
 ];
 
 /// The options of a configuration file, as they are spelled there.
-const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, pool_size, route_cache_ttl_ms";
+const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, emit_backoff_ms, emit_marker_ttl_ms, pool_size, route_cache_ttl_ms";
 
 impl Settings {
     fn or(self, lower: Settings) -> Settings {
@@ -647,6 +670,18 @@ impl ConfigBuilder {
         self.tune("emit_tries", tries)
     }
 
+    /// Sets the first pause between emit tries, doubling after each (Redis; whole
+    /// milliseconds).
+    pub fn emit_backoff(self, backoff: Duration) -> Self {
+        self.tune("emit_backoff_ms", backoff.as_millis())
+    }
+
+    /// Sets how long an emit's marker lives: a retry of an emit whose reply was lost
+    /// stores nothing twice within it (Redis; whole milliseconds).
+    pub fn emit_marker_ttl(self, ttl: Duration) -> Self {
+        self.tune("emit_marker_ttl_ms", ttl.as_millis())
+    }
+
     /// Sets how many idle connections a producer keeps for emits (Redis; 0: a new
     /// connection per emit).
     pub fn pool_size(self, connections: usize) -> Self {
@@ -700,7 +735,8 @@ impl ConfigBuilder {
     /// `retry_max_attempts`, `retry_initial_delay_ms`, `retry_max_delay_ms`,
     /// `concurrency`, `batch_size`, `idle_wait_ms`, `max_fetch_bytes`,
     /// `ack_interval_ms`, `connect_timeout_ms`, `response_timeout_ms`, `emit_tries`,
-    /// `pool_size`, `route_cache_ttl_ms` (any other key is refused, naming it); the
+    /// `emit_backoff_ms`, `emit_marker_ttl_ms`, `pool_size`, `route_cache_ttl_ms` (any
+    /// other key is refused, naming it); the
     /// environment's are the same upper-cased with `HIVENT_` in front.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.file = Some(path.as_ref().to_owned());
@@ -1250,7 +1286,7 @@ mod tests {
             (c.concurrency(), c.emit_tries(), c.pool_size()),
             (None, None, None)
         );
-        let file = "concurrency = 3\nbatch_size = 20\nidle_wait_ms = 50\nmax_fetch_bytes = 1000\nack_interval_ms = 10\nconnect_timeout_ms = 300\nresponse_timeout_ms = 400\nemit_tries = 2\npool_size = 0\nroute_cache_ttl_ms = 0\n";
+        let file = "concurrency = 3\nbatch_size = 20\nidle_wait_ms = 50\nmax_fetch_bytes = 1000\nack_interval_ms = 10\nconnect_timeout_ms = 300\nresponse_timeout_ms = 400\nemit_tries = 2\nemit_backoff_ms = 7\nemit_marker_ttl_ms = 9000\npool_size = 0\nroute_cache_ttl_ms = 0\n";
         let c = from_file(file).unwrap();
         assert_eq!(c.concurrency(), Some(3));
         assert_eq!(
@@ -1266,6 +1302,8 @@ mod tests {
         assert_eq!(c.emit_tries(), Some(2));
         assert_eq!(c.pool_size(), Some(0));
         assert_eq!(c.route_cache_ttl(), Some(Duration::ZERO));
+        assert_eq!(c.emit_backoff(), Some(Duration::from_millis(7)));
+        assert_eq!(c.emit_marker_ttl(), Some(Duration::from_secs(9)));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hivent.toml");
         std::fs::write(&path, file).unwrap();
