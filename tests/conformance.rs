@@ -1454,4 +1454,93 @@ conformance! {
         let status = svc.backend().operations().unwrap().service_status("svc-embedded").unwrap();
         assert!(status.consumers.is_empty(), "left the group: {:?}", status.consumers);
     }
+
+    /// Every event is handled inside a span with its service, partition, name,
+    /// version, uuid and cid, so a handler's own log lines carry them; an emit's span
+    /// names the producer, the signal and how many services received it, and encloses
+    /// what an inline handle's emit delivers.
+    fn handlers_log_inside_the_span_of_their_event(h) {
+        let svc = h.hivent("svc-spans", 1, &Recorder::new());
+        svc.signal("user:created").unwrap().receive(|event| {
+            tracing::info!(id = %event.payload["id"], "handler says hello");
+            Ok(())
+        });
+        let consumer = svc.consumer().unwrap();
+        let producer = producer(h);
+        let (log, subscriber) = support::captured_log();
+        let emitted = tracing::subscriber::with_default(subscriber, || {
+            let event = producer.signal("user:created").unwrap()
+                .emit_with(&json!({"id": 7}), EmitOptions::version(3).cid("corr-1")).unwrap();
+            assert_eq!(consumer.run_until_idle().unwrap(), 1);
+            event
+        });
+        let log = log.lock().clone();
+        let line = log.lines().find(|l| l.contains("handler says hello")).unwrap_or_else(|| panic!("{log}"));
+        let span = format!(
+            "hivent.event{{service=\"svc-spans\" partition=0 event=\"user:created\" version=3 uuid=\"{}\" cid=\"corr-1\"}}",
+            emitted.meta.event_uuid
+        );
+        assert!(line.contains(&span), "{line}\nlacks {span}");
+
+        // Inline: the handler runs inside the emit's span, its receivers counted.
+        drop(consumer); // leaves the group, so the inline handle's consumer owns the partition
+        let inline = Hivent::inline(svc.config().clone(), svc.backend().clone());
+        inline.signal("user:created").unwrap().receive(|_event| {
+            tracing::info!("inline handler");
+            Ok(())
+        });
+        let (log, subscriber) = support::captured_log();
+        tracing::subscriber::with_default(subscriber, || {
+            inline.signal("user:created").unwrap().emit(&json!({"id": 8}), 1).unwrap();
+        });
+        let log = log.lock().clone();
+        let line = log.lines().find(|l| l.contains("inline handler")).unwrap_or_else(|| panic!("{log}"));
+        assert!(line.contains("hivent.emit{service=\"svc-spans\" signal=\"user:created\" events=1 receiving_services=1}:hivent.event{service=\"svc-spans\" partition=0 event=\"user:created\" version=1"), "{line}");
+    }
+
+    /// The metrics count what happened: events emitted, processed, retried and
+    /// dead-lettered by service, signal and version, one handler duration per attempt,
+    /// one emit duration per call, the partitions owned, a heartbeat, and the lag before
+    /// and after the consumer ran.
+    fn metrics_count_what_happened(h) {
+        let svc = h.hivent("svc-metrics", 2, &Recorder::new());
+        svc.signal("order:placed").unwrap().receive(|event| match event.payload["fail"].as_bool() {
+            Some(true) => Err("refused".into()),
+            _ => Ok(()),
+        });
+        let consumer = svc.consumer().unwrap();
+        let producer = producer(h);
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshots = recorder.snapshotter();
+        let (before, after) = metrics::with_local_recorder(&recorder, || {
+            let signal = producer.signal("order:placed").unwrap();
+            for payload in [json!({"n": 1}), json!({"n": 2}), json!({"fail": true}), json!({"n": 3})] {
+                signal.emit_with(&payload, EmitOptions::version(2).key("one")).unwrap();
+            }
+            svc.record_lag().unwrap();
+            let before = support::MetricValues::of(&snapshots);
+            assert_eq!(consumer.run_until_idle().unwrap(), 4);
+            consumer.heartbeat().unwrap();
+            svc.record_lag().unwrap();
+            (before, support::MetricValues::of(&snapshots))
+        });
+        let partition = partition_for(partition_hash(Some("one"), &json!({})), 2).to_string();
+        let lag = [("service", "svc-metrics"), ("partition", partition.as_str())];
+        assert_eq!(before.gauge("hivent_partition_lag_events", &lag), Some(4.0));
+        assert!(before.gauge("hivent_partition_oldest_event_age_seconds", &lag).unwrap() >= 0.0);
+        let event = |service| [("service", service), ("signal", "order:placed"), ("version", "2")];
+        // A snapshot takes the counts and histograms since the one before.
+        assert_eq!(before.counter("hivent_events_emitted_total", &event("producer")), Some(4));
+        assert_eq!(before.histogram_count("hivent_emit_duration_seconds", &[("service", "producer")]), Some(4));
+        assert_eq!(after.counter("hivent_events_emitted_total", &event("producer")), Some(0));
+        assert_eq!(after.counter("hivent_events_processed_total", &event("svc-metrics")), Some(3));
+        assert_eq!(after.counter("hivent_events_retried_total", &event("svc-metrics")), Some(4), "the default five attempts");
+        assert_eq!(after.counter("hivent_events_dead_lettered_total", &event("svc-metrics")), Some(1));
+        assert_eq!(after.histogram_count("hivent_handler_duration_seconds", &event("svc-metrics")), Some(3 + 5));
+        let member = [("service", "svc-metrics"), ("member", consumer.member_id())];
+        assert_eq!(after.gauge("hivent_partitions_owned", &member), Some(2.0));
+        assert_eq!(after.gauge("hivent_heartbeat_age_seconds", &member), Some(0.0));
+        assert_eq!(after.gauge("hivent_partition_lag_events", &lag), Some(0.0));
+        assert_eq!(after.gauge("hivent_partition_oldest_event_age_seconds", &lag), Some(0.0));
+    }
 }

@@ -15,6 +15,7 @@ use std::panic::resume_unwind;
 use std::sync::{Arc, OnceLock};
 
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use tracing::Instrument;
 
 use crate::dispatch::Handler;
 use crate::{Event, HandlerError};
@@ -63,7 +64,8 @@ where
             .as_ref()
             .map_err(|e| HandlerError::from(e.clone()))?;
         let (outcome, wait) = crossbeam_channel::bounded(1);
-        let task = runtime.spawn(handler(event));
+        // The future logs inside the event's span, on whichever thread runs it.
+        let task = runtime.spawn(handler(event).instrument(tracing::Span::current()));
         runtime.spawn(async move {
             let _ = outcome.send(task.await);
         });

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::error::error_chain;
+use crate::instruments;
 use crate::ErrorChain;
 use crate::{
     dead_letter_queue_name, Attempts, Batch, CommandFailure, ConsumerSession, Dispatch, Error,
@@ -83,10 +84,33 @@ struct Shared {
     session: Box<dyn ConsumerSession>,
     owned: Mutex<Vec<u32>>,
     registered_events: Mutex<Vec<String>>,
+    /// When a heartbeat last succeeded (or the consumer was made), for the metrics.
+    last_heartbeat: Mutex<Instant>,
 }
 
 impl Shared {
+    /// Heartbeats, and records the outcome in the metrics.
     fn heartbeat(&self) -> Result<Vec<u32>> {
+        let outcome = self.heartbeat_once();
+        let (service, member) = (self.hivent.config().client_id(), self.session.member_id());
+        let recorded = match &outcome {
+            Ok((owned, changed)) => {
+                *self.last_heartbeat.lock() = Instant::now();
+                instruments::Heartbeat::Succeeded {
+                    owned: owned.len(),
+                    changed: *changed,
+                }
+            }
+            Err(_) => instruments::Heartbeat::Failed {
+                since_success: self.last_heartbeat.lock().elapsed(),
+            },
+        };
+        instruments::heartbeat(service, member, recorded);
+        outcome.map(|(owned, _)| owned)
+    }
+
+    /// The partitions owned after a heartbeat, and whether they changed.
+    fn heartbeat_once(&self) -> Result<(Vec<u32>, bool)> {
         let now = match self.session.heartbeat() {
             Err(error) if error.is_not_registered() => {
                 self.register_again(&error)?;
@@ -109,7 +133,8 @@ impl Shared {
             tracing::debug!(service, partitions = ?gained, "partitions assigned");
             hooks.partitions_assigned(service, &gained);
         }
-        Ok(now)
+        let changed = !gained.is_empty() || !lost.is_empty();
+        Ok((now, changed))
     }
 
     /// The backend lost the service's registration (a Redis restarted without
@@ -246,6 +271,7 @@ impl Consumer {
                 session,
                 owned: Mutex::new(Vec::new()),
                 registered_events: Mutex::new(Vec::new()),
+                last_heartbeat: Mutex::new(Instant::now()),
             }),
             options,
             left: AtomicBool::new(false),
@@ -420,6 +446,11 @@ impl Consumer {
         }
         let owned = std::mem::take(&mut *self.shared.owned.lock());
         let result = self.shared.session.leave();
+        instruments::heartbeat(
+            self.shared.hivent.config().client_id(),
+            self.member_id(),
+            instruments::Heartbeat::Left,
+        );
         if !owned.is_empty() {
             let config = self.shared.hivent.config();
             config
@@ -505,6 +536,18 @@ impl Consumer {
         let mut unacked = 0;
         let mut acked_at = Instant::now();
         for (index, raw) in batch.items.iter().enumerate() {
+            // Everything about this item (handlers, retries, its dead letter) is logged
+            // inside its span; the event's fields are filled in once it is decoded.
+            let span = tracing::info_span!(
+                "hivent.event",
+                service = config.client_id(),
+                partition,
+                event = tracing::field::Empty,
+                version = tracing::field::Empty,
+                uuid = tracing::field::Empty,
+                cid = tracing::field::Empty,
+            );
+            let _in_span = span.enter();
             // A slow batch does not hold back the acknowledgement of earlier ones.
             if acks.is_due(self.options.ack_interval) {
                 self.flush_acks(acks)?;
@@ -590,6 +633,7 @@ impl Consumer {
         let verdict = verdict(&failure.error);
         let delay = match verdict {
             Verdict::Retry(chosen) if policy.allows_another_after(attempts.count) => {
+                instruments::retried(service, failure.event.as_ref().map(|e| &e.meta));
                 chosen.unwrap_or_else(|| policy.delay_after(attempts.count))
             }
             Verdict::Retry(_) | Verdict::Final => {
@@ -701,6 +745,7 @@ impl Consumer {
         record.command = command_failure(&failure.error);
         record.receiver = failure.receiver.map(|(receiver, _, _)| receiver);
         self.shared.session.dead_letter(partition, raw, &record)?;
+        instruments::dead_lettered(config.client_id(), failure.event.as_ref().map(|e| &e.meta));
         let queue = dead_letter_queue_name(config.client_id(), partition);
         // The item as JSON, when it is JSON at all: what `event_processing_failed` gets,
         // and where the log finds what an item that is not a valid event could name.
@@ -793,13 +838,21 @@ impl Consumer {
                 source,
             })
         })?;
-        match self
+        let span = tracing::Span::current();
+        span.record("event", event.meta.name.as_str());
+        span.record("version", event.meta.version);
+        span.record("uuid", event.meta.event_uuid.as_str());
+        span.record("cid", event.meta.cid.as_str());
+        let started = Instant::now();
+        let dispatched = self
             .shared
             .hivent
             .receivers()
-            .dispatch_from(&event, resume_at)
-        {
+            .dispatch_from(&event, resume_at);
+        instruments::attempted(config.client_id(), &event.meta, started.elapsed());
+        match dispatched {
             Ok(Dispatch::Handled(_)) => {
+                instruments::processed(config.client_id(), &event.meta);
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config
                     .life_cycle_event_handler()

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
 use crossbeam_channel::{Receiver, Sender};
@@ -12,6 +13,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::panic_message;
+use crate::instruments;
 use crate::partition::partition_hash_of_text;
 use crate::{
     new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, EmitRetry, Emitted, Envelope,
@@ -173,8 +175,11 @@ impl Hivent {
         options: EmitOptions,
     ) -> Result<Emitted> {
         let (event, envelope) = self.prepare(name, payload, options)?;
+        let span = self.emit_span(std::slice::from_ref(&event));
+        let _in_span = span.enter();
         self.before_emit()?;
         let counts = self.send(vec![envelope], std::slice::from_ref(&event))?;
+        record_receivers(&span, &counts);
         self.after_emit(std::slice::from_ref(&event))?;
         Ok(Emitted {
             event,
@@ -186,15 +191,25 @@ impl Hivent {
     /// a failure says whether the events may have been stored.
     fn send(&self, envelopes: Vec<Envelope>, events: &[Event]) -> Result<Vec<usize>> {
         let call_id = new_id();
+        let started = Instant::now();
         let stored = self.inner.backend.publish(&call_id, &envelopes);
+        self.measured(&stored, events, started);
         sent(stored, call_id, envelopes, events)
+    }
+
+    /// Records an emit call in the metrics: its duration, and its events once stored.
+    fn measured(&self, stored: &Result<Vec<usize>>, events: &[Event], started: Instant) {
+        let stored_events = if stored.is_ok() { events } else { &[] };
+        instruments::emitted(self.config().client_id(), stored_events, started.elapsed());
     }
 
     /// [`Hivent::send`] through the backend's async publish.
     #[cfg(feature = "tokio")]
     async fn send_async(&self, envelopes: Vec<Envelope>, events: &[Event]) -> Result<Vec<usize>> {
         let call_id = new_id();
+        let started = Instant::now();
         let stored = self.inner.backend.publish_async(&call_id, &envelopes).await;
+        self.measured(&stored, events, started);
         sent(stored, call_id, envelopes, events)
     }
 
@@ -207,20 +222,41 @@ impl Hivent {
         payload: &P,
         options: EmitOptions,
     ) -> impl std::future::Future<Output = Result<Emitted>> + Send + 'static {
+        use tracing::Instrument;
         let prepared = self.prepare(name, payload, options);
+        let span = match &prepared {
+            Ok((event, _)) => self.emit_span(std::slice::from_ref(event)),
+            Err(_) => tracing::Span::none(),
+        };
         let hivent = self.clone();
+        let in_span = span.clone();
         async move {
             let (event, envelope) = prepared?;
             hivent.before_emit()?;
             let counts = hivent
                 .send_async(vec![envelope], std::slice::from_ref(&event))
                 .await?;
+            record_receivers(&tracing::Span::current(), &counts);
             hivent.after_emit(std::slice::from_ref(&event))?;
             Ok(Emitted {
                 event,
                 receiving_services: counts.first().copied().unwrap_or(0),
             })
         }
+        .instrument(in_span)
+    }
+
+    /// The span of one emit call: the producer, the signal (the first event's, for a
+    /// batch), how many events and, once stored, how many services received them.
+    fn emit_span(&self, events: &[Event]) -> tracing::Span {
+        let signal = events.first().map_or("", |e| e.meta.name.as_str());
+        tracing::info_span!(
+            "hivent.emit",
+            service = self.config().client_id(),
+            signal,
+            events = events.len(),
+            receiving_services = tracing::field::Empty,
+        )
     }
 
     /// Sends again an emit call whose reply was lost ([`Error::EmitUncertain`] carries
@@ -462,6 +498,29 @@ impl Hivent {
         Ok(threads)
     }
 
+    /// Sets the lag gauges of this service's partitions (`hivent_partition_lag_events`,
+    /// `hivent_partition_oldest_event_age_seconds`; see [`crate::instruments`]) from one
+    /// read of its status. Worker processes call it periodically when they export
+    /// metrics; an application exporting its own calls it as often as its scrapes
+    /// need. Does nothing on a backend without [`crate::Operations`].
+    ///
+    /// ```
+    /// # use hivent_core::{Config, Hivent};
+    /// # let hivent = Hivent::new(Config::builder().client_id("billing").build()?, std::sync::Arc::new(hivent_memory::MemoryBackend::new()));
+    /// hivent.signal("invoice:paid")?.receive(|_event| Ok(()));
+    /// hivent.register()?;
+    /// hivent.record_lag()?; // one status read; the gauges go to the installed recorder
+    /// # Ok::<(), hivent_core::Error>(())
+    /// ```
+    pub fn record_lag(&self) -> Result<()> {
+        let Some(operations) = self.inner.backend.operations() else {
+            return Ok(());
+        };
+        let status = operations.service_status(self.config().client_id())?;
+        instruments::lag(&status, Utc::now());
+        Ok(())
+    }
+
     /// Starts recording every event this handle emits from now on, for test assertions.
     pub fn tap_emits(&self) -> EmitTap {
         let (sender, receiver) = crossbeam_channel::unbounded();
@@ -693,8 +752,11 @@ impl EmitBatch {
         if self.events.is_empty() {
             return Ok(Vec::new());
         }
+        let span = self.hivent.emit_span(&self.events);
+        let _in_span = span.enter();
         self.hivent.before_emit()?;
         let counts = self.hivent.send(self.envelopes, &self.events)?;
+        record_receivers(&span, &counts);
         self.hivent.after_emit(&self.events)?;
         Ok(receipts(self.events, counts))
     }
@@ -732,11 +794,28 @@ impl EmitBatch {
         if self.events.is_empty() {
             return Ok(Vec::new());
         }
-        self.hivent.before_emit()?;
-        let counts = self.hivent.send_async(self.envelopes, &self.events).await?;
-        self.hivent.after_emit(&self.events)?;
-        Ok(receipts(self.events, counts))
+        use tracing::Instrument;
+        let span = self.hivent.emit_span(&self.events);
+        let hivent = self.hivent.clone();
+        async move {
+            hivent.before_emit()?;
+            let counts = hivent.send_async(self.envelopes, &self.events).await?;
+            record_receivers(&tracing::Span::current(), &counts);
+            hivent.after_emit(&self.events)?;
+            Ok(receipts(self.events, counts))
+        }
+        .instrument(span)
+        .await
     }
+}
+
+/// Records on an emit's span how many services received its events (the most any of
+/// them reached, for a batch).
+fn record_receivers(span: &tracing::Span, counts: &[usize]) {
+    span.record(
+        "receiving_services",
+        counts.iter().copied().max().unwrap_or(0),
+    );
 }
 
 fn receipts(events: Vec<Event>, counts: Vec<usize>) -> Vec<Emitted> {

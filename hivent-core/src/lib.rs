@@ -31,6 +31,7 @@ mod error_chain;
 mod event;
 mod failure_record;
 mod hivent;
+pub mod instruments;
 mod lifecycle;
 mod operations;
 mod partition;

@@ -446,3 +446,96 @@ pub fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A `fmt` subscriber writing into a buffer, without colours or times: what a handler's
+/// log lines look like to an application that logs with `tracing`.
+pub fn captured_log() -> (Arc<Mutex<String>>, impl tracing::Subscriber + Send + Sync) {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<String>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().push_str(&String::from_utf8_lossy(bytes));
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Sink(log.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_max_level(tracing::Level::DEBUG)
+        .finish();
+    (log, subscriber)
+}
+
+/// The metric values a debugging recorder holds, looked up by name and labels.
+pub struct MetricValues(Vec<MetricValue>);
+
+/// A metric's name, labels and value.
+type MetricValue = (
+    String,
+    Vec<(String, String)>,
+    metrics_util::debugging::DebugValue,
+);
+
+impl MetricValues {
+    pub fn of(snapshots: &metrics_util::debugging::Snapshotter) -> MetricValues {
+        MetricValues(
+            snapshots
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(key, _, _, value)| {
+                    let key = key.key();
+                    let labels = key
+                        .labels()
+                        .map(|l| (l.key().to_owned(), l.value().to_owned()))
+                        .collect();
+                    (key.name().to_owned(), labels, value)
+                })
+                .collect(),
+        )
+    }
+
+    fn find(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<&metrics_util::debugging::DebugValue> {
+        self.0
+            .iter()
+            .find(|(n, l, _)| {
+                n == name
+                    && l.len() == labels.len()
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, value)| value)
+    }
+
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+        match self.find(name, labels)? {
+            metrics_util::debugging::DebugValue::Counter(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    pub fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels)? {
+            metrics_util::debugging::DebugValue::Gauge(v) => Some(v.into_inner()),
+            _ => None,
+        }
+    }
+
+    pub fn histogram_count(&self, name: &str, labels: &[(&str, &str)]) -> Option<usize> {
+        match self.find(name, labels)? {
+            metrics_util::debugging::DebugValue::Histogram(values) => Some(values.len()),
+            _ => None,
+        }
+    }
+}
