@@ -18,6 +18,7 @@ mod dlq;
 mod emit;
 mod exit;
 mod logging;
+mod metrics_endpoint;
 mod options;
 mod shutdown;
 mod status;

@@ -167,6 +167,10 @@ pub struct StartArgs {
     /// HIVENT_ACK_INTERVAL_MS] [default: 100]
     #[arg(long, value_name = "MS")]
     pub ack_interval_ms: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics: `host:port`, or a port on
+    /// 127.0.0.1 [env: HIVENT_METRICS_ADDR] [default: none, no endpoint]
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for StartArgs {
@@ -185,6 +189,7 @@ impl Default for StartArgs {
             idle_wait_ms: None,
             max_fetch_bytes: None,
             ack_interval_ms: None,
+            metrics_addr: None,
         }
     }
 }
@@ -222,6 +227,9 @@ impl StartArgs {
         }
         if let Some(ms) = self.ack_interval_ms {
             builder = builder.ack_interval(std::time::Duration::from_millis(ms));
+        }
+        if let Some(addr) = &self.metrics_addr {
+            builder = builder.metrics_addr(addr);
         }
         Ok(builder)
     }

@@ -115,7 +115,27 @@ pub fn start(
         concurrency,
         "starting"
     );
-    hivent.run(concurrency, config.consumer_options(), shutdown)?;
+    let sampler = match config.metrics_addr() {
+        Some(addr) => {
+            crate::metrics_endpoint::serve(addr)?;
+            // Registered first, so the lag of its partitions can be read at once.
+            hivent.register()?;
+            let stop = Shutdown::new();
+            let thread = crate::metrics_endpoint::sample_lag(&hivent, &stop).map_err(|e| {
+                Failure::Usage(format!("could not start the lag sampler thread: {e}"))
+            })?;
+            Some((stop, thread))
+        }
+        None => None,
+    };
+    let outcome = hivent.run(concurrency, config.consumer_options(), shutdown);
+    if let Some((stop, thread)) = sampler {
+        stop.trigger();
+        if thread.join().is_err() {
+            tracing::error!("the lag sampler thread panicked");
+        }
+    }
+    outcome?;
     tracing::info!(
         client_id = config.client_id(),
         "stopped: handled events acknowledged, partitions released"

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -123,6 +124,7 @@ pub struct Config {
     retry_policy: RetryPolicy,
     /// The [`TUNING`] options that were set, parsed.
     tuning: BTreeMap<&'static str, u64>,
+    metrics_addr: Option<SocketAddr>,
     life_cycle_event_handler: Arc<dyn LifeCycleEventHandler>,
 }
 
@@ -260,6 +262,12 @@ impl Config {
         self.tuned_millis("route_cache_ttl_ms")
     }
 
+    /// Where a worker process serves its Prometheus metrics (`/metrics`), when
+    /// configured; a bare port means 127.0.0.1.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// The life-cycle handler.
     pub fn life_cycle_event_handler(&self) -> &Arc<dyn LifeCycleEventHandler> {
         &self.life_cycle_event_handler
@@ -322,6 +330,7 @@ struct Settings {
     retry_max_attempts: Option<String>,
     retry_initial_delay_ms: Option<String>,
     retry_max_delay_ms: Option<String>,
+    metrics_addr: Option<String>,
     /// The [`TUNING`] options, by key.
     tuning: BTreeMap<&'static str, String>,
 }
@@ -413,7 +422,7 @@ const TUNING: &[Tuning] = &[
 ];
 
 /// The options of a configuration file, as they are spelled there.
-const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, emit_backoff_ms, emit_marker_ttl_ms, pool_size, route_cache_ttl_ms";
+const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, emit_backoff_ms, emit_marker_ttl_ms, pool_size, route_cache_ttl_ms, metrics_addr";
 
 impl Settings {
     fn or(self, lower: Settings) -> Settings {
@@ -428,6 +437,7 @@ impl Settings {
             retry_max_attempts: self.retry_max_attempts.or(lower.retry_max_attempts),
             retry_initial_delay_ms: self.retry_initial_delay_ms.or(lower.retry_initial_delay_ms),
             retry_max_delay_ms: self.retry_max_delay_ms.or(lower.retry_max_delay_ms),
+            metrics_addr: self.metrics_addr.or(lower.metrics_addr),
             tuning: {
                 let mut tuning = lower.tuning;
                 tuning.extend(self.tuning);
@@ -450,6 +460,7 @@ impl Settings {
             retry_max_attempts: get("HIVENT_RETRY_MAX_ATTEMPTS"),
             retry_initial_delay_ms: get("HIVENT_RETRY_INITIAL_DELAY_MS"),
             retry_max_delay_ms: get("HIVENT_RETRY_MAX_DELAY_MS"),
+            metrics_addr: get("HIVENT_METRICS_ADDR"),
             tuning: TUNING
                 .iter()
                 .filter_map(|t| get(t.env).map(|value| (t.key, value)))
@@ -504,6 +515,7 @@ impl Settings {
                 "retry_max_attempts" => settings.retry_max_attempts = Some(text),
                 "retry_initial_delay_ms" => settings.retry_initial_delay_ms = Some(text),
                 "retry_max_delay_ms" => settings.retry_max_delay_ms = Some(text),
+                "metrics_addr" => settings.metrics_addr = Some(text),
                 other => match TUNING.iter().find(|t| t.key == other) {
                     Some(tuning) => {
                         settings.tuning.insert(tuning.key, text);
@@ -694,6 +706,13 @@ impl ConfigBuilder {
         self.tune("route_cache_ttl_ms", ttl.as_millis())
     }
 
+    /// Sets where a worker process serves its Prometheus metrics: `host:port`, or a
+    /// port on 127.0.0.1 (`"9464"`). Checked at [`ConfigBuilder::build`].
+    pub fn metrics_addr(mut self, addr: impl Into<String>) -> Self {
+        self.code.metrics_addr = Some(addr.into());
+        self
+    }
+
     /// Sets the life-cycle handler.
     pub fn life_cycle_event_handler(mut self, handler: Arc<dyn LifeCycleEventHandler>) -> Self {
         self.handler = Some(handler);
@@ -735,8 +754,8 @@ impl ConfigBuilder {
     /// `retry_max_attempts`, `retry_initial_delay_ms`, `retry_max_delay_ms`,
     /// `concurrency`, `batch_size`, `idle_wait_ms`, `max_fetch_bytes`,
     /// `ack_interval_ms`, `connect_timeout_ms`, `response_timeout_ms`, `emit_tries`,
-    /// `emit_backoff_ms`, `emit_marker_ttl_ms`, `pool_size`, `route_cache_ttl_ms` (any
-    /// other key is refused, naming it); the
+    /// `emit_backoff_ms`, `emit_marker_ttl_ms`, `pool_size`, `route_cache_ttl_ms`,
+    /// `metrics_addr` (any other key is refused, naming it); the
     /// environment's are the same upper-cased with `HIVENT_` in front.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.file = Some(path.as_ref().to_owned());
@@ -857,6 +876,10 @@ impl ConfigBuilder {
                 }
             },
         };
+        let metrics_addr = match &merged.metrics_addr {
+            None => None,
+            Some(text) => Some(parse_metrics_addr(text)?),
+        };
         Ok(Config {
             backend,
             endpoint,
@@ -867,11 +890,27 @@ impl ConfigBuilder {
             max_event_bytes,
             retry_policy,
             tuning,
+            metrics_addr,
             life_cycle_event_handler: self
                 .handler
                 .unwrap_or_else(|| Arc::new(NoopLifeCycleEventHandler)),
         })
     }
+}
+
+/// `host:port`, or a bare port on the loopback interface: metrics stay on the machine
+/// unless an address says otherwise.
+fn parse_metrics_addr(text: &str) -> Result<SocketAddr> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)));
+    }
+    text.parse::<SocketAddr>()
+        .map_err(|_| Error::InvalidConfig {
+            option: "metrics_addr",
+            value: text.to_owned(),
+            reason: "it must be a port (on 127.0.0.1) or an address such as 127.0.0.1:9464".into(),
+        })
 }
 
 /// The retry policy the settings give, the default's values where they give none.
@@ -1278,6 +1317,37 @@ mod tests {
 
     /// Every consumer and Redis option comes from code, the environment and the file,
     /// code over environment over file; a value out of range is refused by name.
+    /// The metrics address: a bare port is on 127.0.0.1, an address is taken as given,
+    /// from code, environment or file; anything else is refused naming the option.
+    #[test]
+    fn metrics_addr_from_every_source() {
+        let c = Config::builder().client_id("app").build().unwrap();
+        assert_eq!(c.metrics_addr(), None);
+        let c = Config::builder()
+            .client_id("app")
+            .metrics_addr("9464")
+            .build()
+            .unwrap();
+        assert_eq!(c.metrics_addr(), Some("127.0.0.1:9464".parse().unwrap()));
+        let c = Config::builder()
+            .client_id("app")
+            .env_from(env(&[("HIVENT_METRICS_ADDR", "0.0.0.0:9000")]))
+            .build()
+            .unwrap();
+        assert_eq!(c.metrics_addr(), Some("0.0.0.0:9000".parse().unwrap()));
+        let c = from_file("metrics_addr = \"[::1]:9464\"\n").unwrap();
+        assert_eq!(c.metrics_addr(), Some("[::1]:9464".parse().unwrap()));
+        let error = Config::builder()
+            .client_id("app")
+            .metrics_addr("localhost")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidConfig { option: "metrics_addr", value, .. } if value == "localhost"),
+            "{error:?}"
+        );
+    }
+
     #[test]
     fn tuning_options_from_every_source() {
         let c = Config::builder().client_id("app").build().unwrap();

@@ -55,6 +55,22 @@ impl Shutdown {
         )
     }
 
+    /// Waits up to `timeout` for the trigger; returns whether it came. For background
+    /// work of the application's that should stop with the consumers.
+    ///
+    /// ```
+    /// let shutdown = hivent_core::Shutdown::new();
+    /// assert!(!shutdown.wait_timeout(std::time::Duration::from_millis(1)));
+    /// shutdown.trigger();
+    /// assert!(shutdown.wait_timeout(std::time::Duration::from_secs(60)));
+    /// ```
+    pub fn wait_timeout(&self, timeout: std::time::Duration) -> bool {
+        matches!(
+            self.shared.receiver.recv_timeout(timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+        )
+    }
+
     /// What the consume loop waits on: it disconnects on trigger.
     pub(crate) fn receiver(&self) -> &Receiver<()> {
         &self.shared.receiver
