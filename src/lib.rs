@@ -53,9 +53,10 @@ pub use hivent_core::{
     CommandFailure, Config, ConfigBuilder, Consumer, ConsumerOptions, DeadLetter, DeadLetterEntry,
     DeadLetterFilter, DeadLetterPick, DeadLetterQueue, DeadLetterReport, EmitBatch, EmitOptions,
     EmitRetry, Emitted, Error, ErrorChain, Event, FailureRecord, GemConsumer, HandlerError, Hivent,
-    LifeCycleEventHandler, Meta, NoopLifeCycleEventHandler, Operations, PartitionStatus, Permanent,
-    ReceivedSignal, Result, RetryAfter, RetryPolicy, Running, ServiceStatus, Shutdown, Signal,
-    DEFAULT_MEMORY_ENDPOINT, DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT, WILDCARD,
+    LifeCycleEventHandler, MemberHealth, MemberStatus, Meta, NoopLifeCycleEventHandler, Operations,
+    PartitionStatus, Permanent, ReceivedSignal, Result, RetryAfter, RetryPolicy, Running,
+    ServiceStatus, Shutdown, Signal, DEFAULT_MEMORY_ENDPOINT, DEFAULT_REDIS_ENDPOINT,
+    MAX_PARTITION_COUNT, WILDCARD,
 };
 
 /// What only backend implementers (and tools that drive a backend directly) need: the
@@ -63,11 +64,14 @@ pub use hivent_core::{
 /// Applications use the items at the crate root.
 pub mod backend {
     pub use hivent_core::{
-        dead_letter_queue_name, desired_partitions, new_id, partition_name, redact_endpoint,
-        Attempts, Backend, Batch, ConsumerSession, Dispatch, EmitTap, Envelope, Fetched, Handler,
-        HandlerFailure, Receivers, Registration, Standing,
+        bumped_rate, dead_letter_queue_name, decayed_rate, desired_partitions, new_id,
+        partition_name, redact_endpoint, Attempts, Backend, Batch, ConsumerSession, Dispatch,
+        EmitTap, Envelope, Fetched, Handler, HandlerFailure, Receivers, Registration, Standing,
     };
 }
+/// The metrics hivent records (names, labels, what each counts), for dashboards and
+/// alerts; any `metrics` exporter shows them.
+pub use hivent_core::instruments;
 pub use hivent_memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -1543,4 +1543,46 @@ conformance! {
         assert_eq!(after.gauge("hivent_partition_lag_events", &lag), Some(0.0));
         assert_eq!(after.gauge("hivent_partition_oldest_event_age_seconds", &lag), Some(0.0));
     }
+
+    /// The status shows each member with its process, last heartbeat and partitions,
+    /// healthy while it heartbeats, not heartbeating once it missed two, expired past
+    /// its lifetime; partitions show a processing rate once events were processed.
+    fn status_shows_members_health_and_rates(h) {
+        let svc = h.hivent("svc-health", 2, &Recorder::new());
+        let _seen = record(&svc, "a:b");
+        let consumer = svc.consumer().unwrap();
+        let signal = producer(h).signal("a:b").unwrap();
+        for n in 0..20 {
+            signal.emit(&json!({"n": n}), 1).unwrap();
+        }
+        assert_eq!(consumer.run_until_idle().unwrap(), 20);
+        let ops = svc.backend().operations().unwrap();
+        let status = ops.service_status("svc-health").unwrap();
+        let [member] = &status.members[..] else { panic!("{:?}", status.members) };
+        assert_eq!(member.id, consumer.member_id());
+        assert_eq!(member.pid, Some(std::process::id()));
+        assert_eq!(member.partitions, [0, 1]);
+        assert_eq!(member.heartbeat_interval_ms, Some(h.timing().heartbeat_interval.as_millis() as u64));
+        assert_eq!(member.health, hivent::MemberHealth::Healthy, "{member:?}");
+        let rate: f64 = status.partitions.iter().map(|p| p.rate).sum();
+        assert!(rate > 0.0, "{:?}", status.partitions);
+
+        // Nobody heartbeats: missed two intervals, still a member.
+        h.stall(h.timing().heartbeat_interval * 3);
+        let status = ops.service_status("svc-health").unwrap();
+        assert_eq!(status.members[0].health, hivent::MemberHealth::NotHeartbeating, "{:?}", status.members);
+        assert_eq!(status.consumers, [consumer.member_id()]);
+
+        h.stall(h.timing().past_ttl());
+        let status = ops.service_status("svc-health").unwrap();
+        assert_eq!(status.members[0].health, hivent::MemberHealth::Expired, "{:?}", status.members);
+        assert!(status.consumers.is_empty());
+
+        // A heartbeat makes it a healthy member again; leaving removes it.
+        consumer.heartbeat().unwrap();
+        let status = ops.service_status("svc-health").unwrap();
+        assert_eq!(status.members.iter().map(|m| m.health).collect::<Vec<_>>(), [hivent::MemberHealth::Healthy]);
+        drop(consumer);
+        assert!(ops.service_status("svc-health").unwrap().members.is_empty());
+    }
 }

@@ -1,10 +1,10 @@
-//! `hivent status`: services, consumers, partition owners, lag and dead letters.
+//! `hivent status`: services, members and their health, partition owners, lag, rates and dead letters.
 
 use std::fmt::Write as _;
 
 use chrono::Utc;
 use clap::Args;
-use hivent::{Operations, ServiceStatus};
+use hivent::{MemberHealth, MemberStatus, Operations, ServiceStatus};
 
 use crate::exit::Failure;
 use crate::options::ConnectionArgs;
@@ -18,6 +18,10 @@ pub struct StatusArgs {
     /// Only this service
     #[arg(long)]
     pub service: Option<String>,
+    /// Refresh every SECS seconds (default 2) until interrupted: the table in place,
+    /// or one JSON document per line with --json
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<f64>,
     /// Connection options.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -33,15 +37,72 @@ pub fn run(args: &StatusArgs) -> Result<(), Failure> {
         crate::options::describe_backend(&config)
     );
     let ops = crate::dlq::operations(backend.as_ref())?;
-    let statuses = collect(ops, args.service.as_deref())?;
-    if args.json {
-        let json = serde_json::to_string_pretty(&statuses)
-            .map_err(|e| Failure::Usage(format!("could not encode the status: {e}")))?;
-        println!("{json}");
-    } else {
-        print!("{}", render(&statuses));
+    let Some(every) = args.watch else {
+        let statuses = collect(ops, args.service.as_deref())?;
+        if args.json {
+            println!("{}", encode(&statuses, true)?);
+        } else {
+            print!("{}", render(&statuses));
+        }
+        return Ok(());
+    };
+    let every = std::time::Duration::try_from_secs_f64(every)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "--watch takes a positive number of seconds, not {every}"
+            ))
+        })?;
+    loop {
+        let statuses = collect(ops, args.service.as_deref())?;
+        if args.json {
+            println!("{}", encode(&statuses, false)?);
+        } else {
+            // Home and clear: the table refreshes in place.
+            print!(
+                "\x1b[H\x1b[2J{}  (every {:.1}s; Ctrl-C stops)\n{}",
+                Utc::now().format("%H:%M:%S"),
+                every.as_secs_f64(),
+                render(&statuses)
+            );
+        }
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(every);
     }
-    Ok(())
+}
+
+fn encode(statuses: &[ServiceStatus], pretty: bool) -> Result<String, Failure> {
+    let json = match pretty {
+        true => serde_json::to_string_pretty(statuses),
+        false => serde_json::to_string(statuses),
+    };
+    json.map_err(|e| Failure::Usage(format!("could not encode the status: {e}")))
+}
+
+/// A member's health as the table says it.
+fn health(member: &MemberStatus, now: chrono::DateTime<Utc>) -> String {
+    let since = member.last_heartbeat_at.map(|at| seconds(now - at));
+    match member.health {
+        MemberHealth::Healthy => "healthy".to_owned(),
+        MemberHealth::NotHeartbeating => format!(
+            "NOT HEARTBEATING: last {} ago, every {}",
+            since.unwrap_or_else(|| "-".to_owned()),
+            member
+                .heartbeat_interval_ms
+                .map_or("-".to_owned(), |ms| format!("{:.1}s", ms as f64 / 1000.0))
+        ),
+        MemberHealth::Expired => format!(
+            "EXPIRED {} ago: its partitions go to the others",
+            seconds(now - member.expires_at)
+        ),
+        _ => format!("{:?}", member.health),
+    }
+}
+
+fn seconds(span: chrono::Duration) -> String {
+    format!("{:.1}s", span.num_milliseconds().max(0) as f64 / 1000.0)
 }
 
 fn collect(ops: &dyn Operations, only: Option<&str>) -> hivent::Result<Vec<ServiceStatus>> {
@@ -77,6 +138,38 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             dead
         );
         let _ = writeln!(out, "  receives: {}", s.events.join(", "));
+        let id_width = s
+            .members
+            .iter()
+            .map(|m| m.id.len())
+            .max()
+            .unwrap_or(0)
+            .max("member".len());
+        if !s.members.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {:<id_width$}  {:<12}  {:>7}  {:>9}  {:<12}  health",
+                "member", "host", "pid", "heartbeat", "partitions"
+            );
+        }
+        for m in &s.members {
+            let partitions: Vec<String> = m.partitions.iter().map(u32::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  {:<id_width$}  {:<12}  {:>7}  {:>9}  {:<12}  {}",
+                m.id,
+                m.host.as_deref().unwrap_or("-"),
+                m.pid.map_or("-".to_owned(), |pid| pid.to_string()),
+                m.last_heartbeat_at
+                    .map_or("-".to_owned(), |at| format!("{} ago", seconds(now - at))),
+                if partitions.is_empty() {
+                    "-".to_owned()
+                } else {
+                    partitions.join(",")
+                },
+                health(m, now)
+            );
+        }
         for consumer in &s.gem_consumers {
             let partitions: Vec<String> = consumer.partitions.iter().map(u32::to_string).collect();
             let _ = writeln!(
@@ -108,8 +201,8 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             .max("owner".len());
         let _ = writeln!(
             out,
-            "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
-            "partition", "owner", "waiting", "oldest", "dead"
+            "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}  {:>8}",
+            "partition", "owner", "waiting", "oldest", "dead", "rate/s"
         );
         for (p, owner) in s.partitions.iter().zip(&owners) {
             let age = p.oldest_created_at.map_or("-".to_owned(), |at| {
@@ -118,8 +211,8 @@ pub fn render(statuses: &[ServiceStatus]) -> String {
             });
             let _ = writeln!(
                 out,
-                "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}",
-                p.partition, owner, p.waiting, age, p.dead_letters
+                "  {:<9}  {:<width$}  {:>7}  {:>10}  {:>4}  {:>8.1}",
+                p.partition, owner, p.waiting, age, p.dead_letters, p.rate
             );
         }
     }

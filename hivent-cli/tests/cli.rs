@@ -1180,3 +1180,93 @@ fn life_cycle_lines_are_logged_once() {
         assert_eq!(stderr.matches(line).count(), 1, "{line:?} in\n{stderr}");
     }
 }
+
+/// A worker stopped with SIGSTOP shows in `hivent status` (table and `--json`) as not
+/// heartbeating, with its host, pid and partitions, once it missed two heartbeats; it
+/// is healthy again after SIGCONT, and `status --watch` refreshes the table.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn status_shows_a_stalled_worker_as_stalled() {
+    let Some(server) = server_for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = receivers(dir.path(), "user:created", "true");
+    let worker = Worker::start(
+        &server,
+        "stalling",
+        &file,
+        &["--heartbeat-interval-ms", "200", "--member-ttl-ms", "30000"],
+    );
+    wait_for("the worker to register", Duration::from_secs(20), || {
+        has_consumers(&server, "stalling", 1)
+    });
+    let pid = worker.child.id();
+    let health = || status_json(&server, "stalling")["members"][0]["health"].clone();
+    wait_for(
+        "the worker to own its partitions",
+        Duration::from_secs(20),
+        || {
+            status_json(&server, "stalling")["members"][0]["partitions"]
+                == serde_json::json!([0, 1, 2, 3])
+        },
+    );
+    assert_eq!(health(), "healthy");
+    let member = status_json(&server, "stalling")["members"][0].clone();
+    assert_eq!(member["pid"], pid);
+    assert!(
+        member["host"].as_str().is_some_and(|h| !h.is_empty()),
+        "{member}"
+    );
+
+    let signal = |name: &str| {
+        assert!(Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    wait_for(
+        "status to show the stalled worker",
+        Duration::from_secs(20),
+        || health() == "not_heartbeating",
+    );
+    let table = text(&on_redis(&server, &["status", "--service", "stalling"]).stdout);
+    let line = table
+        .lines()
+        .find(|l| l.contains(&format!(" {pid} ")))
+        .unwrap_or_else(|| panic!("no member line with pid {pid}:\n{table}"));
+    assert!(
+        line.contains("NOT HEARTBEATING: last ") && line.contains("0,1,2,3"),
+        "{line}"
+    );
+    signal("-CONT");
+    wait_for(
+        "the worker to heartbeat again",
+        Duration::from_secs(20),
+        || health() == "healthy",
+    );
+
+    // `--watch 0.2`: the table again and again, until it is stopped.
+    let mut watch = Command::new(BIN)
+        .args(["status", "--service", "stalling", "--watch", "0.2"])
+        .args(["--backend", "redis", "--endpoint", &server.url()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = watch.kill();
+    let output = watch.wait_with_output().unwrap();
+    let shown = text(&output.stdout)
+        .matches("service stalling: 4 partitions")
+        .count();
+    assert!(shown >= 2, "refreshed {shown} times");
+
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}

@@ -58,7 +58,10 @@ pub use event::{new_id, Event, Meta};
 pub use failure_record::{Attempts, CommandFailure, DeadLetter, FailureRecord};
 pub use hivent::{EmitBatch, EmitTap, Hivent, Running};
 pub use lifecycle::{LifeCycleEventHandler, NoopLifeCycleEventHandler};
-pub use operations::{DeadLetterPick, GemConsumer, Operations, PartitionStatus, ServiceStatus};
+pub use operations::{
+    bumped_rate, decayed_rate, DeadLetterPick, GemConsumer, MemberHealth, MemberStatus, Operations,
+    PartitionStatus, ServiceStatus, RATE_TIME_CONSTANT_MS,
+};
 pub use partition::{partition_for, partition_hash, ruby_json};
 pub use retry::{Permanent, RetryAfter, RetryPolicy};
 pub use shutdown::Shutdown;

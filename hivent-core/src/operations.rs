@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::{DeadLetter, Result};
 
 /// The state of one service as stored by the backend.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceStatus {
     /// The service (`client_id`).
     pub service: String,
@@ -16,6 +16,9 @@ pub struct ServiceStatus {
     pub events: Vec<String>,
     /// The live members of its consumer group, sorted.
     pub consumers: Vec<String>,
+    /// Every member the group still lists (live, late or past its lifetime), sorted by
+    /// id, with its process, heartbeat and partitions.
+    pub members: Vec<MemberStatus>,
     /// One entry per partition, in order.
     pub partitions: Vec<PartitionStatus>,
     /// Live consumers of the Ruby gem working on this service (its own group keys,
@@ -32,8 +35,103 @@ pub struct GemConsumer {
     pub partitions: Vec<u32>,
 }
 
-/// The state of one partition.
+/// One member of a service's consumer group, as `hivent status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemberStatus {
+    /// The member id.
+    pub id: String,
+    /// The host its process runs on, when the id says.
+    pub host: Option<String>,
+    /// Its process id, when the id says.
+    pub pid: Option<u32>,
+    /// When it last heartbeat (the backend's clock), if recorded.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// How often it means to heartbeat, in ms, if recorded.
+    pub heartbeat_interval_ms: Option<u64>,
+    /// When its membership runs out unless it heartbeats again.
+    pub expires_at: DateTime<Utc>,
+    /// The partitions it owns, sorted.
+    pub partitions: Vec<u32>,
+    /// Whether it keeps its membership up ([`MemberHealth::judge`]).
+    pub health: MemberHealth,
+}
+
+/// Whether a member keeps its membership up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MemberHealth {
+    /// It heartbeat within two of its intervals.
+    Healthy,
+    /// Still a member, but it missed two heartbeats or more: stalled (stopped, paused,
+    /// starved of CPU) or cut off from the backend. It starts no handler once its lease
+    /// is out, and the others take its partitions when its membership expires.
+    NotHeartbeating,
+    /// Its membership ran out; the group drops it at the next heartbeat of any member.
+    Expired,
+}
+
+impl MemberHealth {
+    /// The health of a member at `now`, from its last heartbeat, its interval and
+    /// its expiry.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use hivent_core::MemberHealth;
+    /// let now = Utc::now();
+    /// let later = now + Duration::seconds(5);
+    /// assert_eq!(MemberHealth::judge(now, Some(now - Duration::milliseconds(900)), Some(1000), later), MemberHealth::Healthy);
+    /// assert_eq!(MemberHealth::judge(now, Some(now - Duration::seconds(3)), Some(1000), later), MemberHealth::NotHeartbeating);
+    /// assert_eq!(MemberHealth::judge(now, None, None, now), MemberHealth::Expired);
+    /// ```
+    pub fn judge(
+        now: DateTime<Utc>,
+        last_heartbeat_at: Option<DateTime<Utc>>,
+        heartbeat_interval_ms: Option<u64>,
+        expires_at: DateTime<Utc>,
+    ) -> MemberHealth {
+        if expires_at <= now {
+            return MemberHealth::Expired;
+        }
+        match (last_heartbeat_at, heartbeat_interval_ms) {
+            (Some(at), Some(interval))
+                if (now - at).num_milliseconds()
+                    > 2 * i64::try_from(interval).unwrap_or(i64::MAX / 4) =>
+            {
+                MemberHealth::NotHeartbeating
+            }
+            _ => MemberHealth::Healthy,
+        }
+    }
+}
+
+/// The time constant of partitions' processing rates, in ms: a rate follows a change
+/// of pace within about this long.
+pub const RATE_TIME_CONSTANT_MS: f64 = 10_000.0;
+
+/// A processing rate (events/s) recorded at `at_ms`, as of `now_ms`: it decays by
+/// `e^(-elapsed / 10 s)`, so a partition that stopped processing drops to 0.
+pub fn decayed_rate(rate: f64, at_ms: i64, now_ms: i64) -> f64 {
+    rate * (-((now_ms - at_ms).max(0) as f64) / RATE_TIME_CONSTANT_MS).exp()
+}
+
+/// The rate after `count` more events were processed at `now_ms`. At a steady pace
+/// it converges to that pace in events per second.
+///
+/// ```
+/// let mut rate = 0.0;
+/// for second in 1..=60 {
+///     rate = hivent_core::bumped_rate(rate, (second - 1) * 1000, second * 1000, 50);
+/// }
+/// assert!((rate - 50.0).abs() < 1.0, "{rate}");
+/// assert!(hivent_core::decayed_rate(rate, 60_000, 120_000) < 0.2);
+/// ```
+pub fn bumped_rate(rate: f64, at_ms: i64, now_ms: i64, count: u64) -> f64 {
+    decayed_rate(rate, at_ms, now_ms) + count as f64 * 1000.0 / RATE_TIME_CONSTANT_MS
+}
+
+/// The state of one partition.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PartitionStatus {
     /// The partition number.
     pub partition: u32,
@@ -45,6 +143,9 @@ pub struct PartitionStatus {
     pub oldest_created_at: Option<DateTime<Utc>>,
     /// Events in its dead letter queue.
     pub dead_letters: u64,
+    /// Events processed per second lately (see [`bumped_rate`]): 0 for a partition
+    /// nobody processes, whatever waits in it.
+    pub rate: f64,
 }
 
 /// Read and repair what a backend stores; what `hivent status` and `hivent dlq` use.

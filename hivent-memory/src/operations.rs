@@ -2,9 +2,18 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use std::time::Instant;
+
+use chrono::Utc;
 use hivent_core::{
-    DeadLetter, DeadLetterPick, Error, Event, Operations, PartitionStatus, Result, ServiceStatus,
+    DeadLetter, DeadLetterPick, Error, Event, MemberHealth, MemberStatus, Operations,
+    PartitionStatus, Result, ServiceStatus,
 };
+
+/// Milliseconds from `at` to `now` on the store's clock, 0 when `at` is later.
+fn millis_between(at: Instant, now: Instant) -> i64 {
+    i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX)
+}
 
 use crate::MemoryBackend;
 
@@ -47,6 +56,43 @@ impl Operations for MemoryBackend {
                         .dead_letters
                         .get(p as usize)
                         .map_or(0, |d| d.len() as u64),
+                    rate: svc.rates.get(&p).map_or(0.0, |&(rate, at)| {
+                        hivent_core::decayed_rate(rate, 0, millis_between(at, now))
+                    }),
+                }
+            })
+            .collect();
+        // The store's clock as wall-clock time: now is now, and other instants are as
+        // far from it as on the store's clock (which tests may have moved on).
+        let wall_now = Utc::now();
+        let wall = |at: Instant| match at.checked_duration_since(now) {
+            Some(ahead) => wall_now + chrono::Duration::from_std(ahead).unwrap_or_default(),
+            None => wall_now - chrono::Duration::from_std(now - at).unwrap_or_default(),
+        };
+        let members = svc
+            .members
+            .iter()
+            .map(|(member, &expiry)| {
+                let beat = svc.beats.get(member);
+                let last = beat.map(|&(at, _)| wall(at));
+                let interval = beat
+                    .map(|&(_, interval)| u64::try_from(interval.as_millis()).unwrap_or(u64::MAX));
+                let expires_at = wall(expiry);
+                MemberStatus {
+                    id: member.clone(),
+                    // Every member of a memory store lives in this process.
+                    host: None,
+                    pid: Some(std::process::id()),
+                    last_heartbeat_at: last,
+                    heartbeat_interval_ms: interval,
+                    expires_at,
+                    partitions: svc
+                        .owners
+                        .iter()
+                        .filter(|(_, (owner, _))| owner == member)
+                        .map(|(&p, _)| p)
+                        .collect(),
+                    health: MemberHealth::judge(wall_now, last, interval, expires_at),
                 }
             })
             .collect();
@@ -55,6 +101,7 @@ impl Operations for MemoryBackend {
             partition_count: svc.partition_count(),
             events: svc.events.iter().cloned().collect(),
             consumers,
+            members,
             partitions,
             // Only hivent-rs consumers live in memory.
             gem_consumers: Vec::new(),

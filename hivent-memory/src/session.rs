@@ -217,6 +217,7 @@ impl ConsumerSession for MemorySession {
             &self.member,
             now + self.shared.options.member_ttl,
             now,
+            self.shared.options.heartbeat_interval,
             &local.working,
         )?;
         if beat.changed {
@@ -285,9 +286,15 @@ impl ConsumerSession for MemorySession {
     }
 
     fn ack(&self, partition: u32, count: usize) -> Result<()> {
+        let now = self.shared.now();
         let removed = self.under_claim(partition, None, |svc| {
             // The oldest item is settled: its failed attempts, if any, end with it.
             svc.attempts.remove(&partition);
+            let (rate, at) = svc.rates.get(&partition).copied().unwrap_or((0.0, now));
+            let since =
+                i64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
+            let rate = hivent_core::bumped_rate(rate, 0, since, count as u64);
+            svc.rates.insert(partition, (rate, now));
             match svc.partitions.get_mut(partition as usize) {
                 Some(queue) => {
                     let n = count.min(queue.len());
@@ -366,6 +373,7 @@ impl ConsumerSession for MemorySession {
         let mut state = self.shared.state.lock();
         if let Some(svc) = state.services.get_mut(&self.service) {
             svc.members.remove(&self.member);
+            svc.beats.remove(&self.member);
             svc.owners.retain(|_, (owner, _)| *owner != self.member);
         }
         drop(state);

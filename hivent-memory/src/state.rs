@@ -34,6 +34,10 @@ pub(crate) struct Service {
     pub(crate) members: BTreeMap<String, Instant>,
     /// Partition → (owner, token).
     pub(crate) owners: BTreeMap<u32, (String, u64)>,
+    /// Member → its last heartbeat and its interval, for `status`.
+    pub(crate) beats: BTreeMap<String, (Instant, std::time::Duration)>,
+    /// Partition → its processing rate (events/s) and when it was last bumped.
+    pub(crate) rates: HashMap<u32, (f64, Instant)>,
 }
 
 impl Service {
@@ -45,6 +49,8 @@ impl Service {
     pub(crate) fn live_members(&mut self, now: Instant) -> (Vec<String>, bool) {
         let before = self.members.len();
         self.members.retain(|_, expiry| *expiry > now);
+        let members = &self.members;
+        self.beats.retain(|member, _| members.contains_key(member));
         let expired = self.members.len() < before;
         (self.members.keys().cloned().collect(), expired)
     }
@@ -114,10 +120,12 @@ impl State {
         member: &str,
         expiry: Instant,
         now: Instant,
+        interval: std::time::Duration,
         working: &BTreeSet<u32>,
     ) -> Result<Heartbeat> {
         let mut next_token = self.next_token;
         let svc = self.service(service)?;
+        svc.beats.insert(member.to_owned(), (now, interval));
         let joined = svc
             .members
             .insert(member.to_owned(), expiry)

@@ -3,12 +3,14 @@
 --
 -- KEYS[1] <service>:hivent:members   KEYS[2] <service>:hivent:owners
 -- KEYS[3] <service>:hivent:tokens    KEYS[4] <service>:hivent:fence
--- KEYS[5] <service>:partition_count
+-- KEYS[5] <service>:partition_count KEYS[6] <service>:hivent:heartbeats
 -- ARGV[1] member id   ARGV[2] membership lifetime in ms   ARGV[3] the group channel
 -- ARGV[4] the partitions whose batches the member is working on, comma-separated
 --         ("" for none): never released here; the member hands each over after
 --         the event in hand, or once its handled events are acknowledged
--- ARGV[5..] the partitions the member owns as far as it knows
+-- ARGV[5] the member's heartbeat interval in ms, kept beside its last heartbeat
+--         so that `status` can tell a member that stopped heartbeating
+-- ARGV[6..] the partitions the member owns as far as it knows
 --
 -- Reply: {"owned", p1, token1, keep1, ...}   what the member owns now; keep is 0 for
 --                                           the partition it should hand over
@@ -41,7 +43,12 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
   redis.call('SET', KEYS[4], now)
 end
 local joined = redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), member)
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 local expired = redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('HSET', KEYS[6], member, now .. ' ' .. ARGV[5])
+for _, other in ipairs(gone) do
+  redis.call('HDEL', KEYS[6], other)
+end
 
 -- Byte order, as Rust sorts strings: Lua's `<` follows the server's locale.
 local function before(a, b)
@@ -82,7 +89,7 @@ local kept = {}
 -- What the member believes it owns: keep it, report it for hand-over (the partition
 -- being worked on), or release it. Only these and the desired partitions are read, so
 -- a heartbeat's work follows the member's share, not the partition count.
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   local field = ARGV[i]
   if not kept[field] and redis.call('HGET', KEYS[2], field) == member then
     local keep = desired(tonumber(field))

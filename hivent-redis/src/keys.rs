@@ -139,6 +139,28 @@ pub fn failure_records(service: &str, n: u32) -> String {
     own(service, &format!("failures:{n}"))
 }
 
+/// `<service>:hivent:heartbeats`: a hash from member id to `<ms> <interval ms>`: when
+/// the member last heartbeat (Redis time) and how often it means to, so that `status`
+/// can tell a member that stopped heartbeating; dropped when it leaves or expires.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::heartbeats("billing"), "billing:hivent:heartbeats");
+/// ```
+pub fn heartbeats(service: &str) -> String {
+    format!("{service}:hivent:heartbeats")
+}
+
+/// `<service>:hivent:rates`: a hash from partition number to `<rate> <ms>`: its
+/// processing rate in events per second, decaying with a 10 s time constant, as of the
+/// acknowledgement at that Redis time.
+///
+/// ```
+/// assert_eq!(hivent_redis::keys::rates("billing"), "billing:hivent:rates");
+/// ```
+pub fn rates(service: &str) -> String {
+    format!("{service}:hivent:rates")
+}
+
 /// `<service>:hivent:wake`: the pub/sub channel producers notify after pushing to
 /// one of the service's partitions. A channel, not a key.
 ///

@@ -73,6 +73,12 @@ impl Identity {
     }
 }
 
+/// The host and process id a member id names, for `status`; `None` for ids of
+/// another shape.
+pub(crate) fn process_of(member: &str) -> Option<(String, u32)> {
+    Identity::parse(member).map(|identity| (identity.host, identity.pid))
+}
+
 /// A member id unique across hosts, processes and sessions (see the module docs).
 pub(crate) fn member_id() -> String {
     let me = Identity::own();

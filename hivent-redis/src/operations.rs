@@ -2,11 +2,15 @@
 
 use hivent_core::ErrorChain;
 use hivent_core::{
-    DeadLetter, DeadLetterPick, Event, FailureRecord, GemConsumer, Operations, PartitionStatus,
-    ServiceStatus,
+    DeadLetter, DeadLetterPick, Event, FailureRecord, GemConsumer, MemberHealth, MemberStatus,
+    Operations, PartitionStatus, ServiceStatus,
 };
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
 use redis::Connection;
 
+use crate::member::process_of;
 use crate::script::{DeadLetterPageScript, PurgeScript, ReplayScript};
 use crate::{keys, Error, RedisBackend};
 
@@ -75,23 +79,39 @@ impl RedisBackend {
 
     fn status_inner(&self, service: &str) -> Result<ServiceStatus, Error> {
         let partition_count = self.stored_count(service)?;
-        type Group = (Vec<String>, Vec<String>, Vec<String>);
-        let (mut events, mut consumers, owners): Group =
+        type Group = (
+            Vec<String>,
+            Vec<(String, i64)>,
+            Vec<String>,
+            HashMap<String, String>,
+            HashMap<String, String>,
+        );
+        let (now, (mut events, all_members, owners, beats, rates)): (i64, Group) =
             self.run("read a service's status", |connection| {
-                let (seconds, micros): (u64, u64) = redis::cmd("TIME").query(connection)?;
-                let now = seconds * 1000 + micros / 1000;
-                redis::pipe()
+                let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(connection)?;
+                let group = redis::pipe()
                     .cmd("SMEMBERS")
                     .arg(keys::registered_events(service))
-                    .cmd("ZRANGEBYSCORE")
+                    .cmd("ZRANGE")
                     .arg(keys::members(service))
-                    .arg(format!("({now}"))
-                    .arg("+inf")
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
                     .cmd("HGETALL")
                     .arg(keys::owners(service))
-                    .query(connection)
+                    .cmd("HGETALL")
+                    .arg(keys::heartbeats(service))
+                    .cmd("HGETALL")
+                    .arg(keys::rates(service))
+                    .query(connection)?;
+                Ok((seconds * 1000 + micros / 1000, group))
             })?;
         events.sort();
+        let mut consumers: Vec<String> = all_members
+            .iter()
+            .filter(|(_, expiry)| *expiry > now)
+            .map(|(member, _)| member.clone())
+            .collect();
         consumers.sort();
         let owner_of = |partition: u32| {
             owners
@@ -123,7 +143,15 @@ impl RedisBackend {
                 })
                 .collect()
         })?;
-        let partitions = (0..partition_count)
+        let rate_of = |partition: u32| {
+            let (rate, at) = rates.get(&partition.to_string())?.split_once(' ')?;
+            Some(hivent_core::decayed_rate(
+                rate.parse().ok()?,
+                at.parse().ok()?,
+                now,
+            ))
+        };
+        let partitions: Vec<PartitionStatus> = (0..partition_count)
             .zip(lists)
             .map(
                 |(partition, (waiting, oldest, dead_letters))| PartitionStatus {
@@ -134,9 +162,45 @@ impl RedisBackend {
                         .and_then(|raw| Event::from_json(&raw).ok())
                         .map(|event| event.meta.created_at),
                     dead_letters,
+                    rate: rate_of(partition).unwrap_or(0.0),
                 },
             )
             .collect();
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        let mut members: Vec<MemberStatus> = all_members
+            .iter()
+            .map(|(member, expiry)| {
+                let (last, interval) = beats
+                    .get(member)
+                    .and_then(|beat| beat.split_once(' '))
+                    .map_or((None, None), |(last, interval)| {
+                        (last.parse::<i64>().ok().map(at), interval.parse().ok())
+                    });
+                let process = process_of(member);
+                let expires_at = at(*expiry);
+                MemberStatus {
+                    id: member.clone(),
+                    host: process.as_ref().map(|(host, _)| host.clone()),
+                    pid: process.map(|(_, pid)| pid),
+                    last_heartbeat_at: last,
+                    heartbeat_interval_ms: interval,
+                    expires_at,
+                    // As the owners hash has them: an expired member still holds its
+                    // claims until another member's heartbeat takes them.
+                    partitions: {
+                        let mut owned: Vec<u32> = owners
+                            .chunks_exact(2)
+                            .filter(|pair| pair[1] == *member)
+                            .filter_map(|pair| pair[0].parse().ok())
+                            .collect();
+                        owned.sort_unstable();
+                        owned
+                    },
+                    health: MemberHealth::judge(at(now), last, interval, expires_at),
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
         // The consumers list is sorted for `owner_of`; events were sorted too.
         consumers.dedup();
         events.dedup();
@@ -145,6 +209,7 @@ impl RedisBackend {
             partition_count,
             events,
             consumers,
+            members,
             partitions,
             gem_consumers: self.gem_consumers(service)?,
         })

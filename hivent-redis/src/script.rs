@@ -383,6 +383,7 @@ impl HeartbeatScript {
         service: &str,
         member: &str,
         ttl: Duration,
+        interval: Duration,
         working: &BTreeSet<u32>,
         owned: &[u32],
     ) -> RedisResult<HeartbeatReply> {
@@ -397,10 +398,12 @@ impl HeartbeatScript {
             .key(keys::tokens(service))
             .key(keys::fence_counter(service))
             .key(keys::partition_count(service))
+            .key(keys::heartbeats(service))
             .arg(member)
             .arg(millis(ttl))
             .arg(keys::group_channel(service))
-            .arg(working);
+            .arg(working)
+            .arg(millis(interval));
         for partition in owned {
             call.arg(partition);
         }
@@ -502,6 +505,7 @@ impl AckScript {
             .key(keys::owners(service))
             .key(keys::tokens(service))
             .key(keys::attempts(service))
+            .key(keys::rates(service))
             .arg(member);
         for ack in acks {
             invocation
@@ -670,6 +674,7 @@ impl LeaveScript {
             .key(keys::members(service))
             .key(keys::owners(service))
             .key(keys::tokens(service))
+            .key(keys::heartbeats(service))
             .arg(member)
             .arg(keys::group_channel(service))
             .invoke(connection)

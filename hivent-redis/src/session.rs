@@ -211,6 +211,7 @@ impl RedisSession {
                     &self.service,
                     &self.member,
                     ttl,
+                    self.endpoint.options().heartbeat_interval,
                     working,
                     &owned,
                 )
