@@ -10,7 +10,10 @@
 //! - [`LifeCycleEventHandler`]: hooks for logging and error reporting.
 //! - [`Backend`] and [`ConsumerSession`]: the small object-safe seam a backend fills.
 //! - [`Consumer`]: the one consume loop, so every backend has the same semantics.
-//! - [`Operations`] and [`DeadLetterQueue`]: status, lag and dead letter queues, for operators.
+//! - [`Operations`] and [`DeadLetterQueue`]: status (members' health, lag, rates) and
+//!   dead letter queues, for operators.
+//! - [`instruments`]: the metrics recorded through the `metrics` facade; events are
+//!   handled inside `hivent.event` spans and emitted inside `hivent.emit` spans.
 //!
 //! This crate never depends on a storage client or a CLI library.
 

@@ -45,6 +45,8 @@
 //! | `<service>:hivent:fence` | string | counter the tokens come from; only grows |
 //! | `<service>:hivent:attempts` | hash | partition → failed attempts at its oldest item: `<sha1 of the item> <attempts> <first failure, ms>`; dropped with the item (ack, dead-letter) |
 //! | `<service>:hivent:failures:<n>` | hash | SHA-1 of a dead letter of partition n → its failure record (JSON); written with the move, deleted with the item (replay, purge) |
+//! | `<service>:hivent:heartbeats` | hash | member → `<ms> <interval ms>`: its last heartbeat (Redis time) and how often it means to, for `status`; dropped when it leaves or expires |
+//! | `<service>:hivent:rates` | hash | partition → `<events/s> <ms>`: its processing rate, decaying with a 10 s time constant, as of its last acknowledgement |
 //! | `<service>:hivent:wake` | channel | wake-up notices after a push |
 //! | `<service>:hivent:group` | channel | group changes: a member joined, left, expired or released a partition |
 //! | `hivent:emitted:<call id>` | string | marks a publish call as stored, for [`RedisOptions::emit_marker_ttl`] (60 s); about 160 bytes each |
