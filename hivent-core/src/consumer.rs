@@ -186,6 +186,8 @@ pub struct Consumer {
     /// Whether `run`'s heartbeat thread renews the membership; without it (`poll`) a
     /// wait before a retry heartbeats by itself.
     heartbeat_thread: AtomicBool,
+    /// The handles of the event metrics, by signal and version.
+    metrics: Mutex<instruments::EventMetrics>,
 }
 
 /// Why an item failed.
@@ -276,6 +278,7 @@ impl Consumer {
             options,
             left: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            metrics: Mutex::default(),
             heartbeat_thread: AtomicBool::new(false),
         }
     }
@@ -633,7 +636,7 @@ impl Consumer {
         let verdict = verdict(&failure.error);
         let delay = match verdict {
             Verdict::Retry(chosen) if policy.allows_another_after(attempts.count) => {
-                instruments::retried(service, failure.event.as_ref().map(|e| &e.meta));
+                self.metrics_of(failure.event.as_ref()).retried.increment(1);
                 chosen.unwrap_or_else(|| policy.delay_after(attempts.count))
             }
             Verdict::Retry(_) | Verdict::Final => {
@@ -745,7 +748,9 @@ impl Consumer {
         record.command = command_failure(&failure.error);
         record.receiver = failure.receiver.map(|(receiver, _, _)| receiver);
         self.shared.session.dead_letter(partition, raw, &record)?;
-        instruments::dead_lettered(config.client_id(), failure.event.as_ref().map(|e| &e.meta));
+        self.metrics_of(failure.event.as_ref())
+            .dead_lettered
+            .increment(1);
         let queue = dead_letter_queue_name(config.client_id(), partition);
         // The item as JSON, when it is JSON at all: what `event_processing_failed` gets,
         // and where the log finds what an item that is not a valid event could name.
@@ -777,6 +782,17 @@ impl Consumer {
             &queue,
         );
         Ok(())
+    }
+
+    /// The metric handles of `event`'s signal and version (of an item that is no event).
+    fn metrics_of(
+        &self,
+        event: Option<&Event>,
+    ) -> parking_lot::MappedMutexGuard<'_, instruments::EventHandles> {
+        let service = self.shared.hivent.config().client_id();
+        parking_lot::MutexGuard::map(self.metrics.lock(), |metrics| {
+            metrics.of(service, event.map(|e| &e.meta))
+        })
     }
 
     fn ack_prefix(&self, partition: u32, count: usize) -> Result<()> {
@@ -849,10 +865,14 @@ impl Consumer {
             .hivent
             .receivers()
             .dispatch_from(&event, resume_at);
-        instruments::attempted(config.client_id(), &event.meta, started.elapsed());
+        let metrics = self.metrics_of(Some(&event));
+        metrics.duration.record(started.elapsed().as_secs_f64());
+        if matches!(dispatched, Ok(Dispatch::Handled(_))) {
+            metrics.processed.increment(1);
+        }
+        drop(metrics);
         match dispatched {
             Ok(Dispatch::Handled(_)) => {
-                instruments::processed(config.client_id(), &event.meta);
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
                 config
                     .life_cycle_event_handler()

@@ -54,6 +54,8 @@ struct Inner {
     taps: Mutex<Vec<(u64, Sender<Event>)>>,
     tap_count: AtomicUsize,
     next_tap: AtomicU64,
+    /// The handles of the emit metrics.
+    metrics: Mutex<instruments::EventMetrics>,
     /// In inline mode, the consumer that delivers each emit before `emit` returns.
     inline: Option<Mutex<Option<Consumer>>>,
 }
@@ -80,6 +82,7 @@ impl Hivent {
                 taps: Mutex::new(Vec::new()),
                 tap_count: AtomicUsize::new(0),
                 next_tap: AtomicU64::new(0),
+                metrics: Mutex::default(),
                 inline: inline.then(|| Mutex::new(None)),
             }),
         }
@@ -200,7 +203,11 @@ impl Hivent {
     /// Records an emit call in the metrics: its duration, and its events once stored.
     fn measured(&self, stored: &Result<Vec<usize>>, events: &[Event], started: Instant) {
         let stored_events = if stored.is_ok() { events } else { &[] };
-        instruments::emitted(self.config().client_id(), stored_events, started.elapsed());
+        self.inner.metrics.lock().emitted(
+            self.config().client_id(),
+            stored_events,
+            started.elapsed(),
+        );
     }
 
     /// [`Hivent::send`] through the backend's async publish.
