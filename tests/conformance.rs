@@ -1465,16 +1465,28 @@ conformance! {
             tracing::info!(id = %event.payload["id"], "handler says hello");
             Ok(())
         });
+        let failed_once = std::sync::atomic::AtomicBool::new(false);
+        svc.signal("user:deleted").unwrap().receive(move |_event| {
+            match failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                false => Err("not yet".into()),
+                true => Ok(()),
+            }
+        });
         let consumer = svc.consumer().unwrap();
         let producer = producer(h);
         let (log, subscriber) = support::captured_log();
-        let emitted = tracing::subscriber::with_default(subscriber, || {
+        let (emitted, deleted) = tracing::subscriber::with_default(subscriber, || {
             let event = producer.signal("user:created").unwrap()
                 .emit_with(&json!({"id": 7}), EmitOptions::version(3).cid("corr-1")).unwrap();
-            assert_eq!(consumer.run_until_idle().unwrap(), 1);
-            event
+            let deleted = producer.signal("user:deleted").unwrap().emit(&json!({"id": 7}), 1).unwrap();
+            assert_eq!(consumer.run_until_idle().unwrap(), 2);
+            (event, deleted)
         });
         let log = log.lock().clone();
+        // The retry is logged inside the failing event's span.
+        let retry = log.lines().find(|l| l.contains("retrying in place")).unwrap_or_else(|| panic!("{log}"));
+        let retried_span = format!("hivent.event{{service=\"svc-spans\" partition=0 event=\"user:deleted\" version=1 uuid=\"{}\"", deleted.meta.event_uuid);
+        assert!(retry.contains(&retried_span), "{retry}\nlacks {retried_span}");
         let line = log.lines().find(|l| l.contains("handler says hello")).unwrap_or_else(|| panic!("{log}"));
         let span = format!(
             "hivent.event{{service=\"svc-spans\" partition=0 event=\"user:created\" version=3 uuid=\"{}\" cid=\"corr-1\"}}",
