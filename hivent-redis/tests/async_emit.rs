@@ -27,6 +27,28 @@ fn event(name: &str) -> Envelope {
     }
 }
 
+/// Retries the call `call_id` through the async path until Redis answers (it may still
+/// be paused), within 20 s.
+async fn republish_until_answered(
+    backend: &RedisBackend,
+    call_id: &str,
+    envelope: &Envelope,
+) -> Vec<usize> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match backend
+            .republish_async(call_id, std::slice::from_ref(envelope))
+            .await
+        {
+            Ok(counts) => return counts,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "{error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,19 +144,10 @@ fn an_async_emit_whose_reply_was_lost_is_stored_once() {
                 "{error:?}"
             ),
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            match backend
-                .republish_async("call-1", std::slice::from_ref(&envelope))
-                .await
-            {
-                Ok(counts) => break assert_eq!(counts, [1]),
-                Err(error) => {
-                    assert!(std::time::Instant::now() < deadline, "{error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        assert_eq!(
+            republish_until_answered(&backend, "call-1", &envelope).await,
+            [1]
+        );
     });
     // Whatever was still queued in Redis has run (or was dropped) by now.
     std::thread::sleep(Duration::from_millis(700));
@@ -177,19 +190,10 @@ fn a_blocking_emit_in_doubt_retried_asynchronously_is_stored_once() {
         ),
     }
     current_thread().block_on(async {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            match backend
-                .republish_async("call-1", std::slice::from_ref(&envelope))
-                .await
-            {
-                Ok(counts) => break assert_eq!(counts, [1]),
-                Err(error) => {
-                    assert!(std::time::Instant::now() < deadline, "{error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        assert_eq!(
+            republish_until_answered(&backend, "call-1", &envelope).await,
+            [1]
+        );
     });
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(
