@@ -1597,4 +1597,59 @@ conformance! {
         drop(consumer);
         assert!(ops.service_status("svc-health").unwrap().members.is_empty());
     }
+
+    /// A runtime that shuts down under a running async handler stops the consumer with
+    /// `HandlerRuntimeGone`; the event stays first in its partition, and no attempt,
+    /// retry or dead letter is counted for it.
+    fn an_async_handler_whose_runtime_shuts_down_stops_the_consumer(h) {
+        let recorder = Recorder::new();
+        let svc = h.hivent("svc-runtime-gone", 1, &recorder);
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let (entered, handler_entered) = crossbeam_channel::bounded(1);
+        svc.signal("a:b").unwrap().on_runtime(runtime.handle().clone()).receive_async(move |_event| {
+            let entered = entered.clone();
+            async move {
+                let _ = entered.send(());
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+        let consumer = svc.consumer().unwrap();
+        producer(h).signal("a:b").unwrap().emit(&json!({}), 1).unwrap();
+        let runner = std::thread::spawn(move || consumer.run_until_idle());
+        handler_entered.recv_timeout(Duration::from_secs(30)).unwrap();
+        runtime.shutdown_background();
+        let outcome = runner.join().unwrap();
+        assert!(matches!(outcome, Err(hivent::Error::HandlerRuntimeGone { partition: 0, .. })), "{outcome:?}");
+        assert_eq!(h.partition("svc-runtime-gone", 0).len(), 1);
+        assert!(recorder.retries().is_empty() && recorder.failures().is_empty(), "{:?}", recorder.calls());
+    }
+
+    /// An async handler whose consumer is polled from a task of the handler's own
+    /// runtime (an inline emit, or `run_until_idle` inside a task) runs: the waiting
+    /// worker hands its queued tasks over instead of blocking on them.
+    fn an_async_handler_runs_when_polled_from_its_own_runtime(h) {
+        let svc = h.hivent("svc-own-runtime", 1, &Recorder::new());
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let (seen, handled) = crossbeam_channel::unbounded();
+        let consumer = runtime.block_on(async {
+            svc.signal("a:b").unwrap().receive_async(move |event| {
+                let seen = seen.clone();
+                async move { Ok(seen.send(event.payload["n"].as_i64().unwrap())?) }
+            });
+            svc.consumer().unwrap()
+        });
+        let signal = producer(h).signal("a:b").unwrap();
+        for n in 0..5 {
+            signal.emit(&json!({"n": n}), 1).unwrap();
+        }
+        let (done, finished) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || {
+            let processed = runtime.block_on(async move { tokio::spawn(async move { consumer.run_until_idle() }).await.unwrap() });
+            let _ = done.send(processed);
+        });
+        let processed = finished.recv_timeout(Duration::from_secs(60)).expect("the poll inside the runtime finished");
+        assert_eq!(processed.unwrap(), 5);
+        assert_eq!(handled.try_iter().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    }
 }

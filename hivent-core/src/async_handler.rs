@@ -69,13 +69,35 @@ where
         runtime.spawn(async move {
             let _ = outcome.send(task.await);
         });
-        match wait.recv() {
+        // On a worker of a multi-thread runtime (a poll or an inline emit inside a task),
+        // the two tasks just spawned may sit in this worker's own queue, which no other
+        // worker takes from while it blocks: `block_in_place` hands them over first.
+        let on_worker = Handle::try_current()
+            .is_ok_and(|current| current.runtime_flavor() == RuntimeFlavor::MultiThread);
+        let outcome = match on_worker {
+            true => tokio::task::block_in_place(|| wait.recv()),
+            false => wait.recv(),
+        };
+        match outcome {
             Ok(Ok(result)) => result,
             Ok(Err(error)) if error.is_panic() => resume_unwind(error.into_panic()),
-            // Cancelled (the runtime shut down) or dropped unrun: the event is not done.
-            Ok(Err(_)) | Err(_) => Err(HandlerError::from(
-                "the tokio runtime of this async handler shut down before it finished",
-            )),
+            // Cancelled (the runtime shut down) or dropped unrun: the event is not done,
+            // and no retry could run it either; the consumer stops.
+            Ok(Err(_)) | Err(_) => Err(Box::new(RuntimeGone)),
         }
     })
 }
+
+/// What an async handler fails with when its runtime shut down before the future
+/// finished: not a failure of the event (no attempt is counted); the consumer stops
+/// with [`crate::Error::HandlerRuntimeGone`] and the event stays first in its partition.
+#[derive(Debug)]
+pub(crate) struct RuntimeGone;
+
+impl std::fmt::Display for RuntimeGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the tokio runtime of this async handler shut down before the handler finished")
+    }
+}
+
+impl std::error::Error for RuntimeGone {}

@@ -623,6 +623,13 @@ impl Consumer {
     ) -> Result<AfterFailure> {
         let config = self.shared.hivent.config();
         let service = config.client_id();
+        #[cfg(feature = "tokio")]
+        if runtime_gone(&failure.error) {
+            return Err(Error::HandlerRuntimeGone {
+                service: service.to_owned(),
+                partition,
+            });
+        }
         let failed_at = Utc::now();
         let attempts = self
             .shared
@@ -865,12 +872,14 @@ impl Consumer {
             .hivent
             .receivers()
             .dispatch_from(&event, resume_at);
-        let metrics = self.metrics_of(Some(&event));
-        metrics.duration.record(started.elapsed().as_secs_f64());
-        if matches!(dispatched, Ok(Dispatch::Handled(_))) {
-            metrics.processed.increment(1);
+        // An event no handler matches ran nothing: neither counted nor timed.
+        if !matches!(dispatched, Ok(Dispatch::Unmatched)) {
+            let metrics = self.metrics_of(Some(&event));
+            metrics.duration.record(started.elapsed().as_secs_f64());
+            if matches!(dispatched, Ok(Dispatch::Handled(_))) {
+                metrics.processed.increment(1);
+            }
         }
-        drop(metrics);
         match dispatched {
             Ok(Dispatch::Handled(_)) => {
                 tracing::debug!(service = config.client_id(), partition, event = %event.meta.name, version = ?event.meta.version, uuid = %event.meta.event_uuid, "event processed");
@@ -908,6 +917,19 @@ fn verdict(error: &Error) -> Verdict {
         }
         _ => Verdict::Retry(None),
     }
+}
+
+/// Whether an async handler's runtime shut down under it (somewhere in the chain).
+#[cfg(feature = "tokio")]
+fn runtime_gone(error: &Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if current.is::<crate::async_handler::RuntimeGone>() {
+            return true;
+        }
+        next = current.source();
+    }
+    false
 }
 
 /// The command failure in an error's chain, looking inside [`Permanent`] and

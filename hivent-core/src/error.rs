@@ -235,6 +235,15 @@ pub enum Error {
         /// The service.
         service: String,
     },
+    /// The runtime of an async handler shut down while the handler ran: the consumer
+    /// stops, and the event stays first in its partition, with no attempt counted.
+    #[error("the tokio runtime of the async handlers of service {service:?} shut down while one ran; the consumer stops and the event stays first in partition {partition}")]
+    HandlerRuntimeGone {
+        /// The service.
+        service: String,
+        /// The partition whose event was in hand.
+        partition: u32,
+    },
     /// A consumer thread died by panicking.
     #[error("consumer thread {thread:?} panicked: {message}")]
     ConsumerPanicked {

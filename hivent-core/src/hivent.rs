@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::error::panic_message;
 use crate::instruments;
 use crate::partition::partition_hash_of_text;
+use crate::ErrorChain;
 use crate::{
     new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, EmitRetry, Emitted, Envelope,
     Error, Event, Meta, Receivers, Registration, Result, Signal,
@@ -459,9 +460,13 @@ impl Hivent {
                 let _ = finished.send(());
                 outcome
             })
-            .map_err(|e| Error::ConsumerPanicked {
-                thread: "hivent-workers".into(),
-                message: format!("could not start the thread: {e}"),
+            .map_err(|e| {
+                // The consumers run with this signal alone: they stop on their own.
+                shutdown.trigger();
+                Error::ConsumerPanicked {
+                    thread: "hivent-workers".into(),
+                    message: format!("could not start the thread: {e}"),
+                }
             })?;
         Ok(Running {
             shutdown,
@@ -479,28 +484,38 @@ impl Hivent {
         shutdown: &Shutdown,
     ) -> Result<Vec<(String, thread::JoinHandle<Result<()>>)>> {
         let registration = self.register()?;
+        // Every member joins before any thread starts: a join that fails leaves nothing
+        // running (the members that joined leave as they are dropped).
+        let consumers = (0..concurrency.max(1))
+            .map(|_| {
+                let consumer = self.join(options.clone())?;
+                consumer.set_registered_events(registration.events.clone());
+                Ok(consumer)
+            })
+            .collect::<Result<Vec<Consumer>>>()?;
         let mut threads = Vec::new();
-        for index in 0..concurrency.max(1) {
-            let consumer = match self.join(options.clone()) {
-                Ok(consumer) => consumer,
-                Err(error) => {
-                    // The ones started already leave before the error is returned.
-                    shutdown.trigger();
-                    let _ = join_workers(threads);
-                    return Err(error);
-                }
-            };
-            consumer.set_registered_events(registration.events.clone());
-            let shutdown = shutdown.clone();
+        for (index, consumer) in consumers.into_iter().enumerate() {
+            let stop = shutdown.clone();
             let name = format!("hivent-worker-{index}");
-            let handle = thread::Builder::new()
+            match thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || consumer.run(&shutdown))
-                .map_err(|e| Error::ConsumerPanicked {
-                    thread: name.clone(),
-                    message: format!("could not start the thread: {e}"),
-                })?;
-            threads.push((name, handle));
+                .spawn(move || consumer.run(&stop))
+            {
+                Ok(handle) => threads.push((name, handle)),
+                Err(error) => {
+                    // The threads started must not outlive the failure: this stops
+                    // whatever else runs with `shutdown` too, and says so.
+                    tracing::warn!(thread = %name, error = %error, "could not start a consumer thread; stopping the ones started");
+                    shutdown.trigger();
+                    if let Err(stopped) = join_workers(threads) {
+                        tracing::warn!(error = %ErrorChain(&stopped), "a consumer thread started before the failure ended with an error");
+                    }
+                    return Err(Error::ConsumerPanicked {
+                        thread: name,
+                        message: format!("could not start the thread: {error}"),
+                    });
+                }
+            }
         }
         Ok(threads)
     }

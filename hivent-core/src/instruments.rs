@@ -4,11 +4,11 @@
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
-//! | `hivent_events_emitted_total` | counter | service, signal, version | events a service emitted and the backend stored (once per event, however many services received it) |
+//! | `hivent_events_emitted_total` | counter | service, signal, version | events a service's emit calls stored (once per event, however many services received it; a call completed by `Hivent::retry_emit` is not counted) |
 //! | `hivent_events_processed_total` | counter | service, signal, version | events every matching handler handled |
 //! | `hivent_events_retried_total` | counter | service, signal, version | failed attempts retried in place |
 //! | `hivent_events_dead_lettered_total` | counter | service, signal, version | events moved to a dead letter queue (signal and version empty for items that are no event) |
-//! | `hivent_handler_duration_seconds` | histogram | service, signal, version | one attempt at an event: every matching handler, failed or not |
+//! | `hivent_handler_duration_seconds` | histogram | service, signal, version | one attempt at an event: every matching handler, failed or not (an event no handler matches is not timed) |
 //! | `hivent_emit_duration_seconds` | histogram | service | one emit call (a single emit or a batch) until the backend answered |
 //! | `hivent_partitions_owned` | gauge | service, member | partitions a consumer owns |
 //! | `hivent_partition_lag_events` | gauge | service, partition | events waiting in a partition (set by [`crate::Hivent::record_lag`]) |

@@ -96,7 +96,9 @@ impl MemberHealth {
         match (last_heartbeat_at, heartbeat_interval_ms) {
             (Some(at), Some(interval))
                 if (now - at).num_milliseconds()
-                    > 2 * i64::try_from(interval).unwrap_or(i64::MAX / 4) =>
+                    > i64::try_from(interval)
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(2) =>
             {
                 MemberHealth::NotHeartbeating
             }

@@ -22,25 +22,61 @@ use crate::script::{millis, PublishReply, PublishScript};
 use crate::{Error, RedisBackend};
 
 /// The async connection of a backend, opened by the first async emit and opened again
-/// after it broke. It belongs to the tokio runtime that opened it: a backend used from
-/// a runtime that has ended opens a new one on its next emit.
+/// after it broke. It belongs to the tokio runtime that opened it: once that runtime
+/// has shut down (a test's, say) the next emit opens a new one rather than try the
+/// dead one, which would fail as if the emit might have been sent.
 #[derive(Default)]
 pub(crate) struct AsyncConnection {
-    slot: Mutex<Option<MultiplexedConnection>>,
+    slot: Mutex<Option<Opened>>,
+    openings: std::sync::atomic::AtomicU64,
+}
+
+struct Opened {
+    connection: MultiplexedConnection,
+    /// Which opening this is, so that forgetting a broken connection cannot drop a
+    /// newer one another task opened meanwhile.
+    generation: u64,
+    /// Closed when the task holding its other end is dropped: when the runtime that
+    /// drives the connection shut down.
+    runtime_alive: tokio::sync::oneshot::Sender<()>,
 }
 
 impl AsyncConnection {
-    async fn get(&self, endpoint: &Endpoint) -> RedisResult<MultiplexedConnection> {
-        let cached = self.slot.lock().clone();
-        if let Some(connection) = cached {
-            return Ok(connection);
+    async fn get(&self, endpoint: &Endpoint) -> RedisResult<(MultiplexedConnection, u64)> {
+        let cached = {
+            let mut slot = self.slot.lock();
+            if slot.as_ref().is_some_and(|o| o.runtime_alive.is_closed()) {
+                *slot = None;
+            }
+            slot.as_ref().map(|o| (o.connection.clone(), o.generation))
+        };
+        if let Some(cached) = cached {
+            return Ok(cached);
         }
-        let opened = endpoint.open_async().await?;
-        Ok(self.slot.lock().get_or_insert(opened).clone())
+        let connection = endpoint.open_async().await?;
+        let (runtime_alive, watched) = tokio::sync::oneshot::channel::<()>();
+        // Waits for nothing; dropped with the runtime, which closes `runtime_alive`.
+        tokio::spawn(async move {
+            let _ = watched.await;
+        });
+        let mut slot = self.slot.lock();
+        let generation = self
+            .openings
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let opened = slot.get_or_insert(Opened {
+            connection,
+            generation,
+            runtime_alive,
+        });
+        Ok((opened.connection.clone(), opened.generation))
     }
 
-    fn forget(&self) {
-        self.slot.lock().take();
+    /// Drops the connection of `generation` after it broke.
+    fn forget(&self, generation: u64) {
+        let mut slot = self.slot.lock();
+        if slot.as_ref().is_some_and(|o| o.generation == generation) {
+            *slot = None;
+        }
     }
 }
 
@@ -105,12 +141,12 @@ impl RedisBackend {
         call_id: &str,
     ) -> RedisResult<PublishReply> {
         self.settle_doubts_async().await?;
-        let mut connection = self.async_connection.get(&self.endpoint).await?;
+        let (mut connection, generation) = self.async_connection.get(&self.endpoint).await?;
         let ttl = self.endpoint.options().emit_marker_ttl;
         let reply = PublishScript::invoke_async(&mut connection, envelopes, call_id, ttl).await;
         if let Err(error) = &reply {
             if !keeps_connection(error) {
-                self.async_connection.forget();
+                self.async_connection.forget(generation);
             }
         }
         reply

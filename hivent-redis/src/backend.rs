@@ -10,7 +10,7 @@ use hivent_core::{Backend, ConsumerSession, Envelope, Operations, Registration};
 use redis::{Connection, RedisError, RedisResult};
 
 use crate::connection::{Endpoint, Pool};
-use crate::error::{certainly_not_run, is_transient};
+use crate::error::{certainly_not_run, is_transient, keeps_connection};
 use crate::route_cache::RouteCache;
 use crate::routed_emit::{publish_routed, InDoubt, Routed, RoutedCall};
 use crate::script::{millis, PublishReply, PublishScript, RegisterReply, RegisterScript};
@@ -81,6 +81,7 @@ impl RedisBackend {
             async_connection: Default::default(),
         };
         backend.ping()?;
+        backend.refuse_cluster()?;
         backend.warn_if_evicting();
         Ok(backend)
     }
@@ -117,6 +118,27 @@ impl RedisBackend {
     /// [`Backend::join`].
     pub fn join_session(&self, service: &str) -> Result<RedisSession, Error> {
         RedisSession::join(Arc::clone(&self.endpoint), service)
+    }
+
+    /// A Redis Cluster node would fail the scripts, which touch keys of many slots, at
+    /// the first emit or heartbeat; refused at connect instead. A Redis that may not
+    /// run `INFO` (some managed ones) is taken as standalone.
+    fn refuse_cluster(&self) -> Result<(), Error> {
+        let info = self.pool.run(&self.endpoint, |connection| {
+            redis::cmd("INFO")
+                .arg("cluster")
+                .query::<String>(connection)
+        });
+        match info {
+            Ok(info) if info.lines().any(|line| line.trim() == "cluster_enabled:1") => {
+                Err(Error::ClusterNotSupported {
+                    endpoint: self.endpoint.redacted().to_owned(),
+                })
+            }
+            Ok(_) => Ok(()),
+            Err(error) if keeps_connection(&error) => Ok(()),
+            Err(error) => Err(self.endpoint.error("check for cluster mode", error)),
+        }
     }
 
     /// An eviction policy other than `noeviction` lets Redis drop partitions under

@@ -27,6 +27,12 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
+    /// The endpoint is a Redis Cluster node, which hivent-redis does not support.
+    #[error("Redis at {endpoint} is a Redis Cluster node; hivent-redis needs a standalone Redis (its scripts touch the keys of many hash slots), so it refuses a cluster at connect rather than fail on the first emit")]
+    ClusterNotSupported {
+        /// The redacted endpoint.
+        endpoint: String,
+    },
     /// Redis could not be reached (or refused the credentials) when connecting.
     #[error("could not connect to Redis at {endpoint}")]
     Unreachable {
@@ -320,6 +326,11 @@ impl From<Error> for hivent_core::Error {
                 source: Box::new(error),
             },
             // Configuration errors stay configuration errors (the CLI exits 2 for them).
+            Error::ClusterNotSupported { endpoint } => hivent_core::Error::InvalidConfig {
+                option: "endpoint",
+                value: endpoint,
+                reason: "it is a Redis Cluster node; hivent-redis needs a standalone Redis (cluster mode is not supported yet)".into(),
+            },
             Error::InvalidEndpoint { endpoint, reason } => hivent_core::Error::InvalidConfig {
                 option: "endpoint",
                 value: endpoint,

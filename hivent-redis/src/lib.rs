@@ -230,7 +230,8 @@
 //! service's consumers is hivent-rs's own, so **all consumers of one service must be
 //! hivent-rs workers**; a Ruby consumer of the same service would pop items this
 //! protocol believes it owns. Like the gem, scripts compute keys at run time, so Redis
-//! Cluster is not supported. `rediss://` connects with TLS (rustls); the server's
+//! Cluster is not supported: connecting to a cluster node fails with
+//! [`Error::ClusterNotSupported`] rather than at the first emit. `rediss://` connects with TLS (rustls); the server's
 //! certificate is checked against the system's roots, or against the file named by
 //! `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a private CA. Redis should run with
 //! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
@@ -264,6 +265,9 @@ mod route_cache;
 mod routed_emit;
 mod script;
 mod session;
+#[cfg(feature = "test-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
+pub mod test_cluster;
 #[cfg(feature = "test-server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-server")))]
 pub mod test_server;

@@ -324,10 +324,11 @@ impl RegisterScript {
 /// `heartbeat.lua`: renews a membership, releases and claims partitions.
 ///
 /// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`, `…:fence`,
-///   `<service>:partition_count`.
+///   `<service>:partition_count`, `<service>:hivent:heartbeats`.
 /// - ARGV: the member id, the membership lifetime (ms), the group channel, the
-///   partition being worked on (`""` for none), which this call never releases, then
-///   the partitions the member owns as far as it knows.
+///   partitions being worked on (comma-separated, `""` for none), which this call
+///   never releases, the member's heartbeat interval (ms, kept beside its last
+///   heartbeat for `status`), then the partitions the member owns as far as it knows.
 /// - Reply: [`HeartbeatReply`]. Publishes on the group channel when the group changed.
 pub(crate) struct HeartbeatScript;
 
@@ -477,7 +478,8 @@ pub(crate) struct Claim<'a> {
 /// claim, and the failed attempts counted for their oldest items.
 ///
 /// - KEYS: `<service>:hivent:owners`, `<service>:hivent:tokens`,
-///   `<service>:hivent:attempts`, then each partition's `<service>:<p>`.
+///   `<service>:hivent:attempts`, `<service>:hivent:rates` (each partition's
+///   processing rate, updated with the count), then each partition's `<service>:<p>`.
 /// - ARGV: the member id, then per partition: the partition, the fencing token its
 ///   batch was read under, the count.
 /// - Reply: per partition, `true` when removed, `false` when fenced (nothing of it
@@ -658,7 +660,7 @@ impl DeadLetterPageScript {
 
 /// `leave.lua`: removes a member and releases all its partitions.
 ///
-/// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`.
+/// - KEYS: `<service>:hivent:members`, `…:owners`, `…:tokens`, `…:heartbeats`.
 /// - ARGV: the member id, the group channel.
 /// - Reply: how many partitions were released. Publishes on the group channel.
 pub(crate) struct LeaveScript;

@@ -221,7 +221,7 @@ fn spawn(binary: &str, port: u16, dir: &Path, extra: &[String]) -> Result<Child,
         })
 }
 
-fn free_port() -> Result<u16, ServerError> {
+pub(crate) fn free_port() -> Result<u16, ServerError> {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())

@@ -202,3 +202,25 @@ fn a_blocking_emit_in_doubt_retried_asynchronously_is_stored_once() {
         "the first two emits and one copy of call-1"
     );
 }
+
+/// A backend whose async connection was opened on a runtime that has ended opens a new
+/// one for the next runtime's emit, rather than fail it (with one try, a failure would
+/// be an emit that may have been stored).
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn an_async_emit_after_its_connections_runtime_ended_opens_a_new_one() {
+    let Some(mut redis) = support::redis() else {
+        return;
+    };
+    let options = support::fast_options().emit_tries(1);
+    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
+    backend.register(&registration("svc", &["e"])).unwrap();
+    for call in ["on-the-first-runtime", "on-the-second", "on-the-third"] {
+        let stored = current_thread().block_on(backend.publish_async(call, &[event("e")]));
+        assert_eq!(stored.unwrap(), [1], "{call}");
+    }
+    assert_eq!(redis.len("svc:0"), 3);
+}
