@@ -231,10 +231,11 @@
 //! hivent-rs workers**; a Ruby consumer of the same service would pop items this
 //! protocol believes it owns. Like the gem, scripts compute keys at run time, so Redis
 //! Cluster is not supported: connecting to a cluster node fails with
-//! [`Error::ClusterNotSupported`] rather than at the first emit. `rediss://` connects with TLS (rustls); the server's
-//! certificate is checked against the system's roots, or against the file named by
-//! `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a private CA. Redis should run with
-//! `maxmemory-policy noeviction`; connecting logs a warning otherwise.
+//! [`Error::ClusterNotSupported`] rather than at the first emit. `rediss://` connects
+//! with TLS (rustls); the server's certificate is checked against the system's roots,
+//! or against the file named by `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a
+//! private CA. Redis should run with `maxmemory-policy noeviction`; connecting logs a
+//! warning otherwise.
 //!
 //! # Features
 //!
