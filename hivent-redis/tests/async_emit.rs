@@ -49,6 +49,17 @@ async fn republish_until_answered(
     }
 }
 
+/// A backend that gives up on a reply after 100 ms and tries an emit once, with
+/// service `svc` receiving `e` in one partition.
+fn impatient_backend(redis: &support::Redis) -> Arc<RedisBackend> {
+    let options = support::fast_options()
+        .response_timeout(Duration::from_millis(100))
+        .emit_tries(1);
+    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
+    backend.register(&registration("svc", &["e"])).unwrap();
+    backend
+}
+
 fn current_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -117,11 +128,7 @@ fn an_async_emit_whose_reply_was_lost_is_stored_once() {
     let Some(mut redis) = support::redis() else {
         return;
     };
-    let options = support::fast_options()
-        .response_timeout(Duration::from_millis(100))
-        .emit_tries(1);
-    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
-    backend.register(&registration("svc", &["e"])).unwrap();
+    let backend = impatient_backend(&redis);
     let envelope = event("e");
     current_thread().block_on(async {
         assert_eq!(
@@ -167,11 +174,7 @@ fn a_blocking_emit_in_doubt_retried_asynchronously_is_stored_once() {
     let Some(mut redis) = support::redis() else {
         return;
     };
-    let options = support::fast_options()
-        .response_timeout(Duration::from_millis(100))
-        .emit_tries(1);
-    let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
-    backend.register(&registration("svc", &["e"])).unwrap();
+    let backend = impatient_backend(&redis);
     // Two emits: the second reads the routes, so the next goes by transaction.
     for _ in 0..2 {
         backend
