@@ -398,11 +398,7 @@ impl Consumer {
     fn run_loop(&self, shutdown: &Receiver<()>) -> Result<()> {
         // Jittered, so that the workers of a service do not all come back at once after a
         // backend restart.
-        let backoff = RetryPolicy {
-            max_attempts: u32::MAX,
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_secs(5),
-        };
+        let backoff = RetryPolicy::endless(Duration::from_millis(50), Duration::from_secs(5));
         let mut failures = 0;
         if let Err(error) = self.heartbeat() {
             if !error.is_transient() {

@@ -7,18 +7,15 @@ use std::time::Instant;
 
 use chrono::{SubsecRound, Utc};
 use crossbeam_channel::{Receiver, Sender};
-
-use crate::Shutdown;
 use parking_lot::Mutex;
 use serde::Serialize;
 
 use crate::error::panic_message;
 use crate::instruments;
 use crate::partition::partition_hash_of_text;
-use crate::ErrorChain;
 use crate::{
     new_id, Backend, Config, Consumer, ConsumerOptions, EmitOptions, EmitRetry, Emitted, Envelope,
-    Error, Event, Meta, Receivers, Registration, Result, Signal,
+    Error, ErrorChain, Event, Meta, Receivers, Registration, Result, Shutdown, Signal,
 };
 
 /// The handle an application uses: signals to emit to and receive from, and consumers.

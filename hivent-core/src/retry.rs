@@ -84,6 +84,23 @@ impl RetryPolicy {
             .max_delay(max_delay.unwrap_or(default.max_delay.max(initial_delay)))
     }
 
+    /// Pauses for trying something again until it works (a reconnect, a consumer step
+    /// after a backend failure): doubling from `initial` up to `max`, jittered so that
+    /// processes that failed together do not come back together, and never giving up.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let pauses = hivent_core::RetryPolicy::endless(Duration::from_millis(50), Duration::from_secs(2));
+    /// assert!(pauses.allows_another_after(1_000_000));
+    /// assert!(pauses.delay_after(30) <= Duration::from_secs(2));
+    /// ```
+    pub fn endless(initial: Duration, max: Duration) -> RetryPolicy {
+        RetryPolicy::default()
+            .max_attempts(u32::MAX)
+            .initial_delay(initial)
+            .max_delay(max)
+    }
+
     /// One attempt: a failure dead-letters the event at once, as the Ruby gem does.
     pub fn no_retries() -> RetryPolicy {
         RetryPolicy::default().max_attempts(1)

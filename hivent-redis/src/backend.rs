@@ -385,10 +385,10 @@ impl Backend for RedisBackend {
 /// The pauses between emit tries: doubling from `emit_backoff`, jittered so that
 /// producers that failed together do not retry together.
 pub(crate) fn emit_pauses(options: &RedisOptions) -> hivent_core::RetryPolicy {
-    hivent_core::RetryPolicy::default()
-        .max_attempts(u32::MAX)
-        .initial_delay(options.emit_backoff)
-        .max_delay(options.emit_backoff.saturating_mul(1 << 10))
+    hivent_core::RetryPolicy::endless(
+        options.emit_backoff,
+        options.emit_backoff.saturating_mul(1 << 10),
+    )
 }
 
 /// What `publish.lua`'s reply means for the call.

@@ -147,10 +147,8 @@ fn listen(
 ) {
     let mut ready = Some(ready);
     // Jittered, so that every worker does not resubscribe at once after a Redis restart.
-    let backoff = hivent_core::RetryPolicy::default()
-        .max_attempts(u32::MAX)
-        .initial_delay(Duration::from_millis(50))
-        .max_delay(Duration::from_secs(2));
+    let backoff =
+        hivent_core::RetryPolicy::endless(Duration::from_millis(50), Duration::from_secs(2));
     let mut failures = 0;
     while !stop.load(Ordering::Relaxed) {
         let subscribed = endpoint.open().and_then(|mut connection| {
