@@ -8,24 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivent_core::{Backend, Envelope, Registration};
+use hivent_core::{Backend, Envelope};
 use hivent_redis::RedisBackend;
-
-fn registration(service: &str, events: &[&str]) -> Registration {
-    Registration {
-        service: service.to_owned(),
-        events: events.iter().map(|e| e.to_string()).collect(),
-        partition_count: 1,
-    }
-}
-
-fn event(name: &str) -> Envelope {
-    Envelope {
-        name: name.to_owned(),
-        partition_hash: 0,
-        json: support::gem_event(name, "{}", &hivent_core::new_id()),
-    }
-}
+use support::{gem_envelope, registration};
 
 /// Retries the call `call_id` through the async path until Redis answers (it may still
 /// be paused), within 20 s.
@@ -56,7 +41,7 @@ fn impatient_backend(redis: &support::Redis) -> Arc<RedisBackend> {
         .response_timeout(Duration::from_millis(100))
         .emit_tries(1);
     let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
-    backend.register(&registration("svc", &["e"])).unwrap();
+    backend.register(&registration("svc", &["e"], 1)).unwrap();
     backend
 }
 
@@ -80,13 +65,13 @@ fn an_async_emit_waiting_for_redis_leaves_its_thread_to_other_tasks() {
     };
     let options = support::fast_options().response_timeout(Duration::from_secs(20));
     let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
-    backend.register(&registration("svc", &["e"])).unwrap();
+    backend.register(&registration("svc", &["e"], 1)).unwrap();
     let ticks = Arc::new(AtomicUsize::new(0));
     current_thread().block_on(async {
         // Opens the async connection and loads the script before the pause.
         assert_eq!(
             backend
-                .publish_async("warm-up", &[event("e")])
+                .publish_async("warm-up", &[gem_envelope("e", 0)])
                 .await
                 .unwrap(),
             [1]
@@ -101,7 +86,7 @@ fn an_async_emit_waiting_for_redis_leaves_its_thread_to_other_tasks() {
         });
         assert_eq!(
             backend
-                .publish_async("paused", &[event("e")])
+                .publish_async("paused", &[gem_envelope("e", 0)])
                 .await
                 .unwrap(),
             [1]
@@ -129,11 +114,11 @@ fn an_async_emit_whose_reply_was_lost_is_stored_once() {
         return;
     };
     let backend = impatient_backend(&redis);
-    let envelope = event("e");
+    let envelope = gem_envelope("e", 0);
     current_thread().block_on(async {
         assert_eq!(
             backend
-                .publish_async("warm-up", &[event("e")])
+                .publish_async("warm-up", &[gem_envelope("e", 0)])
                 .await
                 .unwrap(),
             [1]
@@ -178,13 +163,13 @@ fn a_blocking_emit_in_doubt_retried_asynchronously_is_stored_once() {
     // Two emits: the second reads the routes, so the next goes by transaction.
     for _ in 0..2 {
         backend
-            .publish(&hivent_core::new_id(), &[event("e")])
+            .publish(&hivent_core::new_id(), &[gem_envelope("e", 0)])
             .unwrap();
     }
     // Every command paused, the settling's own `CLIENT KILL` too: the blocking call
     // fails with its transaction in doubt, and leaves it for the next try to settle.
     redis.command("CLIENT", &["PAUSE", "500", "ALL"]);
-    let envelope = event("e");
+    let envelope = gem_envelope("e", 0);
     match backend.publish("call-1", std::slice::from_ref(&envelope)) {
         Ok(counts) => panic!("answered {counts:?} within a 100 ms timeout during a 500 ms pause"),
         Err(error) => assert!(
@@ -220,9 +205,10 @@ fn an_async_emit_after_its_connections_runtime_ended_opens_a_new_one() {
     };
     let options = support::fast_options().emit_tries(1);
     let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
-    backend.register(&registration("svc", &["e"])).unwrap();
+    backend.register(&registration("svc", &["e"], 1)).unwrap();
     for call in ["on-the-first-runtime", "on-the-second", "on-the-third"] {
-        let stored = current_thread().block_on(backend.publish_async(call, &[event("e")]));
+        let stored =
+            current_thread().block_on(backend.publish_async(call, &[gem_envelope("e", 0)]));
         assert_eq!(stored.unwrap(), [1], "{call}");
     }
     assert_eq!(redis.len("svc:0"), 3);

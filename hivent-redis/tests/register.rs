@@ -74,13 +74,6 @@ fn partition_count_change_waits_for_empty_partitions() {
     assert_eq!(redis.get("svc:partition_count").as_deref(), Some("4"));
 }
 
-fn registration_of(service: &str, events: &[&str], partitions: u32) -> Registration {
-    Registration {
-        service: service.to_owned(),
-        ..registration(events, partitions)
-    }
-}
-
 fn is_collision(error: &Error, key: &str) -> bool {
     hivent_core::ErrorChain(error)
         .to_string()
@@ -100,13 +93,13 @@ fn an_event_named_like_a_partition_is_refused_whole() {
     };
     let backend = redis.backend();
     backend
-        .register(&registration_of("victim", &["a:b"], 2))
+        .register(&support::registration("victim", &["a:b"], 2))
         .unwrap();
     backend
-        .register(&registration_of("other", &["a:b"], 1))
+        .register(&support::registration("other", &["a:b"], 1))
         .unwrap();
     let error = backend
-        .register(&registration_of("other", &["victim:1"], 1))
+        .register(&support::registration("other", &["victim:1"], 1))
         .unwrap_err();
     assert!(is_collision(&error, "victim:1"), "{error}");
     assert_eq!(redis.command("EXISTS", &["victim:1"]), redis::Value::Int(0));
@@ -133,10 +126,10 @@ fn a_colliding_key_fails_the_emit_before_any_write() {
     let options = support::fast_options().route_cache_ttl(std::time::Duration::ZERO);
     let backend = hivent_redis::RedisBackend::with_options(&redis.server.url(), options).unwrap();
     backend
-        .register(&registration_of("bystander", &["e"], 1))
+        .register(&support::registration("bystander", &["e"], 1))
         .unwrap();
     backend
-        .register(&registration_of("blocked", &["e"], 1))
+        .register(&support::registration("blocked", &["e"], 1))
         .unwrap();
     redis.command("SET", &["blocked:0", "another tool's value"]);
     let envelope = hivent_core::Envelope {
@@ -165,7 +158,7 @@ fn a_colliding_key_fails_the_emit_before_any_write() {
     // write: nothing is left behind, not even its marker, so the same call succeeds
     // once the key is gone.
     backend
-        .register(&registration_of("alone", &["g"], 1))
+        .register(&support::registration("alone", &["g"], 1))
         .unwrap();
     redis.command("SET", &["alone:0", "another tool's value"]);
     let only = hivent_core::Envelope {
@@ -190,7 +183,7 @@ fn a_colliding_key_fails_the_emit_before_any_write() {
     assert_eq!(redis.len("alone:0"), 1);
     // And a registration never overwrites such a key.
     let error = backend
-        .register(&registration_of("later", &["f"], 1))
+        .register(&support::registration("later", &["f"], 1))
         .unwrap_err();
     assert!(is_collision(&error, "f"), "{error}");
     assert_eq!(
@@ -212,7 +205,7 @@ fn the_script_refuses_too_many_partitions() {
     };
     let backend = redis.backend();
     let error = backend
-        .register(&registration_of("huge", &["e"], 4_294_967_295))
+        .register(&support::registration("huge", &["e"], 4_294_967_295))
         .unwrap_err();
     assert!(error.to_string().contains("from 1 to 1024"), "{error}");
     assert_eq!(

@@ -7,24 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hivent_core::{Backend, Envelope, Registration};
+use hivent_core::{Backend, Envelope};
 use hivent_redis::RedisBackend;
-
-fn registration(service: &str, events: &[&str], partitions: u32) -> Registration {
-    Registration {
-        service: service.to_owned(),
-        events: events.iter().map(|e| e.to_string()).collect(),
-        partition_count: partitions,
-    }
-}
-
-fn event(name: &str, hash: u32) -> Envelope {
-    Envelope {
-        name: name.to_owned(),
-        partition_hash: hash,
-        json: support::gem_event(name, "{}", &hivent_core::new_id()),
-    }
-}
+use support::{gem_envelope, registration};
 
 fn publish(backend: &RedisBackend, envelope: Envelope) -> Vec<usize> {
     backend
@@ -46,13 +31,13 @@ fn steady_emits_run_no_script() {
     backend.register(&registration("svc", &["e"], 4)).unwrap();
     // The first emit of a name goes by the script, the second reads its routes and
     // goes by transaction.
-    assert_eq!(publish(&backend, event("e", 1)), [1]);
+    assert_eq!(publish(&backend, gem_envelope("e", 1)), [1]);
     assert_eq!(redis.calls("exec"), 0);
-    assert_eq!(publish(&backend, event("e", 1)), [1]);
+    assert_eq!(publish(&backend, gem_envelope("e", 1)), [1]);
     assert_eq!(redis.calls("exec"), 1);
     let (scripts, transactions) = (redis.calls("evalsha"), redis.calls("exec"));
     for hash in 0..10 {
-        assert_eq!(publish(&backend, event("e", hash)), [1]);
+        assert_eq!(publish(&backend, gem_envelope("e", hash)), [1]);
     }
     assert_eq!(redis.calls("evalsha"), scripts);
     assert_eq!(redis.calls("exec"), transactions + 10);
@@ -88,21 +73,21 @@ fn a_hivent_registration_is_seen_by_the_next_emit() {
     let registrar = redis.backend();
     // Nobody receives it yet: the route is cached empty, and the next emit after a
     // registration reaches the new receiver.
-    assert_eq!(publish(&producer, event("e", 3)), [0]);
+    assert_eq!(publish(&producer, gem_envelope("e", 3)), [0]);
     registrar.register(&registration("a", &["e"], 1)).unwrap();
-    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    assert_eq!(publish(&producer, gem_envelope("e", 3)), [1]);
     registrar.register(&registration("b", &["e"], 1)).unwrap();
-    assert_eq!(publish(&producer, event("e", 3)), [2]);
+    assert_eq!(publish(&producer, gem_envelope("e", 3)), [2]);
     assert_eq!((redis.len("a:0"), redis.len("b:0")), (2, 1));
     registrar
         .register(&registration("b", &["other"], 1))
         .unwrap();
-    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    assert_eq!(publish(&producer, gem_envelope("e", 3)), [1]);
     assert_eq!((redis.len("a:0"), redis.len("b:0")), (3, 1));
     // A count changes once the old partitions are drained.
     redis.command("DEL", &["a:0"]);
     registrar.register(&registration("a", &["e"], 4)).unwrap();
-    assert_eq!(publish(&producer, event("e", 3)), [1]);
+    assert_eq!(publish(&producer, gem_envelope("e", 3)), [1]);
     assert_eq!((redis.len("a:0"), redis.len("a:3")), (0, 1));
 }
 
@@ -124,13 +109,13 @@ fn a_gem_registration_is_seen_once_the_routes_expire() {
     let cached = with_ttl(Duration::from_millis(200));
     let uncached = with_ttl(Duration::ZERO);
     cached.register(&registration("a", &["e"], 1)).unwrap();
-    assert_eq!(publish(&cached, event("e", 0)), [1]);
+    assert_eq!(publish(&cached, gem_envelope("e", 0)), [1]);
     redis.command("SET", &["gem:partition_count", "1"]);
     redis.command("SADD", &["e", "gem"]);
-    assert_eq!(publish(&uncached, event("e", 0)), [2]);
+    assert_eq!(publish(&uncached, gem_envelope("e", 0)), [2]);
     assert_eq!(redis.len("gem:0"), 1);
     support::wait_until(Duration::from_secs(10), "the cached routes expire", || {
-        publish(&cached, event("e", 0)) == [2]
+        publish(&cached, gem_envelope("e", 0)) == [2]
     });
     assert_eq!(redis.len("gem:0"), 2);
 }
@@ -153,10 +138,10 @@ fn a_routed_emit_whose_reply_was_lost_is_stored_once() {
     let backend = Arc::new(RedisBackend::with_options(&redis.server.url(), options).unwrap());
     backend.register(&registration("svc", &["e"], 1)).unwrap();
     // Two emits: the second reads the routes, so the next goes by transaction.
-    assert_eq!(publish(&backend, event("e", 0)), [1]);
-    assert_eq!(publish(&backend, event("e", 0)), [1]);
+    assert_eq!(publish(&backend, gem_envelope("e", 0)), [1]);
+    assert_eq!(publish(&backend, gem_envelope("e", 0)), [1]);
     redis.pause_writes(500);
-    let envelope = event("e", 0);
+    let envelope = gem_envelope("e", 0);
     // Either the retries inside `publish` outlast the pause, or the call is uncertain.
     match backend.publish("call-1", std::slice::from_ref(&envelope)) {
         Ok(counts) => assert_eq!(counts, [1]),
@@ -204,19 +189,21 @@ fn a_colliding_list_fails_a_routed_emit_naming_what_was_stored() {
         .register(&registration("blocked", &["e"], 1))
         .unwrap();
     backend.register(&registration("alone", &["g"], 1)).unwrap();
-    assert_eq!(publish(&backend, event("e", 0)), [2]);
-    assert_eq!(publish(&backend, event("g", 0)), [1]);
+    assert_eq!(publish(&backend, gem_envelope("e", 0)), [2]);
+    assert_eq!(publish(&backend, gem_envelope("g", 0)), [1]);
     redis.command("DEL", &["blocked:0", "alone:0"]);
     redis.command("SET", &["blocked:0", "another tool's value"]);
     redis.command("SET", &["alone:0", "another tool's value"]);
-    let error = backend.publish("call-1", &[event("e", 0)]).unwrap_err();
+    let error = backend
+        .publish("call-1", &[gem_envelope("e", 0)])
+        .unwrap_err();
     let text = hivent_core::ErrorChain(&error).to_string();
     assert!(
         text.contains("\"blocked:0\" is a string") && text.contains("stored in its other lists"),
         "{text}"
     );
     assert_eq!(redis.len("bystander:0"), 2);
-    let only = event("g", 0);
+    let only = gem_envelope("g", 0);
     let error = backend
         .publish("call-2", std::slice::from_ref(&only))
         .unwrap_err();
@@ -302,7 +289,7 @@ fn a_stalled_redis_fails_a_routed_emit_within_one_timeout() {
     backend.register(&registration("svc", &["e"], 24)).unwrap();
     // 24 lists: a transaction of 29 replies, which at one timeout each would outlast
     // the pause.
-    let batch: Vec<Envelope> = (0..24).map(|hash| event("e", hash)).collect();
+    let batch: Vec<Envelope> = (0..24).map(|hash| gem_envelope("e", hash)).collect();
     for _ in 0..2 {
         backend.publish(&hivent_core::new_id(), &batch).unwrap();
     }

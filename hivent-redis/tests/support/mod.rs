@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivent_core::{Config, Hivent};
+use hivent_core::{Config, Envelope, Hivent, Registration};
 use hivent_redis::test_server::{server_for_tests, RedisServer};
 use hivent_redis::{RedisBackend, RedisOptions};
 
@@ -117,4 +117,23 @@ pub fn gem_event(name: &str, payload: &str, uuid: &str) -> String {
     format!(
         r#"{{"payload":{payload},"meta":{{"event_uuid":"{uuid}","name":"{name}","version":1,"cid":"0123456789abcdef0123456789abcdef","producer":"ruby_app","created_at":"2026-12-01T04:56:33.123Z"}}}}"#
     )
+}
+
+/// What `service` registers: `events` in `partitions` partitions.
+pub fn registration(service: &str, events: &[&str], partitions: u32) -> Registration {
+    Registration {
+        service: service.to_owned(),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        partition_count: partitions,
+    }
+}
+
+/// An event named `name` in the gem's shape (empty payload, a new uuid), ready to
+/// publish with partition hash `hash`.
+pub fn gem_envelope(name: &str, hash: u32) -> Envelope {
+    Envelope {
+        name: name.to_owned(),
+        partition_hash: hash,
+        json: gem_event(name, "{}", &hivent_core::new_id()),
+    }
 }
