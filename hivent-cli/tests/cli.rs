@@ -1183,7 +1183,7 @@ fn life_cycle_lines_are_logged_once() {
 
 /// A worker stopped with SIGSTOP shows in `hivent status` (table and `--json`) as not
 /// heartbeating, with its host, pid and partitions, once it missed two heartbeats; it
-/// is healthy again after SIGCONT, and `status --watch` refreshes the table.
+/// is healthy again after SIGCONT, and `status --watch` redraws the table in place.
 #[test]
 #[cfg_attr(
     no_redis_server,
@@ -1259,13 +1259,30 @@ fn status_shows_a_stalled_worker_as_stalled() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Read as it comes: three tables, each after the sequence that clears the screen.
+    let stdout = watch.stdout.take().unwrap();
+    let (tables, shown) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut cleared = 0;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            cleared += line.matches("\x1b[2J").count();
+            if line.contains("service stalling: 4 partitions") && tables.send(cleared).is_err() {
+                return;
+            }
+        }
+    });
+    let refreshes: Vec<usize> = (0..3)
+        .map(|_| {
+            shown
+                .recv_timeout(Duration::from_secs(30))
+                .expect("status --watch refreshed")
+        })
+        .collect();
     let _ = watch.kill();
-    let output = watch.wait_with_output().unwrap();
-    let shown = text(&output.stdout)
-        .matches("service stalling: 4 partitions")
-        .count();
-    assert!(shown >= 2, "refreshed {shown} times");
+    let _ = watch.wait();
+    assert_eq!(refreshes, [1, 2, 3], "each table follows a screen clear");
 
     let (code, stderr) = worker.terminate();
     assert_eq!(code, Some(0), "{stderr}");
