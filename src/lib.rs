@@ -75,7 +75,7 @@ pub use hivent_core::instruments;
 pub use hivent_memory::{MemoryBackend, MemoryOptions};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use hivent_redis::{RedisBackend, RedisOptions};
+pub use hivent_redis::{RedisBackend, RedisClusterBackend, RedisOptions};
 
 use parking_lot::Mutex;
 
@@ -126,7 +126,7 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn backend::Backend>> {
             Arc::new(memory_store_with(config.endpoint(), options))
         }
         #[cfg(not(feature = "redis"))]
-        BackendKind::Redis => {
+        BackendKind::Redis | BackendKind::RedisCluster => {
             return Err(Error::InvalidConfig {
                 option: "backend",
                 value: "redis".into(),
@@ -135,38 +135,56 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn backend::Backend>> {
             })
         }
         #[cfg(feature = "redis")]
-        BackendKind::Redis => {
-            let mut options = RedisOptions::default();
-            if let Some(interval) = config.heartbeat_interval() {
-                options = options.heartbeat_interval(interval);
-            }
-            if let Some(ttl) = config.member_ttl() {
-                options = options.member_ttl(ttl);
-            }
-            if let Some(timeout) = config.connect_timeout() {
-                options = options.connect_timeout(timeout);
-            }
-            if let Some(timeout) = config.response_timeout() {
-                options = options.response_timeout(timeout);
-            }
-            if let Some(tries) = config.emit_tries() {
-                options = options.emit_tries(tries);
-            }
-            if let Some(backoff) = config.emit_backoff() {
-                options = options.emit_backoff(backoff);
-            }
-            if let Some(ttl) = config.emit_marker_ttl() {
-                options = options.emit_marker_ttl(ttl);
-            }
-            if let Some(size) = config.pool_size() {
-                options = options.pool_size(size);
-            }
-            if let Some(ttl) = config.route_cache_ttl() {
-                options = options.route_cache_ttl(ttl);
-            }
-            Arc::new(RedisBackend::with_options(config.endpoint(), options)?)
-        }
+        BackendKind::Redis => Arc::new(RedisBackend::with_options(
+            config.endpoint(),
+            redis_options(config),
+        )?),
+        #[cfg(feature = "redis")]
+        BackendKind::RedisCluster => Arc::new(RedisClusterBackend::with_options(
+            config.endpoint(),
+            redis_options(config),
+        )?),
     })
+}
+
+/// The Redis options a configuration sets; the rest keep their defaults.
+#[cfg(feature = "redis")]
+fn redis_options(config: &Config) -> RedisOptions {
+    let mut options = RedisOptions::default();
+    if let Some(interval) = config.heartbeat_interval() {
+        options = options.heartbeat_interval(interval);
+    }
+    if let Some(ttl) = config.member_ttl() {
+        options = options.member_ttl(ttl);
+    }
+    if let Some(timeout) = config.connect_timeout() {
+        options = options.connect_timeout(timeout);
+    }
+    if let Some(timeout) = config.response_timeout() {
+        options = options.response_timeout(timeout);
+    }
+    if let Some(tries) = config.emit_tries() {
+        options = options.emit_tries(tries);
+    }
+    if let Some(backoff) = config.emit_backoff() {
+        options = options.emit_backoff(backoff);
+    }
+    if let Some(ttl) = config.emit_marker_ttl() {
+        options = options.emit_marker_ttl(ttl);
+    }
+    if let Some(size) = config.pool_size() {
+        options = options.pool_size(size);
+    }
+    if let Some(ttl) = config.route_cache_ttl() {
+        options = options.route_cache_ttl(ttl);
+    }
+    if let Some(replicas) = config.replica_acks() {
+        options = options.replica_acks(replicas);
+    }
+    if let Some(timeout) = config.replica_ack_timeout() {
+        options = options.replica_ack_timeout(timeout);
+    }
+    options
 }
 
 /// The process-wide memory store that `connect` uses for a memory `endpoint`: look

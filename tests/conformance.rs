@@ -15,7 +15,8 @@ use hivent::{
 use serde_json::json;
 use support::{record, Call, Harness, Recorder};
 
-/// Runs each case once per backend: `memory::case`, `redis::case`.
+/// Runs each case once per backend: `memory::case`, `redis::case`,
+/// `redis_cluster::case` (a 3-master Redis Cluster).
 macro_rules! conformance {
     ($($(#[doc = $doc:literal])* fn $name:ident($h:ident) $body:block)*) => {
         $( $(#[doc = $doc])* fn $name($h: &dyn Harness) $body )*
@@ -27,6 +28,13 @@ macro_rules! conformance {
                 #[test]
                 #[cfg_attr(no_redis_server, ignore = "redis-server is not installed (CI installs it)")]
                 fn $name() { if let Some(h) = super::support::RedisHarness::new() { super::$name(&h) } }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[test]
+                #[cfg_attr(no_redis_server, ignore = "redis-server is not installed (CI installs it)")]
+                fn $name() { if let Some(h) = super::support::RedisClusterHarness::new() { super::$name(&h) } }
             )*
         }
     };

@@ -8,11 +8,12 @@ use hivent::{BackendKind, Config, ConfigBuilder, Result};
 /// Where to connect and as which service; every option also comes from the environment.
 #[derive(Args, Clone, Debug, Default)]
 pub struct ConnectionArgs {
-    /// Backend: `redis` or `memory` [env: HIVENT_BACKEND] [default: redis, or the
-    /// endpoint's]
+    /// Backend: `redis`, `redis-cluster` or `memory` [env: HIVENT_BACKEND] [default:
+    /// redis, or the endpoint's: several URLs separated by commas mean redis-cluster]
     #[arg(long, value_name = "BACKEND")]
     pub backend: Option<String>,
-    /// Redis URL, e.g. redis://127.0.0.1:6379/0 [env: HIVENT_ENDPOINT, then REDIS_URL]
+    /// Redis URL, e.g. redis://127.0.0.1:6379/0; for a cluster, seed node URLs
+    /// separated by commas [env: HIVENT_ENDPOINT, then REDIS_URL]
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
     /// This service's name [env: HIVENT_CLIENT_ID]
@@ -52,6 +53,14 @@ pub struct ConnectionArgs {
     /// publish script [env: HIVENT_ROUTE_CACHE_TTL_MS] [default: 1000]
     #[arg(long, value_name = "MS")]
     pub route_cache_ttl_ms: Option<u64>,
+    /// Redis Cluster: how many replicas must acknowledge each emit and ack (WAIT); 0
+    /// waits for none [env: HIVENT_REPLICA_ACKS] [default: 0]
+    #[arg(long, value_name = "N")]
+    pub replica_acks: Option<u32>,
+    /// Redis Cluster: how long an emit or ack waits for those acknowledgements, in ms
+    /// [env: HIVENT_REPLICA_ACK_TIMEOUT_MS] [default: 1000]
+    #[arg(long, value_name = "MS")]
+    pub replica_ack_timeout_ms: Option<u64>,
 }
 
 impl ConnectionArgs {
@@ -95,6 +104,12 @@ impl ConnectionArgs {
         }
         if let Some(ms) = self.route_cache_ttl_ms {
             builder = builder.route_cache_ttl(std::time::Duration::from_millis(ms));
+        }
+        if let Some(n) = self.replica_acks {
+            builder = builder.replica_acks(n);
+        }
+        if let Some(ms) = self.replica_ack_timeout_ms {
+            builder = builder.replica_ack_timeout(std::time::Duration::from_millis(ms));
         }
         Ok(builder)
     }

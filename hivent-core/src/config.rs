@@ -33,7 +33,8 @@ pub const DEFAULT_MEMORY_ENDPOINT: &str = "memory://default";
 ///
 /// An explicit backend (code, `HIVENT_BACKEND`, the file) wins. Otherwise an endpoint
 /// (code, `HIVENT_ENDPOINT`, `REDIS_URL`, the file) selects its backend: `memory://…`
-/// the memory backend, anything else Redis. With neither, `fallback` applies: the
+/// the memory backend, several URLs separated by commas (seed nodes) Redis Cluster,
+/// anything else Redis. With neither, `fallback` applies: the
 /// library's is the embedded memory backend; the standalone `hivent` binary's is Redis
 /// at [`DEFAULT_REDIS_ENDPOINT`], as `redis-cli` does, since its commands must reach
 /// other processes.
@@ -43,6 +44,7 @@ pub const DEFAULT_MEMORY_ENDPOINT: &str = "memory://default";
 /// assert_eq!(choose_backend(Some(BackendKind::Memory), Some("redis://h/0"), BackendKind::Redis), BackendKind::Memory);
 /// assert_eq!(choose_backend(None, Some("redis://h/0"), BackendKind::Memory), BackendKind::Redis);
 /// assert_eq!(choose_backend(None, Some("memory://tests"), BackendKind::Redis), BackendKind::Memory);
+/// assert_eq!(choose_backend(None, Some("redis://a:7000,redis://b:7000"), BackendKind::Memory), BackendKind::RedisCluster);
 /// assert_eq!(choose_backend(None, None, BackendKind::Memory), BackendKind::Memory);
 /// ```
 pub fn choose_backend(
@@ -55,6 +57,7 @@ pub fn choose_backend(
         (None, Some(endpoint)) if endpoint.trim_start().starts_with("memory://") => {
             BackendKind::Memory
         }
+        (None, Some(endpoint)) if split_endpoints(endpoint).len() > 1 => BackendKind::RedisCluster,
         (None, Some(_)) => BackendKind::Redis,
         (None, None) => fallback,
     }
@@ -68,14 +71,18 @@ pub enum BackendKind {
     Memory,
     /// Redis, wire compatible with the Ruby gem.
     Redis,
+    /// Redis Cluster: the endpoint is one or more seed nodes separated by commas, and
+    /// each partition's keys live in a hash slot of their own (hivent-rs only).
+    RedisCluster,
 }
 
 impl BackendKind {
-    /// The name used in configuration (`memory`, `redis`).
+    /// The name used in configuration (`memory`, `redis`, `redis-cluster`).
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::Memory => "memory",
             BackendKind::Redis => "redis",
+            BackendKind::RedisCluster => "redis-cluster",
         }
     }
 }
@@ -93,10 +100,11 @@ impl FromStr for BackendKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "memory" => Ok(BackendKind::Memory),
             "redis" => Ok(BackendKind::Redis),
+            "redis-cluster" => Ok(BackendKind::RedisCluster),
             _ => Err(Error::InvalidConfig {
                 option: "backend",
                 value: s.to_owned(),
-                reason: "the known backends are `memory` and `redis`".into(),
+                reason: "the known backends are `memory`, `redis` and `redis-cluster`".into(),
             }),
         }
     }
@@ -262,6 +270,18 @@ impl Config {
         self.tuned_millis("route_cache_ttl_ms")
     }
 
+    /// How many replicas must acknowledge each emit and ack, when configured (Redis
+    /// Cluster).
+    pub fn replica_acks(&self) -> Option<u32> {
+        self.tuned("replica_acks")
+            .and_then(|n| u32::try_from(n).ok())
+    }
+
+    /// How long an emit or ack waits for its replica acknowledgements, when configured.
+    pub fn replica_ack_timeout(&self) -> Option<Duration> {
+        self.tuned_millis("replica_ack_timeout_ms")
+    }
+
     /// Where a worker process serves its Prometheus metrics (`/metrics`), when
     /// configured; a bare port means 127.0.0.1.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
@@ -289,6 +309,29 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The URLs of a list of seed nodes: split at each comma that starts another URL
+/// (`,redis://`, `,rediss://`), so a comma inside a password does not split it.
+///
+/// ```
+/// use hivent_core::split_endpoints;
+/// assert_eq!(split_endpoints("redis://h:1, redis://:p,w@h:2"), ["redis://h:1", "redis://:p,w@h:2"]);
+/// assert_eq!(split_endpoints("redis://h:1/0"), ["redis://h:1/0"]);
+/// ```
+pub fn split_endpoints(endpoint: &str) -> Vec<&str> {
+    let mut urls = Vec::new();
+    let mut start = 0;
+    for (comma, _) in endpoint.match_indices(',') {
+        let next = endpoint[comma + 1..].trim_start();
+        if comma >= start && (next.starts_with("redis://") || next.starts_with("rediss://")) {
+            urls.push(endpoint[start..comma].trim());
+            start = comma + 1;
+        }
+    }
+    urls.push(endpoint[start..].trim());
+    urls.retain(|url| !url.is_empty());
+    urls
+}
+
 /// Replaces the password (or a lone user token) of a URL with `***`.
 ///
 /// Everything between the scheme and the *last* `@` is taken for credentials, whatever
@@ -303,8 +346,18 @@ impl fmt::Debug for Config {
 /// assert_eq!(redact_endpoint("redis://:p@ss@h/0"), "redis://:***@h/0");
 /// assert_eq!(redact_endpoint("redis://token@h/0"), "redis://***@h/0");
 /// assert_eq!(redact_endpoint("redis://127.0.0.1/0"), "redis://127.0.0.1/0");
+/// // A cluster's seeds, each on its own.
+/// assert_eq!(redact_endpoint("redis://a:x,y@h:1,redis://a:z@i:2"), "redis://a:***@h:1,redis://a:***@i:2");
 /// ```
 pub fn redact_endpoint(endpoint: &str) -> String {
+    let urls = split_endpoints(endpoint);
+    if urls.len() > 1 {
+        return urls
+            .into_iter()
+            .map(redact_endpoint)
+            .collect::<Vec<_>>()
+            .join(",");
+    }
     let scheme_end = endpoint.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &endpoint[scheme_end..];
     let Some(at) = rest.rfind('@') else {
@@ -419,10 +472,22 @@ const TUNING: &[Tuning] = &[
         min: 0,
         max: 3_600_000,
     },
+    Tuning {
+        key: "replica_acks",
+        env: "HIVENT_REPLICA_ACKS",
+        min: 0,
+        max: 64,
+    },
+    Tuning {
+        key: "replica_ack_timeout_ms",
+        env: "HIVENT_REPLICA_ACK_TIMEOUT_MS",
+        min: 1,
+        max: 3_600_000,
+    },
 ];
 
 /// The options of a configuration file, as they are spelled there.
-const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, emit_backoff_ms, emit_marker_ttl_ms, pool_size, route_cache_ttl_ms, metrics_addr";
+const FILE_OPTIONS: &str = "backend, endpoint, partition_count, client_id, heartbeat_interval_ms, member_ttl_ms, max_event_bytes, retry_max_attempts, retry_initial_delay_ms, retry_max_delay_ms, concurrency, batch_size, idle_wait_ms, max_fetch_bytes, ack_interval_ms, connect_timeout_ms, response_timeout_ms, emit_tries, emit_backoff_ms, emit_marker_ttl_ms, pool_size, route_cache_ttl_ms, replica_acks, replica_ack_timeout_ms, metrics_addr";
 
 impl Settings {
     fn or(self, lower: Settings) -> Settings {
@@ -706,6 +771,18 @@ impl ConfigBuilder {
         self.tune("route_cache_ttl_ms", ttl.as_millis())
     }
 
+    /// Sets how many replicas must acknowledge each emit and ack before it counts as
+    /// done (Redis Cluster; `WAIT`; 0, the default, waits for none).
+    pub fn replica_acks(self, replicas: u32) -> Self {
+        self.tune("replica_acks", replicas)
+    }
+
+    /// Sets how long an emit or ack waits for its replica acknowledgements (Redis
+    /// Cluster; whole milliseconds).
+    pub fn replica_ack_timeout(self, timeout: Duration) -> Self {
+        self.tune("replica_ack_timeout_ms", timeout.as_millis())
+    }
+
     /// Sets where a worker process serves its Prometheus metrics: `host:port`, or a
     /// port on 127.0.0.1 (`"9464"`). Checked at [`ConfigBuilder::build`].
     pub fn metrics_addr(mut self, addr: impl Into<String>) -> Self {
@@ -755,7 +832,7 @@ impl ConfigBuilder {
     /// `concurrency`, `batch_size`, `idle_wait_ms`, `max_fetch_bytes`,
     /// `ack_interval_ms`, `connect_timeout_ms`, `response_timeout_ms`, `emit_tries`,
     /// `emit_backoff_ms`, `emit_marker_ttl_ms`, `pool_size`, `route_cache_ttl_ms`,
-    /// `metrics_addr` (any other key is refused, naming it); the
+    /// `replica_acks`, `replica_ack_timeout_ms`, `metrics_addr` (any other key is refused, naming it); the
     /// environment's are the same upper-cased with `HIVENT_` in front.
     pub fn file(mut self, path: impl AsRef<Path>) -> Self {
         self.file = Some(path.as_ref().to_owned());
@@ -837,10 +914,14 @@ impl ConfigBuilder {
             });
         }
         let endpoint = merged.endpoint.unwrap_or_else(|| match backend {
-            BackendKind::Redis => DEFAULT_REDIS_ENDPOINT.to_owned(),
+            BackendKind::Redis | BackendKind::RedisCluster => DEFAULT_REDIS_ENDPOINT.to_owned(),
             BackendKind::Memory => DEFAULT_MEMORY_ENDPOINT.to_owned(),
         });
-        if backend == BackendKind::Redis && !endpoint.contains("://") {
+        if backend != BackendKind::Memory
+            && split_endpoints(&endpoint)
+                .iter()
+                .any(|url| !url.contains("://"))
+        {
             return Err(Error::InvalidConfig {
                 option: "endpoint",
                 value: redact_endpoint(&endpoint),
@@ -1356,7 +1437,7 @@ mod tests {
             (c.concurrency(), c.emit_tries(), c.pool_size()),
             (None, None, None)
         );
-        let file = "concurrency = 3\nbatch_size = 20\nidle_wait_ms = 50\nmax_fetch_bytes = 1000\nack_interval_ms = 10\nconnect_timeout_ms = 300\nresponse_timeout_ms = 400\nemit_tries = 2\nemit_backoff_ms = 7\nemit_marker_ttl_ms = 9000\npool_size = 0\nroute_cache_ttl_ms = 0\n";
+        let file = "concurrency = 3\nbatch_size = 20\nidle_wait_ms = 50\nmax_fetch_bytes = 1000\nack_interval_ms = 10\nconnect_timeout_ms = 300\nresponse_timeout_ms = 400\nemit_tries = 2\nemit_backoff_ms = 7\nemit_marker_ttl_ms = 9000\npool_size = 0\nroute_cache_ttl_ms = 0\nreplica_acks = 1\nreplica_ack_timeout_ms = 250\n";
         let c = from_file(file).unwrap();
         assert_eq!(c.concurrency(), Some(3));
         assert_eq!(
@@ -1374,6 +1455,8 @@ mod tests {
         assert_eq!(c.route_cache_ttl(), Some(Duration::ZERO));
         assert_eq!(c.emit_backoff(), Some(Duration::from_millis(7)));
         assert_eq!(c.emit_marker_ttl(), Some(Duration::from_secs(9)));
+        assert_eq!(c.replica_acks(), Some(1));
+        assert_eq!(c.replica_ack_timeout(), Some(Duration::from_millis(250)));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hivent.toml");
         std::fs::write(&path, file).unwrap();
@@ -1383,6 +1466,7 @@ mod tests {
             .env_from(env(&[
                 ("HIVENT_BATCH_SIZE", "30"),
                 ("HIVENT_EMIT_TRIES", "5"),
+                ("HIVENT_REPLICA_ACKS", "2"),
             ]))
             .emit_tries(6)
             .build()
@@ -1390,6 +1474,7 @@ mod tests {
         assert_eq!(c.consumer_options().batch_size, 30, "environment over file");
         assert_eq!(c.emit_tries(), Some(6), "code over environment");
         assert_eq!(c.concurrency(), Some(3), "file where nothing else says");
+        assert_eq!(c.replica_acks(), Some(2), "environment over file");
         for (text, option) in [
             ("concurrency = 0", "concurrency"),
             ("batch_size = -1", "batch_size"),

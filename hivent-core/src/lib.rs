@@ -48,8 +48,8 @@ pub use backend::{
     PublishFuture, Registration, Standing,
 };
 pub use config::{
-    choose_backend, redact_endpoint, BackendKind, Config, ConfigBuilder, DEFAULT_MEMORY_ENDPOINT,
-    DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT,
+    choose_backend, redact_endpoint, split_endpoints, BackendKind, Config, ConfigBuilder,
+    DEFAULT_MEMORY_ENDPOINT, DEFAULT_REDIS_ENDPOINT, MAX_PARTITION_COUNT,
 };
 pub use consumer::{Consumer, ConsumerOptions};
 pub use dead_letter_queue::{DeadLetterEntry, DeadLetterFilter, DeadLetterQueue, DeadLetterReport};

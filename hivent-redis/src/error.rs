@@ -28,7 +28,7 @@ pub enum Error {
         reason: String,
     },
     /// The endpoint is a Redis Cluster node, which hivent-redis does not support.
-    #[error("Redis at {endpoint} is a Redis Cluster node; hivent-redis needs a standalone Redis (its scripts touch the keys of many hash slots), so it refuses a cluster at connect rather than fail on the first emit")]
+    #[error("Redis at {endpoint} is a Redis Cluster node; connect with backend `redis-cluster` (RedisClusterBackend) instead: the standalone keyspace, shared with the Ruby gem, touches many hash slots in one script")]
     ClusterNotSupported {
         /// The redacted endpoint.
         endpoint: String,
@@ -89,6 +89,32 @@ pub enum Error {
         endpoint: String,
         /// The client's error.
         source: RedisClientError,
+    },
+    /// Cluster mode: an emit wrote each receiving partition's slot on its own, and the
+    /// cluster failed before every one was written, so some services may have the
+    /// events and others not. Trying the same call again (`Hivent::retry_emit`) writes
+    /// only what is missing: each partition's marker says whether it has the call.
+    #[error("Redis Cluster failed during an emit: written for {written:?}, not (or not certainly) for {not_written:?}; retry it with Hivent::retry_emit to complete it without second copies")]
+    NotAllWritten {
+        /// The services every partition of which has the call's events.
+        written: Vec<String>,
+        /// The services some partition of which lacks them, or could not be checked.
+        not_written: Vec<String>,
+        /// The client's error.
+        source: RedisClientError,
+    },
+    /// Cluster mode with [`crate::RedisOptions::replica_acks`]: the emit is stored on
+    /// the masters but fewer replicas than asked acknowledged it in time, so a
+    /// failover now could lose it. Trying the same call again writes nothing twice and
+    /// waits again.
+    #[error("the emit is stored on the Redis masters, but only {acked} of the {wanted} replicas asked for acknowledged it within {waited:?}, so a failover now could lose it; retry it with Hivent::retry_emit")]
+    NotReplicated {
+        /// The fewest replicas of a written master that acknowledged.
+        acked: u32,
+        /// How many were asked for.
+        wanted: u32,
+        /// How long the emit waited.
+        waited: Duration,
     },
     /// A receiving service has no usable partition count; nothing was emitted.
     #[error("service {service:?} receives {event:?} but has no valid partition count ({found:?}); nothing was emitted")]
@@ -206,7 +232,10 @@ impl Error {
             Error::Unreachable { source, .. } | Error::Command { source, .. } => {
                 is_transient(&source.0)
             }
-            Error::SubscribeTimedOut { .. } | Error::ReplyLost { .. } => true,
+            Error::SubscribeTimedOut { .. }
+            | Error::ReplyLost { .. }
+            | Error::NotAllWritten { .. }
+            | Error::NotReplicated { .. } => true,
             _ => false,
         }
     }
@@ -321,7 +350,9 @@ impl From<Error> for hivent_core::Error {
                 backend: "redis",
                 source: Box::new(error),
             },
-            error @ Error::ReplyLost { .. } => hivent_core::Error::MaybeStored {
+            error @ (Error::ReplyLost { .. }
+            | Error::NotAllWritten { .. }
+            | Error::NotReplicated { .. }) => hivent_core::Error::MaybeStored {
                 backend: "redis",
                 source: Box::new(error),
             },
@@ -329,7 +360,7 @@ impl From<Error> for hivent_core::Error {
             Error::ClusterNotSupported { endpoint } => hivent_core::Error::InvalidConfig {
                 option: "endpoint",
                 value: endpoint,
-                reason: "it is a Redis Cluster node; hivent-redis needs a standalone Redis (cluster mode is not supported yet)".into(),
+                reason: "it is a Redis Cluster node; use backend `redis-cluster` for it (the `redis` backend is standalone Redis, as the Ruby gem uses it)".into(),
             },
             Error::InvalidEndpoint { endpoint, reason } => hivent_core::Error::InvalidConfig {
                 option: "endpoint",

@@ -256,8 +256,16 @@
 #[cfg(feature = "tokio")]
 mod async_publish;
 mod backend;
+mod cluster_backend;
+mod cluster_connection;
+mod cluster_group;
+pub mod cluster_keys;
+mod cluster_operations;
+mod cluster_routes;
+mod cluster_script;
 mod connection;
 mod error;
+mod group_store;
 pub mod keys;
 mod member;
 mod operations;
@@ -275,6 +283,7 @@ pub mod test_server;
 mod wake;
 
 pub use backend::RedisBackend;
+pub use cluster_backend::RedisClusterBackend;
 pub use error::{Error, RedisClientError};
 pub use options::RedisOptions;
 pub use session::RedisSession;

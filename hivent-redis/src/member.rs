@@ -10,8 +10,7 @@
 //! was reused). A member in another container with the same host name has another pid
 //! namespace and is never touched; whatever cannot be told apart is left to expire.
 
-use crate::keys;
-use crate::script::LeaveScript;
+use crate::group_store::GroupStore;
 use hivent_core::ErrorChain;
 
 /// What identifies a process across restarts, pid namespaces and reboots.
@@ -140,19 +139,14 @@ fn proc_is_ours() -> bool {
 /// killed here) leave the group, so that a restarted worker takes their partitions at
 /// once instead of after their lifetime. Best effort: what cannot be told apart is
 /// left to expire.
-pub(crate) fn remove_ghosts(connection: &mut redis::Connection, service: &str, me: &str) {
+pub(crate) fn remove_ghosts(group: &dyn GroupStore, service: &str, me: &str) {
     if !proc_is_ours() {
         return;
     }
     let Some(me) = Identity::parse(me) else {
         return;
     };
-    let members: Vec<String> = match redis::cmd("ZRANGE")
-        .arg(keys::members(service))
-        .arg(0)
-        .arg(-1)
-        .query(connection)
-    {
+    let members = match group.members(service) {
         Ok(members) => members,
         Err(error) => {
             tracing::debug!(error = %ErrorChain(&error), service, "could not look for ghosts of this host");
@@ -160,7 +154,7 @@ pub(crate) fn remove_ghosts(connection: &mut redis::Connection, service: &str, m
         }
     };
     for ghost in ghosts(&members, &me, start_time) {
-        match LeaveScript::invoke(connection, service, &ghost) {
+        match group.leave(service, &ghost) {
             Ok(released) => tracing::info!(
                 service,
                 ghost,

@@ -49,6 +49,16 @@ pub struct RedisOptions {
     /// emit checks); this bounds how long a service registered by the Ruby gem, which
     /// does not move it, goes without the events of a producer that cached the routes.
     pub route_cache_ttl: Duration,
+    /// Cluster mode: how many replicas of a master must acknowledge an emit, an ack or
+    /// a dead-letter move (`WAIT`) before it counts as done (default 0: none waited
+    /// for). Redis replicates asynchronously, so without it a master that fails right
+    /// after a write can take the write with it when its replica is promoted: an emit
+    /// the caller was told is stored may be lost, and an ack undone (the events are
+    /// handled again). With it, an emit not acknowledged in time fails as uncertain
+    /// (`Hivent::retry_emit` completes it and waits again).
+    pub replica_acks: u32,
+    /// How long an emit or ack waits for [`RedisOptions::replica_acks`] (default 1 s).
+    pub replica_ack_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -63,6 +73,8 @@ impl Default for RedisOptions {
             emit_marker_ttl: Duration::from_secs(60),
             pool_size: 4,
             route_cache_ttl: Duration::from_secs(1),
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +137,23 @@ impl RedisOptions {
     /// ```
     pub fn route_cache_ttl(mut self, ttl: Duration) -> Self {
         self.route_cache_ttl = ttl;
+        self
+    }
+
+    /// Sets how many replicas must acknowledge each write (cluster mode).
+    ///
+    /// ```
+    /// let options = hivent_redis::RedisOptions::default().replica_acks(1);
+    /// assert_eq!(options.replica_acks, 1);
+    /// ```
+    pub fn replica_acks(mut self, replicas: u32) -> Self {
+        self.replica_acks = replicas;
+        self
+    }
+
+    /// Sets how long a write waits for its replica acknowledgements.
+    pub fn replica_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.replica_ack_timeout = timeout;
         self
     }
 

@@ -22,6 +22,7 @@ macro_rules! with_partition_count {
         )
     };
 }
+pub(crate) use with_partition_count;
 
 static PUBLISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/publish.lua")));
@@ -37,6 +38,7 @@ macro_rules! with_claim {
         concat!(include_str!("../lua/claim.lua"), include_str!($file))
     };
 }
+pub(crate) use with_claim;
 
 static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
 static DEAD_LETTER: LazyLock<Script> =
@@ -57,6 +59,7 @@ macro_rules! with_pick {
         )
     };
 }
+pub(crate) use with_pick;
 
 static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/replay.lua")));
 static PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(with_pick!("../lua/purge.lua")));
@@ -67,7 +70,7 @@ pub(crate) fn millis(duration: Duration) -> u64 {
         .max(1)
 }
 
-fn text(value: &Value) -> Option<String> {
+pub(crate) fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         Value::SimpleString(s) => Some(s.clone()),
@@ -77,14 +80,14 @@ fn text(value: &Value) -> Option<String> {
     }
 }
 
-fn number<T: std::str::FromStr>(value: &Value) -> Result<T, ParsingError> {
+pub(crate) fn number<T: std::str::FromStr>(value: &Value) -> Result<T, ParsingError> {
     text(value)
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| format!("expected a number, got {value:?}").into())
 }
 
 /// Splits a script's `{tag, ...}` reply into its tag and the rest.
-fn tagged(value: Value) -> Result<(String, Vec<Value>), ParsingError> {
+pub(crate) fn tagged(value: Value) -> Result<(String, Vec<Value>), ParsingError> {
     if let Value::Array(mut items) = value {
         if !items.is_empty() {
             if let Some(tag) = text(&items[0]) {
@@ -548,7 +551,7 @@ pub(crate) enum Settled<T> {
 }
 
 impl<T> Settled<T> {
-    fn from_code(code: i64, done: impl FnOnce() -> T) -> Settled<T> {
+    pub(crate) fn from_code(code: i64, done: impl FnOnce() -> T) -> Settled<T> {
         match code {
             0 => Settled::Fenced,
             -1 => Settled::Mismatch,

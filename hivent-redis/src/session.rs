@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use hivent_core::{Attempts, Batch, ConsumerSession, FailureRecord, Fetched, Standing};
 use parking_lot::Mutex;
-use redis::RedisResult;
 
-use crate::connection::{Endpoint, Slot};
+use crate::connection::Endpoint;
+use crate::group_store::{GroupStore, StandaloneGroup};
 use crate::member::{member_id, remove_ghosts};
-use crate::script::{
-    AckOf, AckScript, AttemptScript, Claim, DeadLetterScript, FetchScript, HeartbeatReply,
-    HeartbeatScript, LeaveScript, Owned, PartitionRead, ReleaseScript, Settled,
-};
+use crate::script::{AckOf, Claim, HeartbeatReply, Owned, PartitionRead, Settled};
 use crate::wake::WakeListener;
 use crate::{keys, Error};
 
@@ -41,11 +38,9 @@ use crate::{keys, Error};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RedisSession {
-    endpoint: Arc<Endpoint>,
+    group: Box<dyn GroupStore>,
     service: String,
     member: String,
-    heartbeat_connection: Slot,
-    work_connection: Slot,
     wake: WakeListener,
     state: Mutex<State>,
 }
@@ -115,24 +110,35 @@ impl RedisSession {
             source: source.into(),
         })?;
         let wake = WakeListener::start(
-            Arc::clone(&endpoint),
+            vec![Arc::clone(&endpoint)],
             service,
             keys::wake_channel(service),
             keys::group_channel(service),
         )?;
+        Ok(RedisSession::with_group(
+            Box::new(StandaloneGroup::new(endpoint, work)),
+            wake,
+            service,
+        ))
+    }
+
+    /// A new member of `service`'s group kept in `group`, listening with `wake`; first
+    /// removes the members that are gone processes of this host.
+    pub(crate) fn with_group(
+        group: Box<dyn GroupStore>,
+        wake: WakeListener,
+        service: &str,
+    ) -> RedisSession {
         let member = member_id();
-        let mut work = work;
-        remove_ghosts(&mut work, service, &member);
+        remove_ghosts(group.as_ref(), service, &member);
         tracing::debug!(service, member, "joined the consumer group");
-        Ok(RedisSession {
-            endpoint,
+        RedisSession {
+            group,
             service: service.to_owned(),
             member,
-            heartbeat_connection: Slot::new(None),
-            work_connection: Slot::new(Some(work)),
             wake,
             state: Mutex::new(State::default()),
-        })
+        }
     }
 
     /// The service whose group this session is a member of.
@@ -145,16 +151,6 @@ impl RedisSession {
             service: self.service.clone(),
             partition,
         }
-    }
-
-    fn run<T>(
-        &self,
-        operation: &'static str,
-        work: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
-    ) -> Result<T, Error> {
-        self.work_connection
-            .run(&self.endpoint, work)
-            .map_err(|e| self.endpoint.error(operation, e))
     }
 
     fn claim(&self, partition: u32) -> Result<Claim<'_>, Error> {
@@ -200,23 +196,10 @@ impl RedisSession {
         // while it is being released.
         let mut state = self.state.lock();
         let sent = Instant::now();
-        let ttl = self.endpoint.options().member_ttl;
-        let working = &state.working;
         let owned: Vec<u32> = state.owned.keys().copied().collect();
         let reply = self
-            .heartbeat_connection
-            .run(&self.endpoint, |connection| {
-                HeartbeatScript::invoke(
-                    connection,
-                    &self.service,
-                    &self.member,
-                    ttl,
-                    self.endpoint.options().heartbeat_interval,
-                    working,
-                    &owned,
-                )
-            })
-            .map_err(|e| self.endpoint.error("heartbeat", e))?;
+            .group
+            .heartbeat(&self.service, &self.member, &state.working, &owned)?;
         match reply {
             HeartbeatReply::Owned(owned) => {
                 for o in &owned {
@@ -256,7 +239,7 @@ impl RedisSession {
             if read_all {
                 state.read_all_at = Some(Instant::now());
             }
-            if state.lease_is_fresh(self.endpoint.options().self_fence_after()) {
+            if state.lease_is_fresh(self.group.options().self_fence_after()) {
                 let mut claims: Vec<(u32, u64)> = state
                     .owned
                     .values()
@@ -277,16 +260,9 @@ impl RedisSession {
             self.wake.wait(wait);
             return Ok(Fetched::default());
         }
-        let lists = self.run("fetch events", |connection| {
-            FetchScript::invoke(
-                connection,
-                &self.service,
-                &self.member,
-                max,
-                max_bytes,
-                &claims,
-            )
-        })?;
+        let lists = self
+            .group
+            .fetch(&self.service, &self.member, max, max_bytes, &claims)?;
         let mut fetched = Fetched::default();
         let mut in_hand = BTreeMap::new();
         let mut empty = Vec::new();
@@ -365,7 +341,7 @@ impl RedisSession {
 
     fn standing_inner(&self, partition: u32) -> Standing {
         let mut state = self.state.lock();
-        let fresh = state.lease_is_fresh(self.endpoint.options().self_fence_after());
+        let fresh = state.lease_is_fresh(self.group.options().self_fence_after());
         let read_under = state.in_hand.get(&partition).map(|batch| batch.token);
         match (state.owned.get(&partition).copied(), read_under) {
             (Some(owned), Some(token)) if owned.token == token && fresh => {
@@ -408,9 +384,7 @@ impl RedisSession {
         if claimed.is_empty() {
             return Ok(fenced);
         }
-        let removed = self.run("acknowledge events", |connection| {
-            AckScript::invoke(connection, &self.service, &self.member, &claimed)
-        })?;
+        let removed = self.group.ack(&self.service, &self.member, &claimed)?;
         for (ack, removed) in claimed.iter().zip(removed) {
             if removed {
                 self.settle(ack.partition, ack.count);
@@ -456,9 +430,9 @@ impl RedisSession {
     ) -> Result<Attempts, Error> {
         let claim = self.claim(partition)?;
         let stored = self.stored_bytes(partition, raw);
-        let reply = self.run("count a failed attempt", |connection| {
-            AttemptScript::invoke(connection, &claim, &stored, failed_at.timestamp_millis())
-        })?;
+        let reply = self
+            .group
+            .attempt(&claim, &stored, failed_at.timestamp_millis())?;
         let (count, first_ms) = self.settled(partition, reply)?;
         Ok(Attempts {
             count,
@@ -475,9 +449,7 @@ impl RedisSession {
         let claim = self.claim(partition)?;
         let stored = self.stored_bytes(partition, raw);
         let record = record.to_json();
-        let reply = self.run("dead-letter an event", |connection| {
-            DeadLetterScript::invoke(connection, &claim, &stored, &record)
-        })?;
+        let reply = self.group.dead_letter(&claim, &stored, &record)?;
         self.settled(partition, reply)?;
         self.settle(partition, 1);
         Ok(())
@@ -485,9 +457,7 @@ impl RedisSession {
 
     fn release_inner(&self, partition: u32) -> Result<(), Error> {
         let claim = self.claim(partition)?;
-        let released = self.run("release a partition", |connection| {
-            ReleaseScript::invoke(connection, &claim)
-        })?;
+        let released = self.group.release(&claim)?;
         self.lose(partition);
         if released {
             Ok(())
@@ -498,9 +468,7 @@ impl RedisSession {
 
     fn leave_inner(&self) -> Result<(), Error> {
         *self.state.lock() = State::default();
-        let released = self.run("leave the consumer group", |connection| {
-            LeaveScript::invoke(connection, &self.service, &self.member)
-        })?;
+        let released = self.group.leave(&self.service, &self.member)?;
         tracing::debug!(service = %self.service, member = %self.member, released, "left the consumer group");
         Ok(())
     }
@@ -512,7 +480,7 @@ impl ConsumerSession for RedisSession {
     }
 
     fn heartbeat_interval(&self) -> Duration {
-        self.endpoint.options().heartbeat_interval
+        self.group.options().heartbeat_interval
     }
 
     fn heartbeat(&self) -> hivent_core::Result<Vec<u32>> {

@@ -109,6 +109,16 @@ impl RedisCluster {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
+    /// Every node's URL, separated by commas: the endpoint of backend `redis-cluster`.
+    pub fn seeds(&self) -> String {
+        self.urls().join(",")
+    }
+
+    /// A cluster connection, for tests that look at keys as the cluster holds them.
+    pub fn connection(&self) -> redis::RedisResult<redis::cluster::ClusterConnection> {
+        redis::cluster::ClusterClient::new(self.urls())?.get_connection()
+    }
+
     /// The logs of every node, each under its port.
     pub fn logs(&self) -> String {
         self.nodes

@@ -56,7 +56,7 @@ impl WakeListener {
     /// Subscribes to `channel` on a new connection; fails when the subscription is
     /// not confirmed within the connect plus response timeouts.
     pub(crate) fn start(
-        endpoint: Arc<Endpoint>,
+        endpoints: Vec<Arc<Endpoint>>,
         service: &str,
         wake: String,
         group: String,
@@ -76,10 +76,15 @@ impl WakeListener {
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let listener_endpoint = Arc::clone(&endpoint);
+        let Some(endpoint) = endpoints.first().cloned() else {
+            return Err(Error::InvalidEndpoint {
+                endpoint: String::new(),
+                reason: "it names no node".into(),
+            });
+        };
         thread::Builder::new()
             .name("hivent-wake".into())
-            .spawn(move || listen(&listener_endpoint, &channels, &flag, ready_tx))
+            .spawn(move || listen(&endpoints, &channels, &flag, ready_tx))
             .map_err(|e| Error::Command {
                 operation: "start the wake-up listener thread",
                 endpoint: endpoint.redacted().to_owned(),
@@ -139,8 +144,11 @@ impl Drop for WakeListener {
     }
 }
 
+/// Holds the subscription; after a lost connection it subscribes on the next
+/// endpoint (a cluster's seeds: pub/sub reaches every node, and the one that failed
+/// may be gone for good).
 fn listen(
-    endpoint: &Endpoint,
+    endpoints: &[Arc<Endpoint>],
     channels: &Channels,
     stop: &AtomicBool,
     ready: Sender<redis::RedisResult<()>>,
@@ -150,7 +158,9 @@ fn listen(
     let backoff =
         hivent_core::RetryPolicy::endless(Duration::from_millis(50), Duration::from_secs(2));
     let mut failures = 0;
+    let mut turn = 0;
     while !stop.load(Ordering::Relaxed) {
+        let endpoint = &endpoints[turn % endpoints.len()];
         let subscribed = endpoint.open().and_then(|mut connection| {
             let mut pubsub = connection.as_pubsub();
             pubsub.subscribe(&[channels.wake.as_str(), channels.group.as_str()])?;
@@ -205,6 +215,7 @@ fn listen(
                 }
                 tracing::warn!(error = %ErrorChain(&error), channel = %channels.wake, "wake-up subscription lost; reconnecting");
                 failures += 1;
+                turn += 1;
                 thread::sleep(backoff.delay_after(failures));
             }
         }

@@ -234,6 +234,81 @@ impl Harness for RedisHarness {
     }
 }
 
+/// The Redis backend in cluster mode on a 3-master `redis-server --cluster-enabled`
+/// cluster of the test's own, reached through `hivent::connect` with the seeds as its
+/// endpoint; inspected with a cluster connection under the cluster keyspace.
+pub struct RedisClusterHarness {
+    cluster: Arc<hivent_redis::test_cluster::RedisCluster>,
+    timing: Timing,
+}
+
+impl RedisClusterHarness {
+    /// `None` (test skipped) when redis-server is missing, unless HIVENT_REQUIRE_REDIS=1.
+    pub fn new() -> Option<RedisClusterHarness> {
+        hivent_redis::test_cluster::cluster_for_tests(3, 0).map(|cluster| RedisClusterHarness {
+            cluster: Arc::new(cluster),
+            timing: Timing::TEST,
+        })
+    }
+
+    fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        cmd.query(&mut self.cluster.connection().unwrap()).unwrap()
+    }
+
+    /// Oldest first.
+    fn list(&self, key: String) -> Vec<String> {
+        let mut items: Vec<String> = self.query(redis::cmd("LRANGE").arg(key).arg(0).arg(-1));
+        items.reverse();
+        items
+    }
+}
+
+impl Harness for RedisClusterHarness {
+    fn hivent(&self, service: &str, partition_count: u32, recorder: &Arc<Recorder>) -> Hivent {
+        hivent::connect(config(
+            &self.cluster.seeds(),
+            hivent::BackendKind::RedisCluster,
+            self.timing,
+            service,
+            partition_count,
+            recorder,
+        ))
+        .unwrap()
+    }
+    fn timed(&self, timing: Timing) -> Box<dyn Harness> {
+        Box::new(RedisClusterHarness {
+            cluster: Arc::clone(&self.cluster),
+            timing,
+        })
+    }
+    fn timing(&self) -> Timing {
+        self.timing
+    }
+    fn stall(&self, by: Duration) {
+        std::thread::sleep(by);
+    }
+    fn push_raw(&self, service: &str, partition: u32, raw: &str) {
+        let _: i64 = self.query(
+            redis::cmd("LPUSH")
+                .arg(hivent_redis::cluster_keys::partition(service, partition))
+                .arg(raw),
+        );
+    }
+    fn partition(&self, service: &str, partition: u32) -> Vec<String> {
+        self.list(hivent_redis::cluster_keys::partition(service, partition))
+    }
+    fn dead_letters(&self, service: &str, partition: u32) -> Vec<String> {
+        self.list(hivent_redis::cluster_keys::dead_letter(service, partition))
+    }
+    fn stored_failure_records(&self, service: &str, partition: u32) -> usize {
+        self.query(
+            redis::cmd("HLEN").arg(hivent_redis::cluster_keys::failure_records(
+                service, partition,
+            )),
+        )
+    }
+}
+
 /// One life-cycle call, as recorded.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Call {

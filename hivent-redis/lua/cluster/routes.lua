@@ -1,0 +1,28 @@
+-- Cluster mode: where events go, read from the registry slot ({hivent}).
+--
+-- KEYS[1] {hivent}:registry (the version)   KEYS[2] {hivent}:receivers:*
+-- KEYS[3..] {hivent}:receivers:<event>, one per event name
+-- ARGV[1] the partition count key prefix ({hivent}:partition_count:)
+--
+-- Reply: {version, route1, route2, ...}: route i is a flat {service, count, ...} for
+-- name i, or {"missing", service, found} when a receiving service has no valid count.
+-- The count keys are named here from the services found; they share the slot.
+
+local reply = { redis.call('GET', KEYS[1]) }
+local counts = {}
+for i = 3, #KEYS do
+  local route = {}
+  for _, service in ipairs(redis.call('SUNION', KEYS[i], KEYS[2])) do
+    if counts[service] == nil then
+      counts[service] = partition_count(redis.call('GET', ARGV[1] .. service)) or false
+    end
+    if not counts[service] then
+      route = { 'missing', service, redis.call('GET', ARGV[1] .. service) }
+      break
+    end
+    route[#route + 1] = service
+    route[#route + 1] = counts[service]
+  end
+  reply[#reply + 1] = route
+end
+return reply

@@ -1,0 +1,429 @@
+//! Cluster mode: the backend on a Redis Cluster, its emits and its registration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::thread;
+
+use hivent_core::{Backend, ConsumerSession, Envelope, ErrorChain, Operations, Registration};
+use redis::{FromRedisValue, RedisError, Value};
+
+use crate::backend::{emit_pauses, Chunk, Try};
+use crate::cluster_connection::{pipeline, wait_for_replicas, ClusterEndpoint, ClusterSlot};
+use crate::cluster_group::ClusterGroup;
+use crate::cluster_keys as keys;
+use crate::cluster_routes::{ClusterRoutes, Targets};
+use crate::cluster_script::{self as script, Published, Registered};
+use crate::error::{certainly_not_run, is_transient};
+use crate::script::millis;
+use crate::wake::WakeListener;
+use crate::{Error, RedisOptions, RedisSession};
+
+/// Events on a Redis Cluster: each partition's keys in a hash slot of its own, so a
+/// service's partitions spread over the masters. See the crate docs, "Cluster mode".
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use hivent_core::{Config, Hivent};
+/// use hivent_redis::RedisClusterBackend;
+///
+/// let backend = RedisClusterBackend::connect("redis://10.0.0.1:7000,redis://10.0.0.2:7000")?;
+/// let config = Config::builder().client_id("billing").partition_count(16).build()?;
+/// let hivent = Hivent::new(config, Arc::new(backend));
+/// hivent.signal("invoice:paid")?.emit(&serde_json::json!({"invoice": 12}), 1)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedisClusterBackend {
+    pub(crate) endpoint: Arc<ClusterEndpoint>,
+    connection: ClusterSlot,
+    routes: ClusterRoutes,
+}
+
+impl RedisClusterBackend {
+    /// Connects to the cluster that `seeds` (node URLs separated by commas) belong to,
+    /// with default options.
+    pub fn connect(seeds: &str) -> Result<RedisClusterBackend, Error> {
+        RedisClusterBackend::with_options(seeds, RedisOptions::default())
+    }
+
+    /// Connects with `options`; fails for malformed seeds, invalid options, or when no
+    /// seed answers as a cluster node.
+    ///
+    /// ```
+    /// use hivent_redis::{Error, RedisClusterBackend, RedisOptions};
+    /// let refused = RedisClusterBackend::with_options("redis://:s3cret@127.0.0.1:1", RedisOptions::default());
+    /// assert!(matches!(&refused, Err(Error::Unreachable { .. })));
+    /// assert!(!refused.unwrap_err().to_string().contains("s3cret"));
+    /// ```
+    pub fn with_options(seeds: &str, options: RedisOptions) -> Result<RedisClusterBackend, Error> {
+        options.validate()?;
+        let routes = ClusterRoutes::new(options.route_cache_ttl);
+        let endpoint = Arc::new(ClusterEndpoint::parse(seeds, options)?);
+        let backend = RedisClusterBackend {
+            endpoint,
+            connection: ClusterSlot::new(),
+            routes,
+        };
+        backend
+            .connection
+            .run(&backend.endpoint, |connection| {
+                redis::cmd("PING").query::<String>(connection)
+            })
+            .map_err(|source| Error::Unreachable {
+                endpoint: backend.endpoint.redacted().to_owned(),
+                source: source.into(),
+            })?;
+        Ok(backend)
+    }
+
+    /// The seed nodes, with any password replaced by `***`.
+    pub fn endpoint(&self) -> &str {
+        self.endpoint.redacted()
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &RedisOptions {
+        self.endpoint.options()
+    }
+
+    /// Runs `calls` in one pipeline on the backend's connection.
+    pub(crate) fn pipeline(
+        &self,
+        operation: &'static str,
+        calls: &[redis::Cmd],
+    ) -> Result<Vec<Value>, Error> {
+        self.connection
+            .run(&self.endpoint, |connection| pipeline(connection, calls))
+            .map_err(|e| self.endpoint.error(operation, e))
+    }
+
+    /// Joins the consumer group of `service` as a new member.
+    pub fn join_session(&self, service: &str) -> Result<RedisSession, Error> {
+        refuse_untaggable(service)?;
+        let wake = WakeListener::start(
+            self.endpoint.seeds().to_vec(),
+            service,
+            keys::wake_channel(service),
+            keys::group_channel(service),
+        )?;
+        let group = ClusterGroup::new(Arc::clone(&self.endpoint));
+        Ok(RedisSession::with_group(Box::new(group), wake, service))
+    }
+
+    /// Registers a service: its partition count and the events it receives. A changed
+    /// count is refused while an old partition holds events, as in standalone mode;
+    /// here the check reads the partitions first and the registration then refuses
+    /// if the count moved meanwhile.
+    pub fn register_service(&self, registration: &Registration) -> Result<(), Error> {
+        let service = &registration.service;
+        refuse_untaggable(service)?;
+        let operation = "register the service";
+        let mut get = redis::cmd("GET");
+        get.arg(keys::partition_count(service));
+        let stored = self.pipeline(operation, &[get])?;
+        let stored = stored
+            .into_iter()
+            .next()
+            .and_then(|v| Option::<String>::from_redis_value(v).ok().flatten())
+            .and_then(|text| text.parse::<u32>().ok())
+            .filter(|n| (1..=hivent_core::MAX_PARTITION_COUNT).contains(n));
+        let drained_under = match stored {
+            Some(stored) if stored != registration.partition_count => {
+                let lengths: Vec<redis::Cmd> = (0..stored)
+                    .map(|p| {
+                        let mut llen = redis::cmd("LLEN");
+                        llen.arg(keys::partition(service, p));
+                        llen
+                    })
+                    .collect();
+                let non_empty: Vec<u32> = self
+                    .pipeline(operation, &lengths)?
+                    .iter()
+                    .zip(0..)
+                    .filter(|(len, _)| crate::script::number::<u64>(len).unwrap_or(0) > 0)
+                    .map(|(_, p)| p)
+                    .collect();
+                if !non_empty.is_empty() {
+                    return Err(Error::PartitionCountConflict {
+                        service: service.clone(),
+                        requested: registration.partition_count,
+                        stored,
+                        non_empty,
+                    });
+                }
+                Some(stored)
+            }
+            _ => None,
+        };
+        let call = script::register(
+            service,
+            registration.partition_count,
+            &registration.events,
+            drained_under,
+        );
+        let reply = self.pipeline(operation, &[call])?;
+        let reply = reply.into_iter().next().unwrap_or(Value::Nil);
+        match Registered::from_redis_value(reply) {
+            Ok(Registered::Done) => Ok(()),
+            Ok(Registered::Invalid(requested)) => Err(Error::InvalidOptions {
+                option: "partition_count",
+                reason: format!(
+                    "{requested} is not a whole number from 1 to {}",
+                    hivent_core::MAX_PARTITION_COUNT
+                ),
+            }),
+            // Another registration changed the count after the check: check again.
+            Ok(Registered::Moved(_)) => self.register_service(registration),
+            Err(e) => Err(self.endpoint.error(operation, e.into())),
+        }
+    }
+
+    /// The routes of every name in `envelopes`: from the cache, else read in one call.
+    fn routes_of(&self, envelopes: &[Envelope]) -> Result<BTreeMap<String, Targets>, Error> {
+        let mut found = BTreeMap::new();
+        let mut unknown: Vec<&str> = Vec::new();
+        for envelope in envelopes {
+            if found.contains_key(&envelope.name) || unknown.contains(&envelope.name.as_str()) {
+                continue;
+            }
+            match self.routes.get(&self.endpoint, &envelope.name) {
+                Some(targets) => {
+                    found.insert(envelope.name.clone(), targets);
+                }
+                None => unknown.push(&envelope.name),
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(found);
+        }
+        let operation = "read the routes of events";
+        let before = self.routes.before_read();
+        let reply = self.pipeline(operation, &[script::routes(&unknown)])?;
+        let (_, routes) = script::parse_routes(reply.into_iter().next().unwrap_or(Value::Nil))
+            .map_err(|e| self.endpoint.error(operation, e.into()))?;
+        for (name, route) in unknown.into_iter().zip(routes) {
+            match route {
+                Ok(targets) => {
+                    self.routes.put(name, targets.clone(), before);
+                    found.insert(name.to_owned(), targets);
+                }
+                Err((service, found)) => {
+                    return Err(Error::MissingPartitionCount {
+                        service,
+                        event: name.to_owned(),
+                        found,
+                    })
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Stores one chunk: one publish script per receiving partition, all sent at
+    /// once (one round trip per master), each honouring its own marker, so a try after
+    /// a partial one writes only what is missing. Returns, per event, how many
+    /// services stored it.
+    fn publish_chunk(&self, envelopes: &[Envelope], call_id: &str) -> Result<Vec<usize>, Error> {
+        let options = self.endpoint.options();
+        let pauses = emit_pauses(options);
+        let mut tries_left = options.emit_tries.max(1);
+        let mut tries = 0;
+        let mut may_have_run = false;
+        loop {
+            tries_left -= 1;
+            let routes = self.routes_of(envelopes)?;
+            let mut counts = Vec::with_capacity(envelopes.len());
+            let mut targets: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
+            for envelope in envelopes {
+                let receivers = routes.get(&envelope.name).map_or(&[][..], Vec::as_slice);
+                counts.push(receivers.len());
+                for (service, count) in receivers {
+                    let partition = hivent_core::partition_for(envelope.partition_hash, *count);
+                    targets
+                        .entry((service.as_str(), partition))
+                        .or_default()
+                        .push(&envelope.json);
+                }
+            }
+            if targets.is_empty() {
+                return Ok(counts);
+            }
+            let calls: Vec<redis::Cmd> = targets
+                .iter()
+                .map(|((service, partition), json)| {
+                    script::publish(
+                        service,
+                        *partition,
+                        call_id,
+                        millis(options.emit_marker_ttl),
+                        json,
+                    )
+                })
+                .collect();
+            let outcome = self.connection.run(&self.endpoint, |connection| {
+                let replies = pipeline(connection, &calls)?;
+                let acked = match options.replica_acks {
+                    0 => None,
+                    wanted => Some(wait_for_replicas(
+                        connection,
+                        wanted,
+                        millis(options.replica_ack_timeout),
+                    )?),
+                };
+                Ok((replies, acked))
+            });
+            match outcome {
+                Ok((replies, acked)) => {
+                    let mut collision = None;
+                    let mut stored_any = false;
+                    for reply in replies {
+                        match Published::from_redis_value(reply) {
+                            Ok(Published::Stored | Published::Already) => stored_any = true,
+                            Ok(Published::WrongType { key, found }) => {
+                                collision = Some((key, found))
+                            }
+                            Err(e) => return Err(self.endpoint.error("publish events", e.into())),
+                        }
+                    }
+                    if let Some((key, found)) = collision {
+                        return Err(match stored_any {
+                            true => Error::PartlyStored { key, found },
+                            false => Error::KeyCollision { key, found },
+                        });
+                    }
+                    if let Some(acked) = acked.filter(|&n| n < options.replica_acks) {
+                        return Err(Error::NotReplicated {
+                            acked,
+                            wanted: options.replica_acks,
+                            waited: options.replica_ack_timeout,
+                        });
+                    }
+                    return Ok(counts);
+                }
+                Err(error) => {
+                    may_have_run |= !certainly_not_run(&error);
+                    if tries_left > 0 && is_transient(&error) {
+                        tracing::warn!(error = %ErrorChain(&error), operation = "publish events", tries_left, "Redis Cluster failed; trying again");
+                        tries += 1;
+                        thread::sleep(pauses.delay_after(tries));
+                        continue;
+                    }
+                    if !may_have_run {
+                        return Err(self.endpoint.error("publish events", error));
+                    }
+                    return Err(self.unfinished(&targets, call_id, error));
+                }
+            }
+        }
+    }
+
+    /// The error of a call that may have stored some of its partitions: which services
+    /// have all of theirs (their markers exist) and which not, or may not.
+    fn unfinished(
+        &self,
+        targets: &BTreeMap<(&str, u32), Vec<&str>>,
+        call_id: &str,
+        error: RedisError,
+    ) -> Error {
+        let checks: Vec<redis::Cmd> = targets
+            .keys()
+            .map(|(service, partition)| {
+                let mut exists = redis::cmd("EXISTS");
+                exists.arg(keys::emitted_marker(service, *partition, call_id));
+                exists
+            })
+            .collect();
+        let written: Option<Vec<bool>> = self
+            .pipeline("check which partitions an emit stored", &checks)
+            .ok()
+            .map(|replies| {
+                replies
+                    .iter()
+                    .map(|r| crate::script::number::<u8>(r).ok() == Some(1))
+                    .collect()
+            });
+        let mut not_written = BTreeSet::new();
+        let mut all = BTreeSet::new();
+        for (index, (service, _)) in targets.keys().enumerate() {
+            all.insert(service.to_string());
+            let stored = written
+                .as_ref()
+                .is_some_and(|w| w.get(index) == Some(&true));
+            if !stored {
+                not_written.insert(service.to_string());
+            }
+        }
+        let written = all.difference(&not_written).cloned().collect();
+        Error::NotAllWritten {
+            written,
+            not_written: not_written.into_iter().collect(),
+            source: error.into(),
+        }
+    }
+
+    fn publish_chunks(
+        &self,
+        call_id: &str,
+        envelopes: &[Envelope],
+        attempt: Try,
+    ) -> hivent_core::Result<Vec<usize>> {
+        let mut counts = Vec::with_capacity(envelopes.len());
+        for chunk in Chunk::all(call_id, envelopes, attempt) {
+            match self.publish_chunk(&envelopes[chunk.events.clone()], &chunk.id) {
+                Ok(stored) => counts.extend(stored),
+                Err(error) => return Err(chunk.failed(error)),
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// A brace in a service name would change the hash tag of its keys.
+fn refuse_untaggable(service: &str) -> Result<(), Error> {
+    if keys::is_taggable(service) {
+        Ok(())
+    } else {
+        Err(Error::InvalidOptions {
+            option: "client_id",
+            reason: format!(
+                "{service:?} holds a brace, which Redis Cluster reads as a hash tag; cluster mode needs service names without {{ and }}"
+            ),
+        })
+    }
+}
+
+impl std::fmt::Debug for RedisClusterBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisClusterBackend")
+            .field("seeds", &self.endpoint.redacted())
+            .field("options", self.endpoint.options())
+            .finish()
+    }
+}
+
+impl Backend for RedisClusterBackend {
+    fn name(&self) -> &'static str {
+        "redis-cluster"
+    }
+
+    /// Publishes in chunks of up to 500 events (or 4 MiB), each written partition by
+    /// partition; see the crate docs for what a partial failure leaves.
+    fn publish(&self, call_id: &str, envelopes: &[Envelope]) -> hivent_core::Result<Vec<usize>> {
+        self.publish_chunks(call_id, envelopes, Try::First)
+    }
+
+    fn republish(&self, call_id: &str, envelopes: &[Envelope]) -> hivent_core::Result<Vec<usize>> {
+        self.publish_chunks(call_id, envelopes, Try::Again)
+    }
+
+    fn register(&self, registration: &Registration) -> hivent_core::Result<()> {
+        Ok(self.register_service(registration)?)
+    }
+
+    fn join(&self, service: &str) -> hivent_core::Result<Box<dyn ConsumerSession>> {
+        Ok(Box::new(self.join_session(service)?))
+    }
+
+    fn operations(&self) -> Option<&dyn Operations> {
+        Some(self)
+    }
+}

@@ -1,0 +1,271 @@
+//! [`Operations`] on a Redis Cluster: services, status, dead letter queues, each
+//! partition read in its own slot, every node's part of a step at once.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use hivent_core::{
+    DeadLetter, DeadLetterPick, ErrorChain, Event, FailureRecord, MemberHealth, MemberStatus,
+    Operations, PartitionStatus, ServiceStatus,
+};
+use redis::{FromRedisValue, Value};
+
+use crate::cluster_keys as keys;
+use crate::cluster_script as script;
+use crate::member::process_of;
+use crate::script::number;
+use crate::{Error, RedisClusterBackend};
+
+fn cmd(name: &str, key: String) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
+    cmd.arg(key);
+    cmd
+}
+
+impl RedisClusterBackend {
+    fn one<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        call: redis::Cmd,
+    ) -> Result<T, Error> {
+        let reply = self.pipeline(operation, &[call])?;
+        T::from_redis_value(reply.into_iter().next().unwrap_or(Value::Nil))
+            .map_err(|e| self.endpoint.error(operation, e.into()))
+    }
+
+    fn stored_count(&self, service: &str) -> Result<u32, Error> {
+        let found: Option<String> = self.one(
+            "read a partition count",
+            cmd("GET", keys::partition_count(service)),
+        )?;
+        match found.as_deref().map(str::parse::<u32>) {
+            Some(Ok(count)) if (1..=hivent_core::MAX_PARTITION_COUNT).contains(&count) => Ok(count),
+            _ => Err(Error::NotRegistered {
+                service: service.to_owned(),
+                found,
+            }),
+        }
+    }
+
+    fn check_partition(&self, service: &str, partition: u32) -> Result<(), Error> {
+        let partition_count = self.stored_count(service)?;
+        if partition < partition_count {
+            Ok(())
+        } else {
+            Err(Error::NoSuchPartition {
+                service: service.to_owned(),
+                partition,
+                partition_count,
+            })
+        }
+    }
+
+    fn status_inner(&self, service: &str) -> Result<ServiceStatus, Error> {
+        let operation = "read a service's status";
+        let partition_count = self.stored_count(service)?;
+        // The time of the node holding the group, which wrote its expiries.
+        let mut members = cmd("ZRANGE", keys::members(service));
+        members.arg(0).arg(-1).arg("WITHSCORES");
+        let now_script = redis::cmd("EVAL")
+            .arg("local t = redis.call('TIME') return t[1] * 1000 + math.floor(t[2] / 1000)")
+            .arg(1)
+            .arg(keys::members(service))
+            .clone();
+        let group = self.pipeline(
+            operation,
+            &[
+                now_script,
+                cmd("SMEMBERS", keys::registered_events(service)),
+                members,
+                cmd("HGETALL", keys::heartbeats(service)),
+            ],
+        )?;
+        let parse = |e: redis::ParsingError| self.endpoint.error(operation, e.into());
+        let [now, events, members, beats]: [Value; 4] = group
+            .try_into()
+            .map_err(|_| parse("four replies expected".into()))?;
+        let now: i64 = number(&now).map_err(parse)?;
+        let mut events = Vec::<String>::from_redis_value(events).map_err(parse)?;
+        let all_members = Vec::<(String, i64)>::from_redis_value(members).map_err(parse)?;
+        let beats = HashMap::<String, String>::from_redis_value(beats).map_err(parse)?;
+        let mut per_partition = Vec::new();
+        for p in 0..partition_count {
+            per_partition.push(cmd("LLEN", keys::partition(service, p)));
+            let mut oldest = cmd("LINDEX", keys::partition(service, p));
+            oldest.arg(-1);
+            per_partition.push(oldest);
+            per_partition.push(cmd("LLEN", keys::dead_letter(service, p)));
+            let mut owner = cmd("HGET", keys::owner(service, p));
+            owner.arg(p);
+            per_partition.push(owner);
+            let mut rate = cmd("HGET", keys::rate(service, p));
+            rate.arg(p);
+            per_partition.push(rate);
+            per_partition.push(cmd("EXISTS", keys::lease(service, p)));
+        }
+        let replies = self.pipeline(operation, &per_partition)?;
+        let mut consumers: Vec<String> = all_members
+            .iter()
+            .filter(|(_, expiry)| *expiry > now)
+            .map(|(member, _)| member.clone())
+            .collect();
+        consumers.sort();
+        consumers.dedup();
+        let mut partitions = Vec::new();
+        let mut owned_by: HashMap<String, Vec<u32>> = HashMap::new();
+        for (p, six) in (0..partition_count).zip(replies.chunks_exact(6)) {
+            let waiting: u64 = number(&six[0]).map_err(parse)?;
+            let oldest = Option::<String>::from_redis_value(six[1].clone()).map_err(parse)?;
+            let dead_letters: u64 = number(&six[2]).map_err(parse)?;
+            let owner = Option::<String>::from_redis_value(six[3].clone()).map_err(parse)?;
+            let rate = Option::<String>::from_redis_value(six[4].clone()).map_err(parse)?;
+            let leased = number::<u8>(&six[5]).map_err(parse)? == 1;
+            if let Some(owner) = &owner {
+                owned_by.entry(owner.clone()).or_default().push(p);
+            }
+            let rate = rate
+                .as_deref()
+                .and_then(|r| r.split_once(' '))
+                .and_then(|(rate, at)| {
+                    Some(hivent_core::decayed_rate(
+                        rate.parse().ok()?,
+                        at.parse().ok()?,
+                        now,
+                    ))
+                })
+                .unwrap_or(0.0);
+            partitions.push(PartitionStatus {
+                partition: p,
+                owner: owner.filter(|o| leased && consumers.binary_search(o).is_ok()),
+                waiting,
+                oldest_created_at: oldest
+                    .and_then(|raw| Event::from_json(&raw).ok())
+                    .map(|event| event.meta.created_at),
+                dead_letters,
+                rate,
+            });
+        }
+        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+        let mut members: Vec<MemberStatus> = all_members
+            .iter()
+            .map(|(member, expiry)| {
+                let (last, interval) = beats
+                    .get(member)
+                    .and_then(|beat| beat.split_once(' '))
+                    .map_or((None, None), |(last, interval)| {
+                        (last.parse::<i64>().ok().map(at), interval.parse().ok())
+                    });
+                let process = process_of(member);
+                let expires_at = at(*expiry);
+                MemberStatus {
+                    id: member.clone(),
+                    host: process.as_ref().map(|(host, _)| host.clone()),
+                    pid: process.map(|(_, pid)| pid),
+                    last_heartbeat_at: last,
+                    heartbeat_interval_ms: interval,
+                    expires_at,
+                    partitions: owned_by.get(member).cloned().unwrap_or_default(),
+                    health: MemberHealth::judge(at(now), last, interval, expires_at),
+                }
+            })
+            .collect();
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        events.sort();
+        events.dedup();
+        Ok(ServiceStatus {
+            service: service.to_owned(),
+            partition_count,
+            events,
+            consumers,
+            members,
+            partitions,
+            gem_consumers: Vec::new(),
+        })
+    }
+
+    fn dead_letters_inner(
+        &self,
+        service: &str,
+        partition: u32,
+        start: usize,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>, Error> {
+        self.check_partition(service, partition)?;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let flat: Vec<Option<Vec<u8>>> = self.one(
+            "read dead letters",
+            script::dead_letter_page(service, partition, start, count),
+        )?;
+        let lossy = |bytes: &Option<Vec<u8>>| {
+            bytes
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        Ok(flat
+            .chunks_exact(2)
+            .map(|pair| {
+                let record = lossy(&pair[1]).and_then(|json| match FailureRecord::from_json(&json) {
+                    Ok(record) => Some(record),
+                    Err(error) => {
+                        tracing::warn!(service, partition, error = %ErrorChain(&error), "a failure record is not readable; the dead letter is shown without it");
+                        None
+                    }
+                });
+                DeadLetter::new(lossy(&pair[0]).unwrap_or_default(), record)
+            })
+            .collect())
+    }
+}
+
+impl Operations for RedisClusterBackend {
+    fn services(&self) -> hivent_core::Result<Vec<String>> {
+        let mut services: Vec<String> =
+            self.one("list services", cmd("SMEMBERS", keys::SERVICES.to_owned()))?;
+        services.sort();
+        Ok(services)
+    }
+
+    fn service_status(&self, service: &str) -> hivent_core::Result<ServiceStatus> {
+        Ok(self.status_inner(service)?)
+    }
+
+    fn dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        start: usize,
+        count: usize,
+    ) -> hivent_core::Result<Vec<DeadLetter>> {
+        Ok(self.dead_letters_inner(service, partition, start, count)?)
+    }
+
+    fn replay_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> hivent_core::Result<usize> {
+        self.check_partition(service, partition)?;
+        let moved: u64 = self.one(
+            "replay dead letters",
+            script::replay(service, partition, pick),
+        )?;
+        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+    }
+
+    fn purge_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+    ) -> hivent_core::Result<usize> {
+        self.check_partition(service, partition)?;
+        let purged: u64 = self.one(
+            "purge dead letters",
+            script::purge(service, partition, pick),
+        )?;
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+}
