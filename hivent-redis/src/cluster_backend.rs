@@ -8,7 +8,9 @@ use hivent_core::{Backend, ConsumerSession, Envelope, ErrorChain, Operations, Re
 use redis::{FromRedisValue, RedisError, Value};
 
 use crate::backend::{emit_pauses, Chunk, Try};
-use crate::cluster_connection::{pipeline, wait_for_replicas, ClusterEndpoint, ClusterSlot};
+use crate::cluster_connection::{
+    pipeline, wait_for_replicas, ClusterEndpoint, ClusterSlot, Repeat,
+};
 use crate::cluster_group::ClusterGroup;
 use crate::cluster_keys as keys;
 use crate::cluster_routes::{ClusterRoutes, Targets};
@@ -85,14 +87,17 @@ impl RedisClusterBackend {
         self.endpoint.options()
     }
 
-    /// Runs `calls` in one pipeline on the backend's connection.
+    /// Runs `calls` in one pipeline on the backend's connection; a call sent again
+    /// after a redirect must give the same outcome (a lone call never runs twice).
     pub(crate) fn pipeline(
         &self,
         operation: &'static str,
         calls: &[redis::Cmd],
     ) -> Result<Vec<Value>, Error> {
         self.connection
-            .run(&self.endpoint, |connection| pipeline(connection, calls))
+            .run(&self.endpoint, |connection| {
+                pipeline(connection, calls, Repeat::Safe)
+            })
             .map_err(|e| self.endpoint.error(operation, e))
     }
 
@@ -260,7 +265,8 @@ impl RedisClusterBackend {
                 })
                 .collect();
             let outcome = self.connection.run(&self.endpoint, |connection| {
-                let replies = pipeline(connection, &calls)?;
+                // Marked: a try of a partition that has the call writes nothing.
+                let replies = pipeline(connection, &calls, Repeat::Safe)?;
                 let acked = match options.replica_acks {
                     0 => None,
                     wanted => Some(wait_for_replicas(

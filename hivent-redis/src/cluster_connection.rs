@@ -8,7 +8,6 @@ use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, RedisError, RedisResult, Value};
 
 use crate::connection::Endpoint;
-use crate::error::keeps_connection;
 use crate::{Error, RedisOptions};
 
 /// The seed nodes of a cluster with the options: everything needed to connect.
@@ -85,10 +84,11 @@ impl ClusterEndpoint {
     }
 }
 
-/// One cluster connection used by one thread at a time, opened again after a failure
-/// that was not an error reply: a fresh connection reads the slot map anew, which is
-/// how a producer or worker follows a failover (the old master's address stops
-/// answering; the new slot map names the promoted replica).
+/// One cluster connection used by one thread at a time, opened again after any
+/// failure: a fresh connection reads the slot map anew, which is how a producer or
+/// worker follows a failover (the old master's address stops answering, or a node
+/// answers for a slot it no longer serves; the new slot map names the promoted
+/// replica). Failures are rare, so the extra round trips do not matter.
 pub(crate) struct ClusterSlot {
     connection: Mutex<Option<ClusterConnection>>,
 }
@@ -111,32 +111,101 @@ impl ClusterSlot {
             None => slot.insert(endpoint.open()?),
         };
         let result = work(connection);
-        if let Err(error) = &result {
-            if !keeps_connection(error) {
-                *slot = None;
-            }
+        if result.is_err() {
+            *slot = None;
         }
         result
     }
 }
 
+/// Whether the calls of a pipeline may run twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Repeat {
+    /// Running a call again gives the same outcome (reads, marked emits, claims).
+    Safe,
+    /// A call must run at most once (acknowledgements trim by count).
+    Never,
+}
+
+/// How many times a pipeline is sent again after some of its calls were redirected.
+const ROUNDS: usize = 5;
+
 /// Sends `calls` in one pipeline: each goes to the master of its first key's slot, all
-/// nodes' parts at once, one round trip per node (redis-rs follows MOVED and ASK
-/// replies). The calls carry their scripts (`EVAL`), so a node that lost its script
-/// cache (a promoted replica, a restart) never fails a part of a pipeline whose other
-/// parts ran. Fails, with the first error, when any call failed; the others may have run.
+/// nodes' parts at once, one round trip per node. The calls carry their scripts
+/// (`EVAL`), so a node that lost its script cache (a promoted replica, a restart) never
+/// fails a part of a pipeline whose other parts ran.
+///
+/// redis-rs's cluster pipeline hands back a slot that moved (a reshard) or whose master
+/// changed (a failover) as a failure of the whole pipeline, with the other calls run
+/// and their replies dropped. The redirected calls did not run: each is sent again on
+/// its own, by the path that follows ASK and MOVED and reads the new slot map. The
+/// calls that ran are sent again when `repeat` allows; otherwise their replies are
+/// `Nil`: they ran, with an outcome unknown.
 pub(crate) fn pipeline(
     connection: &mut ClusterConnection,
     calls: &[Cmd],
+    repeat: Repeat,
 ) -> RedisResult<Vec<Value>> {
-    if calls.is_empty() {
-        return Ok(Vec::new());
+    let mut replies = vec![Value::Nil; calls.len()];
+    let mut pending: Vec<usize> = (0..calls.len()).collect();
+    for _ in 0..ROUNDS {
+        if pending.is_empty() {
+            return Ok(replies);
+        }
+        let mut pipe = redis::cluster::cluster_pipe();
+        for &i in &pending {
+            pipe.add_command(calls[i].clone());
+        }
+        match pipe.query::<Vec<Value>>(connection) {
+            Ok(values) => {
+                for (&i, value) in pending.iter().zip(values) {
+                    replies[i] = value;
+                }
+                return Ok(replies);
+            }
+            Err(error) => {
+                let Some(redirected) = redirected(&error) else {
+                    return Err(error);
+                };
+                for &j in &redirected {
+                    let i = pending[j];
+                    replies[i] = calls[i].query::<Value>(connection)?;
+                }
+                pending = match repeat {
+                    Repeat::Safe => pending
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| !redirected.contains(j))
+                        .map(|(_, &i)| i)
+                        .collect(),
+                    Repeat::Never => Vec::new(),
+                };
+            }
+        }
     }
-    let mut pipe = redis::cluster::cluster_pipe();
-    for call in calls {
-        pipe.add_command(call.clone());
+    if pending.is_empty() {
+        Ok(replies)
+    } else {
+        Err(RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+            "the cluster kept redirecting a pipeline",
+        )))
     }
-    pipe.query(connection)
+}
+
+/// The positions of a pipeline's calls that failed only because their slot is served
+/// elsewhere now (MOVED, ASK) or for the moment by no one (TRYAGAIN, CLUSTERDOWN);
+/// `None` when some call failed otherwise.
+fn redirected(error: &RedisError) -> Option<Vec<usize>> {
+    use redis::ServerErrorKind::{Ask, ClusterDown, Moved, TryAgain};
+    let failures = error.clone().into_server_errors()?;
+    failures
+        .iter()
+        .map(|(index, failure)| match failure.kind() {
+            Some(Moved | Ask | TryAgain | ClusterDown) => Some(*index),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Waits until `replicas` replicas of every master acknowledged this connection's

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use redis::{FromRedisValue, Value};
 
-use crate::cluster_connection::{pipeline, wait_for_replicas, ClusterEndpoint, ClusterSlot};
+use crate::cluster_connection::{
+    pipeline, wait_for_replicas, ClusterEndpoint, ClusterSlot, Repeat,
+};
 use crate::cluster_keys as keys;
 use crate::cluster_script::{self as script, ClaimAction, ClusterClaim};
 use crate::group_store::GroupStore;
@@ -41,12 +43,13 @@ impl ClusterGroup {
         connection: &ClusterSlot,
         operation: &'static str,
         calls: &[redis::Cmd],
+        repeat: Repeat,
         durable: bool,
     ) -> Result<Vec<Value>, Error> {
         let options = self.endpoint.options();
         connection
             .run(&self.endpoint, |connection| {
-                let replies = pipeline(connection, calls)?;
+                let replies = pipeline(connection, calls, repeat)?;
                 if durable && options.replica_acks > 0 {
                     let acked = wait_for_replicas(
                         connection,
@@ -68,7 +71,7 @@ impl ClusterGroup {
     }
 
     fn work(&self, operation: &'static str, calls: &[redis::Cmd]) -> Result<Vec<Value>, Error> {
-        self.run(&self.work_connection, operation, calls, false)
+        self.run(&self.work_connection, operation, calls, Repeat::Safe, false)
     }
 
     /// One reply of a one-call pipeline.
@@ -139,6 +142,7 @@ impl GroupStore for ClusterGroup {
                 ),
                 count,
             ],
+            Repeat::Safe,
             false,
         )?;
         let [membership, count]: [Value; 2] = replies
@@ -180,7 +184,13 @@ impl GroupStore for ClusterGroup {
             .iter()
             .map(|&(p, action)| script::claim(service, member, p, lease, action))
             .collect();
-        let replies = self.run(&self.heartbeat_connection, operation, &calls, false)?;
+        let replies = self.run(
+            &self.heartbeat_connection,
+            operation,
+            &calls,
+            Repeat::Safe,
+            false,
+        )?;
         let mut now_owned = Vec::new();
         for (&(partition, _), reply) in actions.iter().zip(replies) {
             let token: i64 = self.parse(operation, number(&reply))?;
@@ -235,13 +245,26 @@ impl GroupStore for ClusterGroup {
             .iter()
             .map(|a| script::ack(service, member, a.partition, a.token, a.count))
             .collect();
-        self.run(&self.work_connection, operation, &calls, true)?
-            .into_iter()
-            .map(|reply| {
+        // An ack trims by count: it must not run twice.
+        self.run(
+            &self.work_connection,
+            operation,
+            &calls,
+            Repeat::Never,
+            true,
+        )?
+        .into_iter()
+        .map(|reply| match reply {
+            // It ran and its reply went with a redirect of another call: taken as
+            // done. Were it fenced, the new owner has the partition, and this
+            // member's next fetch finds the claim gone.
+            Value::Nil => Ok(true),
+            reply => {
                 let removed: Vec<i64> = self.parse(operation, Vec::from_redis_value(reply))?;
                 Ok(removed == [1])
-            })
-            .collect()
+            }
+        })
+        .collect()
     }
 
     fn attempt(
@@ -269,6 +292,7 @@ impl GroupStore for ClusterGroup {
             &self.work_connection,
             operation,
             &[script::dead_letter(&claim_of(claim), raw, record)],
+            Repeat::Safe,
             true,
         )?;
         let code: i64 = self.parse(operation, number(reply.first().unwrap_or(&Value::Nil)))?;

@@ -255,7 +255,10 @@ pub(crate) fn is_transient(error: &RedisError) -> bool {
                     | ServerErrorKind::MasterDown
                     | ServerErrorKind::ClusterDown
                     | ServerErrorKind::ReadOnly
-            )
+                    // A cluster's slots moving or its master failing over.
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            ) | ErrorKind::ClusterConnectionNotFound
         )
         // A long-running script makes the server answer BUSY until it ends.
         || error.code() == Some("BUSY")
@@ -295,6 +298,9 @@ pub(crate) fn certainly_not_run(error: &RedisError) -> bool {
                     | "READONLY"
                     | "MASTERDOWN"
                     | "TRYAGAIN"
+                    | "MOVED"
+                    | "ASK"
+                    | "CLUSTERDOWN"
             )
         )
 }

@@ -27,7 +27,8 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts `masters` masters with `replicas` replicas each, creates the cluster
     /// (the slots split evenly over the masters) and waits until every node says
-    /// `cluster_state:ok`.
+    /// `cluster_state:ok` and every replica is in sync with its master (a replica that
+    /// never synced is not promoted when its master fails).
     pub fn start(masters: usize, replicas: usize) -> Result<RedisCluster, ServerError> {
         let mut nodes = Vec::new();
         for _ in 0..masters * (1 + replicas) {
@@ -43,11 +44,16 @@ impl RedisCluster {
                 "2000".into(),
                 "--cluster-port".into(),
                 bus.to_string(),
+                // Redis waits 5 s by default before a full sync, for more replicas
+                // to share it; a test's replica syncs at once.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
             ])?);
         }
         let cluster = RedisCluster { nodes };
         cluster.create(replicas)?;
         cluster.wait_until_ok()?;
+        cluster.wait_until_replicas_synced()?;
         Ok(cluster)
     }
 
@@ -99,6 +105,39 @@ impl RedisCluster {
         }
     }
 
+    fn wait_until_replicas_synced(&self) -> Result<(), ServerError> {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        let synced = |node: &RedisServer| {
+            let info = redis::Client::open(node.url())
+                .ok()
+                .and_then(|client| {
+                    client
+                        .get_connection_with_timeout(Duration::from_secs(2))
+                        .ok()
+                })
+                .and_then(|mut connection| {
+                    redis::cmd("INFO")
+                        .arg("replication")
+                        .query::<String>(&mut connection)
+                        .ok()
+                });
+            info.is_some_and(|info| {
+                let has = |line: &str| info.lines().any(|l| l.trim() == line);
+                has("role:master") || has("master_link_status:up")
+            })
+        };
+        while !self.nodes.iter().all(synced) {
+            if Instant::now() >= deadline {
+                return Err(ServerError::DidNotStart {
+                    reason: format!("the replicas did not sync within {CLUSTER_DEADLINE:?}"),
+                    log: self.logs(),
+                });
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
     /// Every node, masters and replicas, in start order.
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
@@ -126,6 +165,134 @@ impl RedisCluster {
             .map(|node| format!("--- node {} ---\n{}", node.port(), node.log()))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+impl RedisCluster {
+    fn cli(&self) -> String {
+        std::env::var("HIVENT_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned())
+    }
+
+    fn ask<T: redis::FromRedisValue>(
+        &self,
+        node: usize,
+        command: &redis::Cmd,
+    ) -> Result<T, ServerError> {
+        let failed = |e: redis::RedisError| ServerError::DidNotStart {
+            reason: format!("node {} did not answer: {e}", self.nodes[node].port()),
+            log: String::new(),
+        };
+        let mut connection = redis::Client::open(self.nodes[node].url())
+            .map_err(failed)?
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .map_err(failed)?;
+        command.query(&mut connection).map_err(failed)
+    }
+
+    /// The index (in [`RedisCluster::nodes`]) of the master serving `key`'s slot, as
+    /// node `asking` sees the cluster.
+    pub fn master_of(&self, key: &str, asking: usize) -> Result<usize, ServerError> {
+        let slot: u16 = self.ask(asking, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
+        let slots: Vec<redis::Value> = self.ask(asking, redis::cmd("CLUSTER").arg("SLOTS"))?;
+        for range in slots {
+            let redis::Value::Array(parts) = range else {
+                continue;
+            };
+            let (Some(start), Some(end), Some(redis::Value::Array(master))) =
+                (parts.first(), parts.get(1), parts.get(2))
+            else {
+                continue;
+            };
+            let number = |v: &redis::Value| match v {
+                redis::Value::Int(n) => *n,
+                _ => -1,
+            };
+            if (number(start)..=number(end)).contains(&i64::from(slot)) {
+                let port = master.get(1).map(number).unwrap_or(-1);
+                if let Some(index) = self.nodes.iter().position(|n| i64::from(n.port()) == port) {
+                    return Ok(index);
+                }
+            }
+        }
+        Err(ServerError::DidNotStart {
+            reason: format!("no master serves slot {slot}"),
+            log: self.logs(),
+        })
+    }
+
+    /// Kills node `node` (SIGKILL), as a crashed host.
+    pub fn kill(&mut self, node: usize) {
+        self.nodes[node].kill();
+    }
+
+    /// Starts killed node `node` again on its port and directory: it rejoins the
+    /// cluster (a master that was failed over comes back as a replica).
+    pub fn restart(&mut self, node: usize) -> Result<(), ServerError> {
+        self.nodes[node].restart()
+    }
+
+    /// Waits until a replica of killed master `dead` serves its slots (the one of `key`
+    /// among them) and every other node says `cluster_state:ok` again.
+    pub fn wait_for_failover(&self, dead: usize, key: &str) -> Result<(), ServerError> {
+        let deadline = Instant::now() + CLUSTER_DEADLINE;
+        let asking = (dead + 1) % self.nodes.len();
+        loop {
+            let promoted = self
+                .master_of(key, asking)
+                .is_ok_and(|master| master != dead);
+            let ok = promoted
+                && self
+                    .nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != dead)
+                    .all(|(_, node)| {
+                        cluster_info(node).is_some_and(|info| {
+                            info.lines().any(|l| l.trim() == "cluster_state:ok")
+                        })
+                    });
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(ServerError::DidNotStart {
+                    reason: format!("no replica took over within {CLUSTER_DEADLINE:?}"),
+                    log: self.logs(),
+                });
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Moves every slot of master `from` to master `to` with `redis-cli --cluster
+    /// reshard`, keys and all, while clients go on (they follow ASK and MOVED).
+    pub fn reshard_all(&self, from: usize, to: usize) -> Result<(), ServerError> {
+        let id = |node: usize| -> Result<String, ServerError> {
+            self.ask(node, redis::cmd("CLUSTER").arg("MYID"))
+        };
+        let (from_id, to_id) = (id(from)?, id(to)?);
+        let output = Command::new(self.cli())
+            .arg("--cluster")
+            .arg("reshard")
+            .arg(format!("127.0.0.1:{}", self.nodes[to].port()))
+            .args(["--cluster-from", &from_id, "--cluster-to", &to_id])
+            .args(["--cluster-slots", "16384", "--cluster-yes"])
+            .output()
+            .map_err(|e| ServerError::DidNotStart {
+                reason: format!("redis-cli could not run: {e}"),
+                log: String::new(),
+            })?;
+        if !output.status.success() {
+            return Err(ServerError::DidNotStart {
+                reason: format!(
+                    "redis-cli --cluster reshard failed: {}{}",
+                    String::from_utf8_lossy(&output.stdout),
+                    String::from_utf8_lossy(&output.stderr)
+                ),
+                log: self.logs(),
+            });
+        }
+        Ok(())
     }
 }
 

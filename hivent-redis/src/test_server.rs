@@ -129,6 +129,13 @@ impl RedisServer {
         self.wait_until_ready()
     }
 
+    /// Kills the server (SIGKILL: no shutdown, no save), as a crashed host would; its
+    /// directory stays until drop.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn wait_until_ready(&mut self) -> Result<(), ServerError> {
         let deadline = Instant::now() + START_DEADLINE;
         loop {

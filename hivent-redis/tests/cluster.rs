@@ -1,11 +1,17 @@
-//! Redis Cluster: the test support starts a real cluster, and hivent-redis, which needs
-//! a standalone Redis, refuses one at connect with an error that says so.
+//! Redis Cluster: the test support starts a real cluster; the standalone backend refuses
+//! one at connect, and cluster mode spreads partitions over the masters, names what a
+//! partial emit did not write, follows a failover and a slot migration, and loses nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use hivent_redis::test_cluster::cluster_for_tests;
-use hivent_redis::{Error, RedisBackend};
+use hivent_core::{Config, ConsumerOptions, EmitOptions, Hivent, Registration};
+use hivent_redis::test_cluster::{cluster_for_tests, RedisCluster};
+use hivent_redis::{cluster_keys, Error, RedisBackend, RedisClusterBackend, RedisOptions};
+use parking_lot::Mutex;
+use serde_json::json;
 
 /// Three masters with a replica each: every slot is served, the masters split them,
 /// and a node answers a key of another node's slot with MOVED, as a cluster does.
@@ -68,7 +74,7 @@ fn a_cluster_node_is_refused_at_connect() {
     assert!(
         error
             .to_string()
-            .contains("is a Redis Cluster node; hivent-redis needs a standalone Redis"),
+            .contains("is a Redis Cluster node; connect with backend `redis-cluster`"),
         "{error}"
     );
     // Through the application API it is a configuration error, as a wrong endpoint is.
@@ -83,4 +89,362 @@ fn a_cluster_node_is_refused_at_connect() {
         ),
         "{core:?}"
     );
+}
+
+fn quick() -> RedisOptions {
+    RedisOptions::default()
+        .heartbeat_interval(Duration::from_millis(200))
+        .member_ttl(Duration::from_millis(2_000))
+        .response_timeout(Duration::from_secs(2))
+}
+
+fn backend(cluster: &RedisCluster, options: RedisOptions) -> Arc<RedisClusterBackend> {
+    Arc::new(RedisClusterBackend::with_options(&cluster.seeds(), options).unwrap())
+}
+
+fn service(backend: &Arc<RedisClusterBackend>, name: &str, partitions: u32) -> Hivent {
+    let config = Config::builder()
+        .client_id(name)
+        .partition_count(partitions)
+        .build()
+        .unwrap();
+    Hivent::new(config, backend.clone())
+}
+
+fn register(backend: &RedisClusterBackend, service: &str, partitions: u32, events: &[&str]) {
+    backend
+        .register_service(&Registration {
+            service: service.into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            partition_count: partitions,
+        })
+        .unwrap();
+}
+
+/// The length of a list, asked of the node that serves it.
+fn length_on(cluster: &RedisCluster, node: usize, key: &str) -> usize {
+    let mut connection = redis::Client::open(cluster.urls()[node].as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("LLEN").arg(key).query(&mut connection).unwrap()
+}
+
+/// A service's 16 partitions land on all three masters, each list on the master of its
+/// slot, with every event of the emits in one of them.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_services_partitions_spread_over_the_masters() {
+    let Some(cluster) = cluster_for_tests(3, 0) else {
+        return;
+    };
+    let backend = backend(&cluster, quick());
+    register(&backend, "ledger", 16, &["entry:booked"]);
+    let signal = service(&backend, "bank", 1).signal("entry:booked").unwrap();
+    for n in 0..64 {
+        signal
+            .emit_with(
+                &json!({"n": n}),
+                EmitOptions::version(1).key(format!("account-{n}")),
+            )
+            .unwrap();
+    }
+    let mut per_master: BTreeMap<usize, usize> = BTreeMap::new();
+    for p in 0..16 {
+        let key = cluster_keys::partition("ledger", p);
+        let master = cluster.master_of(&key, 0).unwrap();
+        *per_master.entry(master).or_default() += length_on(&cluster, master, &key);
+    }
+    assert_eq!(per_master.len(), 3, "{per_master:?}");
+    assert_eq!(per_master.values().sum::<usize>(), 64, "{per_master:?}");
+    assert!(per_master.values().all(|&n| n > 0), "{per_master:?}");
+}
+
+/// A registration reaches a producer that cached its routes (for a minute) through the
+/// change notice, long before the cache would have expired.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_registration_reaches_a_producer_with_cached_routes() {
+    let Some(cluster) = cluster_for_tests(3, 0) else {
+        return;
+    };
+    let producer = backend(&cluster, quick().route_cache_ttl(Duration::from_secs(60)));
+    let signal = service(&producer, "shop", 1)
+        .signal("order:placed")
+        .unwrap();
+    let admin = backend(&cluster, quick());
+    register(&admin, "billing", 2, &["order:placed"]);
+    let receivers = |n: u32| {
+        signal
+            .emit_with_receipt(&json!({"n": n}), EmitOptions::version(1))
+            .unwrap()
+            .receiving_services
+    };
+    assert_eq!(receivers(0), 1);
+    register(&admin, "shipping", 2, &["order:placed"]);
+    let started = Instant::now();
+    let mut reached = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if receivers(1) == 2 {
+            reached = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        reached,
+        "the new service never got the events of the cached producer"
+    );
+}
+
+/// An emit whose partitions live on two masters, one of which refuses writes, fails
+/// naming the service not written; once the master writes again, `retry_emit`
+/// completes it: each service holds exactly one copy.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_partial_emit_names_the_services_not_written_and_its_retry_completes_it() {
+    let Some(cluster) = cluster_for_tests(3, 0) else {
+        return;
+    };
+    let backend = backend(&cluster, quick().emit_tries(1));
+    // Two services whose one partition each lives on different masters.
+    let names: Vec<String> = (0..40).map(|n| format!("svc{n}")).collect();
+    let master = |name: &str| {
+        cluster
+            .master_of(&cluster_keys::partition(name, 0), 0)
+            .unwrap()
+    };
+    let first = &names[0];
+    let other = names
+        .iter()
+        .find(|n| master(n) != master(first))
+        .expect("two services on different masters");
+    for name in [first, other] {
+        register(&backend, name, 1, &["doc:saved"]);
+    }
+    let refusing = master(other);
+    let set = |value: &str| {
+        let mut connection = redis::Client::open(cluster.urls()[refusing].as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-to-write")
+            .arg(value)
+            .query::<()>(&mut connection)
+            .unwrap();
+    };
+    set("1");
+    let producer = service(&backend, "writer", 1);
+    let error = producer
+        .signal("doc:saved")
+        .unwrap()
+        .emit(&json!({"doc": 1}), 1)
+        .unwrap_err();
+    let text = hivent_core::ErrorChain(&error).to_string();
+    assert!(
+        text.contains(&format!(
+            "written for [{first:?}], not (or not certainly) for [{other:?}]"
+        )),
+        "{text}"
+    );
+    let retry = error
+        .emit_retry()
+        .expect("an uncertain emit can be retried")
+        .clone();
+    assert_eq!(cluster_len(&cluster, first), 1);
+    assert_eq!(cluster_len(&cluster, other), 0);
+    set("0");
+    producer.retry_emit(&retry).unwrap();
+    assert_eq!(cluster_len(&cluster, first), 1, "no second copy");
+    assert_eq!(cluster_len(&cluster, other), 1);
+}
+
+fn cluster_len(cluster: &RedisCluster, service: &str) -> usize {
+    let key = cluster_keys::partition(service, 0);
+    length_on(cluster, cluster.master_of(&key, 0).unwrap(), &key)
+}
+
+/// What a worker handled, per key: the sequence numbers in the order handled.
+type Handled = Arc<Mutex<BTreeMap<String, Vec<u64>>>>;
+
+/// A worker of `ledger` (8 partitions) that records what it handles.
+fn start_worker(backend: &Arc<RedisClusterBackend>) -> (hivent_core::Running, Handled) {
+    let ledger = service(backend, "ledger", 8);
+    let handled: Handled = Arc::default();
+    let sink = handled.clone();
+    ledger
+        .signal("entry:booked")
+        .unwrap()
+        .receive(move |event| {
+            let key = event.payload["key"].as_str().unwrap_or_default().to_owned();
+            let seq = event.payload["seq"].as_u64().unwrap_or(u64::MAX);
+            sink.lock().entry(key).or_default().push(seq);
+            Ok(())
+        });
+    let options = ConsumerOptions::default().idle_wait(Duration::from_millis(100));
+    (ledger.start(2, options).unwrap(), handled)
+}
+
+/// Emits `count` events over 10 keys, each key's in sequence, completing every emit
+/// whatever the cluster does meanwhile (an uncertain one by `retry_emit`, a refused
+/// one again); `midway` runs after a third of them.
+fn emit_through(backend: &Arc<RedisClusterBackend>, count: u64, midway: impl FnOnce()) {
+    let bank = service(backend, "bank", 1);
+    let signal = bank.signal("entry:booked").unwrap();
+    let mut midway = Some(midway);
+    for seq in 0..count {
+        if seq == count / 3 {
+            if let Some(midway) = midway.take() {
+                midway();
+            }
+        }
+        let key = format!("account-{}", seq % 10);
+        let payload = json!({"key": key, "seq": seq / 10});
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut outcome = signal
+            .emit_with(&payload, EmitOptions::version(1).key(key.as_str()))
+            .map(|_| ());
+        while let Err(error) = outcome {
+            assert!(
+                Instant::now() < deadline,
+                "emit {seq} never completed: {error}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            outcome = match error.emit_retry() {
+                // It may be stored in part: complete the same call.
+                Some(retry) => bank.retry_emit(retry).map(|_| ()),
+                // Nothing was stored: emit it again.
+                None => signal
+                    .emit_with(&payload, EmitOptions::version(1).key(key.as_str()))
+                    .map(|_| ()),
+            };
+        }
+    }
+}
+
+/// Waits until every key's events `0..per_key` were handled, then checks that each key's
+/// events came in order: the first handling of each is in sequence (a redelivery after a
+/// lost ack repeats a suffix, never reorders).
+fn assert_all_handled_in_order(handled: &Handled, keys: u64, per_key: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let complete = {
+            let handled = handled.lock();
+            (0..keys).all(|k| {
+                handled
+                    .get(&format!("account-{k}"))
+                    .is_some_and(|seqs| (0..per_key).all(|s| seqs.contains(&s)))
+            })
+        };
+        if complete {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything was handled: {:?}",
+            handled.lock()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (key, seqs) in handled.lock().iter() {
+        let mut firsts = Vec::new();
+        for &s in seqs {
+            if !firsts.contains(&s) {
+                firsts.push(s);
+            }
+        }
+        assert_eq!(firsts, (0..per_key).collect::<Vec<_>>(), "{key}: {seqs:?}");
+    }
+}
+
+/// With a replica per master and `replica_acks(1)`, a master killed in the middle of a
+/// stream fails over to its replica; the producer and the worker follow the promotion
+/// and nothing is lost or reordered.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_master_killed_mid_stream_fails_over_and_nothing_is_lost() {
+    let Some(cluster) = cluster_for_tests(3, 1) else {
+        return;
+    };
+    let options = quick()
+        .replica_acks(1)
+        .replica_ack_timeout(Duration::from_secs(2))
+        .connect_timeout(Duration::from_millis(500))
+        .emit_tries(2);
+    let worker_backend = backend(&cluster, options.clone());
+    let (worker, handled) = start_worker(&worker_backend);
+    let producer = backend(&cluster, options);
+    // The master of partition 0's slot: it holds some of the stream for sure.
+    let partition = cluster_keys::partition("ledger", 0);
+    let victim = cluster.master_of(&partition, 0).unwrap();
+    let cluster = Arc::new(Mutex::new(cluster));
+    let mut recovery = None;
+    emit_through(&producer, 300, || {
+        cluster.lock().kill(victim);
+        let cluster = Arc::clone(&cluster);
+        // The operator's part: once a replica took over, the old master comes back
+        // (as that replica's replica, so writes can be acknowledged again).
+        recovery = Some(std::thread::spawn(move || {
+            let key = cluster_keys::partition("ledger", 0);
+            cluster.lock().wait_for_failover(victim, &key).unwrap();
+            cluster.lock().restart(victim).unwrap();
+        }));
+    });
+    recovery.unwrap().join().unwrap();
+    let cluster = cluster.lock();
+    let promoted = cluster.master_of(&partition, (victim + 1) % 6).unwrap();
+    assert_ne!(promoted, victim, "a replica took over");
+    assert_all_handled_in_order(&handled, 10, 30);
+    worker.stop();
+    worker.wait().unwrap();
+}
+
+/// Every slot of the master holding a busy partition moves to another master
+/// (`redis-cli --cluster reshard`) while events stream in and the worker consumes:
+/// clients follow ASK and MOVED, and nothing is lost or reordered.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
+    let Some(cluster) = cluster_for_tests(3, 0) else {
+        return;
+    };
+    let options = quick().emit_tries(6);
+    let worker_backend = backend(&cluster, options.clone());
+    let (worker, handled) = start_worker(&worker_backend);
+    let producer = backend(&cluster, options);
+    let key = cluster_keys::partition("ledger", 0);
+    let from = cluster.master_of(&key, 0).unwrap();
+    let to = (from + 1) % 3;
+    let cluster = Arc::new(cluster);
+    let mover = Arc::clone(&cluster);
+    let mut reshard = None;
+    emit_through(&producer, 600, || {
+        reshard = Some(std::thread::spawn(move || mover.reshard_all(from, to)));
+    });
+    reshard.unwrap().join().unwrap().unwrap();
+    assert_eq!(
+        cluster.master_of(&key, 0).unwrap(),
+        to,
+        "the partition moved"
+    );
+    assert_all_handled_in_order(&handled, 10, 60);
+    worker.stop();
+    worker.wait().unwrap();
 }
