@@ -1287,3 +1287,114 @@ fn status_shows_a_stalled_worker_as_stalled() {
     let (code, stderr) = worker.terminate();
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// On a Redis Cluster (the endpoint a list of seeds, which selects `redis-cluster`), a
+/// `hivent start` worker handles what `hivent emit` sends, and `status` and `dlq` show
+/// and replay what it could not handle, as on one Redis.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn start_status_and_dlq_work_on_a_cluster() {
+    let Some(cluster) = hivent_redis::test_cluster::cluster_for_tests(3, 0) else {
+        return;
+    };
+    let seeds = cluster.seeds();
+    let on_cluster = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--endpoint", &seeds]);
+        hivent(&all)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("seen.jsonl");
+    let flag = dir.path().join("healthy");
+    let script = format!(
+        "if [ -e {flag} ]; then {append}; else echo not yet >&2; exit 3; fi",
+        flag = flag.display(),
+        append = append_to(&out)
+    );
+    let file = receivers(dir.path(), "pay:due", &script);
+    let worker = Worker {
+        child: Command::new(BIN)
+            .args(["start", "-r"])
+            .arg(&file)
+            .args(["--endpoint", &seeds, "--client-id", "billing"])
+            .args(["--partition-count", "8", "--retry-max-attempts", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    };
+    let status = || {
+        let out = on_cluster(&["status", "--json", "--service", "billing"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone())
+    };
+    wait_for(
+        "the worker to own all 8 partitions",
+        Duration::from_secs(30),
+        || {
+            status().is_some_and(|s| {
+                s["members"][0]["partitions"] == serde_json::json!([0, 1, 2, 3, 4, 5, 6, 7])
+            })
+        },
+    );
+    for n in 1..=3 {
+        let emitted = on_cluster(&[
+            "emit",
+            "pay:due",
+            "--version",
+            "1",
+            "--payload",
+            &format!(r#"{{"n":{n}}}"#),
+            "--key",
+            "inv-1",
+        ]);
+        assert!(emitted.status.success(), "{}", text(&emitted.stderr));
+    }
+    let dlq = |args: &[&str]| {
+        let mut all = vec!["dlq"];
+        all.extend(args);
+        all.extend(["--service", "billing"]);
+        on_cluster(&all)
+    };
+    wait_for("three dead letters", Duration::from_secs(30), || {
+        text(&dlq(&["list"]).stdout).lines().count() == 3
+    });
+    let status = status().unwrap();
+    let dead: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["dead_letters"].as_u64().unwrap())
+        .sum();
+    assert_eq!((dead, waiting(&status)), (3, 0), "{status}");
+    assert_eq!(status["consumers"].as_array().unwrap().len(), 1, "{status}");
+    assert_eq!(status["members"][0]["health"], "healthy", "{status}");
+    std::fs::write(&flag, "").unwrap();
+    let replay = dlq(&["replay", "--signal", "pay:due"]);
+    assert!(
+        text(&replay.stdout).ends_with("replayed 3 event(s) of service billing; 0 dead letter(s) left in the partitions looked at\n"),
+        "{}{}",
+        text(&replay.stdout),
+        text(&replay.stderr)
+    );
+    wait_for("the replayed events", Duration::from_secs(30), || {
+        lines(&out).len() == 3
+    });
+    let handled: Vec<u64> = lines(&out)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"]["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(handled, [1, 2, 3], "one key's events keep their order");
+    assert_eq!(text(&dlq(&["list"]).stdout), "no dead letters selected\n");
+    let (code, stderr) = worker.terminate();
+    assert_eq!(code, Some(0), "{stderr}");
+}

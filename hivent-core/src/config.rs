@@ -1189,7 +1189,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration: option `backend` cannot be \"kafka\": the known backends are `memory` and `redis`"
+            "invalid configuration: option `backend` cannot be \"kafka\": the known backends are `memory`, `redis` and `redis-cluster`"
         );
     }
 

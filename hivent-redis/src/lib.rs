@@ -229,13 +229,121 @@
 //! have the gem's JSON shape and land in the gem's lists. The coordination of one
 //! service's consumers is hivent-rs's own, so **all consumers of one service must be
 //! hivent-rs workers**; a Ruby consumer of the same service would pop items this
-//! protocol believes it owns. Like the gem, scripts compute keys at run time, so Redis
-//! Cluster is not supported: connecting to a cluster node fails with
-//! [`Error::ClusterNotSupported`] rather than at the first emit. `rediss://` connects
+//! protocol believes it owns. Like the gem's, the standalone scripts compute keys at
+//! run time, so [`RedisBackend`] refuses a Redis Cluster node at connect
+//! ([`Error::ClusterNotSupported`]) rather than fail at the first emit; a cluster is
+//! served by [`RedisClusterBackend`] ("Cluster mode" below). `rediss://` connects
 //! with TLS (rustls); the server's certificate is checked against the system's roots,
 //! or against the file named by `SSL_CERT_FILE` (or the directory `SSL_CERT_DIR`) for a
 //! private CA. Redis should run with `maxmemory-policy noeviction`; connecting logs a
 //! warning otherwise.
+//!
+//! # Cluster mode
+//!
+//! [`RedisClusterBackend`] (backend `redis-cluster`; the endpoint is one or more seed
+//! nodes, `redis://10.0.0.1:7000,redis://10.0.0.2:7000`, and several URLs alone select
+//! it) runs on Redis Cluster through redis-rs's cluster client, which follows MOVED and
+//! ASK. It has a keyspace of its own, so the Ruby gem, which has no cluster support,
+//! does not share it. Every script touches one hash slot; the hash tag (the part in
+//! braces, which alone decides the slot) is the partition for everything of one
+//! partition, so a service's partitions spread over the masters. Every name is built in
+//! [`cluster_keys`].
+//!
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `{<service>:<n>}` | list | partition n; producers `LPUSH`, the oldest item is at the right |
+//! | `{<service>:<n>}:dead_letter` | list | its failed items, as read |
+//! | `{<service>:<n>}:hivent:failures` | hash | SHA-1 of a dead letter → its failure record |
+//! | `{<service>:<n>}:hivent:owner` | hash | one field, `n` → the member holding the claim |
+//! | `{<service>:<n>}:hivent:token` | hash | one field, `n` → the claim's fencing token |
+//! | `{<service>:<n>}:hivent:lease` | string | the owner, while the claim's lease runs (`PX` member lifetime); renewed by each heartbeat |
+//! | `{<service>:<n>}:hivent:fence` | string | the counter the partition's tokens come from |
+//! | `{<service>:<n>}:hivent:attempts` | hash | one field, `n` → failed attempts at the oldest item |
+//! | `{<service>:<n>}:hivent:rate` | hash | one field, `n` → `<events/s> <ms>` |
+//! | `{<service>:<n>}:hivent:emitted:<call id>` | string | marks that the call stored its events in this partition, for the marker lifetime |
+//! | `{<service>}:hivent:members` | sorted set | live consumers, scored by expiry |
+//! | `{<service>}:hivent:heartbeats` | hash | member → `<ms> <interval ms>` |
+//! | `{hivent}:receivers:<event>` | set | services that receive the event (`*`: every event) |
+//! | `{hivent}:partition_count:<service>` | string | the service's partition count |
+//! | `{hivent}:events:<service>` | set | the events the service registered last |
+//! | `{hivent}:services` | set | registered services, for `status` and `dlq` |
+//! | `{hivent}:registry` | string | the registry version, moved on by every change |
+//! | `{hivent}:registry:changes` | channel | a registration changed who receives what |
+//! | `<service>:hivent:wake`, `<service>:hivent:group` | channel | as in standalone mode; classic pub/sub reaches every node |
+//!
+//! The partition scripts (fetch, ack, dead-letter, attempts, release, replay, purge)
+//! are the standalone ones, run on a partition's own keys: they check a claim in a hash
+//! whose field is the partition number, and here that hash holds one field. Calls go
+//! as `EVAL` with the script's text (comments stripped), not `EVALSHA`: a pipeline
+//! spans nodes, and a node that lost its script cache (a promoted replica) must not
+//! fail one call of a pipeline whose others ran.
+//!
+//! **Producing.** The routes of an event name (receiving services and their counts)
+//! are read from the `{hivent}` slot by one script and cached; every registration that
+//! changes them publishes on `{hivent}:registry:changes`, and a producer's listener
+//! (a thread, started at its first emit) drops the cache on each notice and whenever
+//! its subscription was lost, so the steady state has no registry round trip; the
+//! cache also expires after [`RedisOptions::route_cache_ttl`]. A call is then grouped
+//! by receiving partition: one publish script per partition, each setting the call's
+//! marker in that partition's slot, all sent in one pipeline (one round trip per
+//! master). A try of a partition that has its marker writes nothing, so retries
+//! (automatic, or `Hivent::retry_emit`) never store a second copy.
+//!
+//! **What a partial failure leaves.** An emit is atomic per partition, not across
+//! them: when a master fails during the pipeline, some partitions may have the events
+//! and others not. The error is then [`Error::NotAllWritten`] (to the application
+//! `hivent_core::Error::EmitUncertain`), which names the services whose every
+//! partition has the call (their markers were read back) and those that may lack it;
+//! `Hivent::retry_emit` with the same call completes it, writing only the missing
+//! partitions. Consumers of the written services may see the event before the others
+//! get it.
+//!
+//! **Consuming.** A heartbeat renews the membership in `{<service>}` and reads the
+//! partition count, computes the member's share as in standalone mode, then runs one
+//! claim script per partition it owns or should own, in the partition's slot: renew
+//! (the lease key's `PX`), take a free partition or one whose owner's lease ran out
+//! (a new token from the partition's counter), or release. A claim held by a live
+//! lease is never taken: a member that should get it waits until the owner releases
+//! it (the owner's heartbeat, prompted by the group notice) or its lease runs out.
+//! The local lease starts before the heartbeat is sent and lasts four fifths of the
+//! member lifetime, the Redis one starts when the claim script runs and lasts the
+//! whole lifetime, so a stalled owner stops starting handlers before anyone can claim
+//! its partitions. Fetch, ack and dead-letter are fenced by the claim in the
+//! partition's own slot, as in standalone mode; the batches of one fetch are read and
+//! acknowledged by one pipeline. Leaving releases the member's claims in every
+//! partition's slot.
+//!
+//! **Guarantees, per mode.** Both modes keep at-least-once delivery, per-key order, at
+//! most one live owner per partition, fenced acks and dead letters, and one copy per
+//! receiving service for a retried emit. Standalone mode stores an emit for all its
+//! receiving services in one atomic step; cluster mode in one step per partition, as
+//! above.
+//!
+//! **Failover.** Redis replicates asynchronously: a master that fails right after a
+//! write can lose it when its replica is promoted. Without
+//! [`RedisOptions::replica_acks`], what can be lost so is (a) emits acknowledged to the
+//! producer in the last moments before the master failed (gone, with no error), and
+//! (b) acks and dead-letter moves of that time (undone: those events are handled
+//! again, which at-least-once allows). With `replica_acks(1)` every emit pipeline is
+//! followed by `WAIT 1 <timeout>` on the masters it wrote to, and an emit that fewer
+//! replicas acknowledged fails with [`Error::NotReplicated`] (uncertain, to be
+//! completed by `Hivent::retry_emit`), so an emit reported stored survives the
+//! failover of one master; acks wait too, and log a warning when not acknowledged.
+//! A master without a live replica (after its replica was promoted, until the old
+//! master returns as a replica) cannot acknowledge: emits with the option fail as
+//! uncertain until it has one again. Producers and workers follow a promotion by
+//! reopening their cluster connection after any failure, which reads the slot map
+//! anew; the wake-up subscription moves to the next seed. The durability option's cost
+//! is measured by `hivent bench` (BENCHMARKS.md).
+//!
+//! **Limits.** A changed partition count is refused while an old partition holds
+//! events, as in standalone mode, but the check reads the partitions before the
+//! registry is written, and producers with cached routes use the old count until the
+//! change notice reaches them: an event emitted in that window can land in an old
+//! partition. Service names may not contain `{` or `}`. Async emits
+//! (`emit_async`) are the blocking emit when polled. Ghost members (a killed worker of
+//! this host) are removed at join as in standalone mode, their claims released in every
+//! partition's slot.
 //!
 //! # Features
 //!

@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use hivent::backend::Backend;
 use hivent::{MemoryBackend, RedisBackend, RedisOptions};
+use hivent_redis::test_cluster::RedisCluster;
 use hivent_redis::test_server::{RedisServer, ServerError};
 use parking_lot::Mutex;
 
@@ -25,6 +26,7 @@ use crate::bench::server_time::timed_on_server;
 use crate::bench::streams::Streams;
 use crate::exit::Failure;
 
+mod cluster;
 mod failure;
 mod progress;
 mod raw;
@@ -72,6 +74,11 @@ pub struct BenchArgs {
     /// (100 B to 100 KB)
     #[arg(long)]
     pub scaling: bool,
+    /// Also measure emits and drains on Redis Clusters the run starts (3 masters, and 3
+    /// masters with a replica each for `replica_acks 1`), beside the single node's
+    /// figures; needs redis-server and redis-cli
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl BenchArgs {
@@ -118,7 +125,7 @@ pub fn run(args: &BenchArgs) -> Result<(), Failure> {
             url
         }
     };
-    let outcome = measure(args, &endpoint, args.endpoint.is_none());
+    let outcome = measure(args, &endpoint, args.endpoint.is_none(), &server);
     drop(server);
     let json = match outcome? {
         Outcome::Report(report) if !args.json => {
@@ -145,8 +152,13 @@ enum Outcome {
     Scaling(Scaling),
 }
 
-fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome, Failure> {
-    let progress = Progress::start(24);
+fn measure(
+    args: &BenchArgs,
+    endpoint: &str,
+    throwaway: bool,
+    guard: &ServerGuard,
+) -> Result<Outcome, Failure> {
+    let progress = Progress::start(if args.cluster { 31 } else { 24 });
     let prefix = format!(
         "hivent-bench-{}-{}",
         std::process::id(),
@@ -184,7 +196,16 @@ fn measure(args: &BenchArgs, endpoint: &str, throwaway: bool) -> Result<Outcome,
         cleaned.map_err(|e| Failure::Runtime(bench_error(&format!("cleaning up: {e}"))))?;
         return Ok(Outcome::Scaling(scaling));
     }
-    let result = measure_with(args, endpoint, &scene, &mut connection, &prefix, &progress);
+    let result = measure_with(args, endpoint, &scene, &mut connection, &prefix, &progress)
+        .and_then(|(mut throughput, latency)| {
+            if args.cluster {
+                guard.watch_signals_once()?;
+                throughput.extend(cluster::measure(args, &prefix, &progress, |cluster| {
+                    guard.hold_cluster(cluster)
+                })?);
+            }
+            Ok((throughput, latency))
+        });
     let cleaned = delete_keys(&mut connection, &prefix);
     progress.finish();
     let (throughput, latency) = result?;
@@ -423,10 +444,13 @@ fn machine() -> Machine {
     }
 }
 
-/// The throwaway server, stopped when the guard drops or on SIGINT/SIGTERM.
+/// The throwaway server and clusters, stopped when the guard drops or on
+/// SIGINT/SIGTERM.
 #[derive(Default, Clone)]
 struct ServerGuard {
     server: Arc<Mutex<Option<RedisServer>>>,
+    clusters: Arc<Mutex<Vec<RedisCluster>>>,
+    watching: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ServerGuard {
@@ -434,8 +458,25 @@ impl ServerGuard {
         *self.server.lock() = Some(server);
     }
 
-    /// On SIGINT or SIGTERM: stop the server, then exit with 130.
+    /// Keeps `cluster` until the end of the run; its seeds.
+    fn hold_cluster(&self, cluster: RedisCluster) -> String {
+        let seeds = cluster.seeds();
+        self.clusters.lock().push(cluster);
+        seeds
+    }
+
+    /// [`ServerGuard::watch_signals`], unless it already watches.
+    fn watch_signals_once(&self) -> Result<(), Failure> {
+        if self.watching.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.watch_signals()
+    }
+
+    /// On SIGINT or SIGTERM: stop the servers, then exit with 130.
     fn watch_signals(&self) -> Result<(), Failure> {
+        self.watching
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
             .map_err(|e| Failure::Usage(format!("could not listen for signals: {e}")))?;
@@ -445,6 +486,7 @@ impl ServerGuard {
             .spawn(move || {
                 if signals.forever().next().is_some() {
                     guard.server.lock().take();
+                    guard.clusters.lock().clear();
                     eprintln!("\nhivent bench: interrupted; the Redis server was stopped");
                     std::process::exit(130);
                 }
@@ -459,6 +501,9 @@ impl Drop for ServerGuard {
         // The last clone lives in the signal thread; the main one stops the server.
         if let Some(mut server) = self.server.try_lock() {
             server.take();
+        }
+        if let Some(mut clusters) = self.clusters.try_lock() {
+            clusters.clear();
         }
     }
 }
