@@ -226,3 +226,43 @@ fn bench_rejects_bad_options() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--events must be at least 1"), "{stderr}");
 }
+
+/// `--cluster` adds the emit and drain figures of a 3-master cluster the run starts,
+/// each compared with the single node's, and the emits waiting for a replica, compared
+/// with the cluster's own.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn bench_cluster_adds_the_cluster_figures() {
+    if !redis_installed() {
+        return;
+    }
+    let output = bench(&["--json", "--cluster"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cluster: Vec<(&str, &str)> = report["throughput"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["key"].as_str().unwrap().starts_with("cluster"))
+        .map(|t| {
+            assert_eq!(t["count"], 64, "{t}");
+            assert!(t["ratio"].as_f64().is_some_and(|r| r > 0.0), "{t}");
+            (t["key"].as_str().unwrap(), t["reference"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        cluster,
+        [
+            ("cluster_batch_emit", "batch_emit"),
+            ("cluster_drain_1", "drain_1"),
+            ("cluster_drain_n", "drain_n"),
+            ("cluster_single_emit", "single_emit"),
+            ("cluster_single_emit_acked", "cluster_single_emit"),
+            ("cluster_batch_emit_acked", "cluster_batch_emit"),
+        ]
+    );
+}

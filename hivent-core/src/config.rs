@@ -1193,6 +1193,59 @@ mod tests {
         );
     }
 
+    /// Redis Cluster is chosen by name (code, environment, file) or by a list of seeds;
+    /// every seed must be a URL, and their passwords never show.
+    #[test]
+    fn redis_cluster_from_every_source() {
+        let seeds = "redis://:pw1@127.0.0.1:7000, redis://:pw2@127.0.0.1:7001";
+        let c = Config::builder()
+            .client_id("app")
+            .endpoint(seeds)
+            .build()
+            .unwrap();
+        assert_eq!(c.backend(), BackendKind::RedisCluster);
+        assert_eq!(
+            c.endpoint_redacted(),
+            "redis://:***@127.0.0.1:7000,redis://:***@127.0.0.1:7001"
+        );
+        let c = Config::builder()
+            .client_id("app")
+            .env_from(env(&[
+                ("HIVENT_BACKEND", "redis-cluster"),
+                ("HIVENT_ENDPOINT", "redis://127.0.0.1:7000"),
+            ]))
+            .build()
+            .unwrap();
+        assert_eq!(c.backend(), BackendKind::RedisCluster);
+        let c = from_file("backend = \"redis-cluster\"\nendpoint = \"redis://127.0.0.1:7000\"\n")
+            .unwrap();
+        assert_eq!(c.backend(), BackendKind::RedisCluster);
+        assert_eq!(BackendKind::RedisCluster.to_string(), "redis-cluster");
+        let error = Config::builder()
+            .client_id("app")
+            .endpoint("redis://127.0.0.1:7000,redis://:pw@127.0.0.1")
+            .backend(BackendKind::RedisCluster)
+            .build()
+            .map(|_| ());
+        assert!(error.is_ok(), "{error:?}");
+        let error = Config::builder()
+            .client_id("app")
+            .backend(BackendKind::RedisCluster)
+            .endpoint("127.0.0.1:7000")
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                Error::InvalidConfig {
+                    option: "endpoint",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
     /// Environment variables fill every option; code settings win over them.
     #[test]
     fn env_settings_and_code_precedence() {

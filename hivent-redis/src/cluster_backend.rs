@@ -65,10 +65,14 @@ impl RedisClusterBackend {
             connection: ClusterSlot::new(),
             routes,
         };
+        // A read of the registry slot rather than PING, which goes to every node: a
+        // cluster that serves its slots must not be refused for a node that is down.
         backend
             .connection
             .run(&backend.endpoint, |connection| {
-                redis::cmd("PING").query::<String>(connection)
+                redis::cmd("GET")
+                    .arg(keys::REGISTRY_VERSION)
+                    .query::<Option<String>>(connection)
             })
             .map_err(|source| Error::Unreachable {
                 endpoint: backend.endpoint.redacted().to_owned(),
@@ -119,6 +123,24 @@ impl RedisClusterBackend {
     /// here the check reads the partitions first and the registration then refuses
     /// if the count moved meanwhile.
     pub fn register_service(&self, registration: &Registration) -> Result<(), Error> {
+        // Another registration changing the count between the check and the write
+        // makes this one check again; a few rounds settle any real contention.
+        for _ in 0..8 {
+            if let Some(done) = self.register_once(registration)? {
+                return Ok(done);
+            }
+        }
+        Err(Error::InvalidOptions {
+            option: "partition_count",
+            reason: format!(
+                "the partition count of {:?} kept changing under this registration; start the workers with one count",
+                registration.service
+            ),
+        })
+    }
+
+    /// One registration round: `None` when the count moved since it was checked.
+    fn register_once(&self, registration: &Registration) -> Result<Option<()>, Error> {
         let service = &registration.service;
         refuse_untaggable(service)?;
         let operation = "register the service";
@@ -168,7 +190,7 @@ impl RedisClusterBackend {
         let reply = self.pipeline(operation, &[call])?;
         let reply = reply.into_iter().next().unwrap_or(Value::Nil);
         match Registered::from_redis_value(reply) {
-            Ok(Registered::Done) => Ok(()),
+            Ok(Registered::Done) => Ok(Some(())),
             Ok(Registered::Invalid(requested)) => Err(Error::InvalidOptions {
                 option: "partition_count",
                 reason: format!(
@@ -176,8 +198,7 @@ impl RedisClusterBackend {
                     hivent_core::MAX_PARTITION_COUNT
                 ),
             }),
-            // Another registration changed the count after the check: check again.
-            Ok(Registered::Moved(_)) => self.register_service(registration),
+            Ok(Registered::Moved(_)) => Ok(None),
             Err(e) => Err(self.endpoint.error(operation, e.into())),
         }
     }
@@ -233,9 +254,29 @@ impl RedisClusterBackend {
         let mut tries_left = options.emit_tries.max(1);
         let mut tries = 0;
         let mut may_have_run = false;
+        // The services the last try wrote to, or may have.
+        let mut tried = BTreeSet::new();
         loop {
             tries_left -= 1;
-            let routes = self.routes_of(envelopes)?;
+            let routes = match self.routes_of(envelopes) {
+                Ok(routes) => routes,
+                // Nothing of this try was written: trying again is safe.
+                Err(error) if tries_left > 0 && error.is_transient() => {
+                    tracing::warn!(error = %ErrorChain(&error), operation = "read the routes of events", tries_left, "Redis Cluster failed; trying again");
+                    tries += 1;
+                    thread::sleep(pauses.delay_after(tries));
+                    continue;
+                }
+                // An earlier try may have written: the call is uncertain, not failed.
+                Err(Error::Command { source, .. }) if may_have_run => {
+                    return Err(Error::NotAllWritten {
+                        written: Vec::new(),
+                        not_written: tried.into_iter().collect(),
+                        source,
+                    });
+                }
+                Err(error) => return Err(error),
+            };
             let mut counts = Vec::with_capacity(envelopes.len());
             let mut targets: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
             for envelope in envelopes {
@@ -252,6 +293,10 @@ impl RedisClusterBackend {
             if targets.is_empty() {
                 return Ok(counts);
             }
+            tried = targets
+                .keys()
+                .map(|(service, _)| service.to_string())
+                .collect();
             let calls: Vec<redis::Cmd> = targets
                 .iter()
                 .map(|((service, partition), json)| {

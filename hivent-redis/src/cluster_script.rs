@@ -132,12 +132,13 @@ pub(crate) fn parse_routes(value: Value) -> Result<(Option<String>, Vec<Route>),
     let routes = items
         .into_iter()
         .map(|route| match route {
+            // Pairs are even; a missing count is three elements.
             Value::Array(flat) if flat.len() % 2 == 0 => flat
                 .chunks_exact(2)
                 .map(|pair| Ok((text(&pair[0]).ok_or("a service name")?, number(&pair[1])?)))
                 .collect::<Result<Vec<_>, ParsingError>>()
                 .map(Ok),
-            Value::Array(missing) if missing.len() >= 2 => Ok(Err((
+            Value::Array(missing) if missing.len() == 3 => Ok(Err((
                 text(&missing[1]).unwrap_or_default(),
                 missing.get(2).and_then(text),
             ))),
@@ -428,6 +429,29 @@ mod tests {
     fn compact_keeps_the_code() {
         let source = "-- a comment\nlocal a = 1\n\n  -- indented comment\nreturn a -- trailing\n";
         assert_eq!(compact(source), "local a = 1\nreturn a -- trailing");
+    }
+
+    /// A routes reply decodes into pairs per name, and a missing count (absent: nil)
+    /// into its service, even one named like a number.
+    #[test]
+    fn decodes_routes() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = Value::Array(vec![
+            bulk("17"),
+            Value::Array(vec![bulk("a"), Value::Int(4), bulk("b"), Value::Int(2)]),
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("missing"), bulk("42"), Value::Nil]),
+        ]);
+        let (version, routes) = parse_routes(reply).unwrap();
+        assert_eq!(version.as_deref(), Some("17"));
+        assert_eq!(
+            routes,
+            [
+                Ok(vec![("a".to_owned(), 4), ("b".to_owned(), 2)]),
+                Ok(vec![]),
+                Err(("42".to_owned(), None)),
+            ]
+        );
     }
 
     /// Membership replies decode into the change flag and the members.

@@ -72,7 +72,7 @@ pub(crate) fn measure(
     let options = RedisOptions::default().emit_marker_ttl(Duration::from_secs(60));
     let seeds = hold(start(3, 0)?);
     let scene = cluster_scene(&seeds, options.clone(), args, prefix)?;
-    let what = "cluster, 3 masters";
+    let what = "cluster";
     // Each drain works through the backlog of the batch emit before it.
     let mut figures = vec![on_cluster(
         scene.batch_emit(n, args.emit_batch, progress, "cluster batch emit")?,
@@ -102,7 +102,7 @@ pub(crate) fn measure(
     drop(scene);
     let seeds = hold(start(3, 1)?);
     let durable = cluster_scene(&seeds, options.replica_acks(1), args, prefix)?;
-    let what = "cluster + replicas, replica_acks 1";
+    let what = "cluster, WAIT 1";
     figures.push(on_cluster(
         durable.single_emit(n, progress)?,
         "cluster_single_emit_acked",

@@ -273,7 +273,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<40} {:>12} {:>9}  {:>6}  {:<30} {:<14}",
+            "{:<44} {:>12} {:>9}  {:>6}  {:<30} {:<14}",
             "throughput", "per second", "Redis µs", "ratio", "reference", "target"
         );
         for t in &self.throughput {
@@ -293,7 +293,7 @@ impl Report {
                 .map_or(String::new(), |us| format!("{us:.2}"));
             let _ = writeln!(
                 out,
-                "{:<40} {:>12} {:>9}  {:>6}  {:<30} {}{}",
+                "{:<44} {:>12} {:>9}  {:>6}  {:<30} {}{}",
                 t.name,
                 group(t.per_second),
                 redis,
@@ -306,7 +306,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<40} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9}  {:<13} target",
+            "{:<44} {:>7} {:>7} {:>7} {:>8} {:>7} {:>9}  {:<13} target",
             "latency, send → receipt (ms)",
             "p50",
             "p90",
@@ -342,7 +342,7 @@ impl Report {
                 .map_or(String::new(), |us| format!("{us:.2}"));
             let _ = writeln!(
                 out,
-                "{:<40} {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>7} {:>9}  {:<13} {}",
+                "{:<44} {:>7.3} {:>7.3} {:>7.3} {:>8.3} {:>7} {:>9}  {:<13} {}",
                 format!(
                     "{} at {}/s (reached {})",
                     l.system(),

@@ -5,7 +5,8 @@
 -- ARGV[1] the partition count key prefix ({hivent}:partition_count:)
 --
 -- Reply: {version, route1, route2, ...}: route i is a flat {service, count, ...} for
--- name i, or {"missing", service, found} when a receiving service has no valid count.
+-- name i, or {"missing", service, found} when a receiving service has no valid count
+-- (found is false when the key is absent).
 -- The count keys are named here from the services found; they share the slot.
 
 local reply = { redis.call('GET', KEYS[1]) }
@@ -17,7 +18,8 @@ for i = 3, #KEYS do
       counts[service] = partition_count(redis.call('GET', ARGV[1] .. service)) or false
     end
     if not counts[service] then
-      route = { 'missing', service, redis.call('GET', ARGV[1] .. service) }
+      -- `or false`: a nil would end the table; three elements tell it from pairs.
+      route = { 'missing', service, redis.call('GET', ARGV[1] .. service) or false }
       break
     end
     route[#route + 1] = service
