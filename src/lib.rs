@@ -13,7 +13,9 @@
 //!
 //! # Features
 //!
-//! - `redis` (default): the Redis backend ([`RedisBackend`], `BackendKind::Redis`).
+//! - `redis` (default): the Redis backends: standalone Redis ([`RedisBackend`],
+//!   `BackendKind::Redis`) and Redis Cluster ([`RedisClusterBackend`],
+//!   `BackendKind::RedisCluster`).
 //!   Without it, `connect` refuses a Redis configuration with an error that says so,
 //!   and hivent is the core, the memory backend and [`testing`]: 48 crates with all
 //!   they depend on, against 99 with the defaults.
@@ -85,6 +87,8 @@ use parking_lot::Mutex;
 ///   `endpoint` shares one store, the way every connection to one Redis shares its
 ///   data, so several services in one process see each other's events.
 /// - `redis`: the Redis at `config.endpoint()`; fails when it cannot be reached.
+/// - `redis-cluster`: the Redis Cluster whose seed nodes `config.endpoint()` lists
+///   (URLs separated by commas); fails when no seed answers as a cluster node.
 ///
 /// ```
 /// use hivent::{BackendKind, Config};

@@ -13,12 +13,21 @@ use crate::cluster_connection::{
 };
 use crate::cluster_group::ClusterGroup;
 use crate::cluster_keys as keys;
-use crate::cluster_routes::{ClusterRoutes, Targets};
-use crate::cluster_script::{self as script, Published, Registered};
+use crate::cluster_routes::{self, ClusterRoutes};
+use crate::cluster_script::{self as script, PartitionPublish, Published, Registered};
 use crate::error::{certainly_not_run, is_transient};
 use crate::script::millis;
 use crate::wake::WakeListener;
 use crate::{Error, RedisOptions, RedisSession};
+
+/// Per receiving partition (service, number): the service's partition count the
+/// partition was computed with, and the JSON of the events it gets, in emit order.
+type Targets<'a> = BTreeMap<(&'a str, u32), (u32, Vec<&'a str>)>;
+
+/// How many times an emit reads its routes again because a partition count changed
+/// under it, and the pause between: a registration takes a few round trips.
+const STALE_ROUNDS: u32 = 50;
+const STALE_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Events on a Redis Cluster: each partition's keys in a hash slot of its own, so a
 /// service's partitions spread over the masters. See the crate docs, "Cluster mode".
@@ -155,6 +164,12 @@ impl RedisClusterBackend {
             .filter(|n| (1..=hivent_core::MAX_PARTITION_COUNT).contains(n));
         let drained_under = match stored {
             Some(stored) if stored != registration.partition_count => {
+                let requested = registration.partition_count;
+                // First every partition of either count is stamped with the new one, so
+                // no producer whose routes predate the change writes to it any more
+                // (publish.lua refuses a count other than the stamp); only then are the
+                // old partitions found empty or not.
+                self.stamp(service, stored.max(requested), requested)?;
                 let lengths: Vec<redis::Cmd> = (0..stored)
                     .map(|p| {
                         let mut llen = redis::cmd("LLEN");
@@ -170,9 +185,11 @@ impl RedisClusterBackend {
                     .map(|(_, p)| p)
                     .collect();
                 if !non_empty.is_empty() {
+                    // Refused: the producers go on with the old count.
+                    self.stamp(service, stored.max(requested), stored)?;
                     return Err(Error::PartitionCountConflict {
                         service: service.clone(),
-                        requested: registration.partition_count,
+                        requested,
                         stored,
                         non_empty,
                     });
@@ -203,8 +220,24 @@ impl RedisClusterBackend {
         }
     }
 
+    /// Stamps partitions `0..upto` of `service` with partition count `count`.
+    fn stamp(&self, service: &str, upto: u32, count: u32) -> Result<(), Error> {
+        let stamps: Vec<redis::Cmd> = (0..upto)
+            .map(|p| {
+                let mut set = redis::cmd("SET");
+                set.arg(keys::stamped_count(service, p)).arg(count);
+                set
+            })
+            .collect();
+        self.pipeline("stamp the partitions with their count", &stamps)
+            .map(|_| ())
+    }
+
     /// The routes of every name in `envelopes`: from the cache, else read in one call.
-    fn routes_of(&self, envelopes: &[Envelope]) -> Result<BTreeMap<String, Targets>, Error> {
+    fn routes_of(
+        &self,
+        envelopes: &[Envelope],
+    ) -> Result<BTreeMap<String, cluster_routes::Targets>, Error> {
         let mut found = BTreeMap::new();
         let mut unknown: Vec<&str> = Vec::new();
         for envelope in envelopes {
@@ -253,7 +286,11 @@ impl RedisClusterBackend {
         let pauses = emit_pauses(options);
         let mut tries_left = options.emit_tries.max(1);
         let mut tries = 0;
+        // Whether a try may have written (its pipeline failed after it was sent, or
+        // spanned nodes), and whether a failure left a call that may still run.
         let mut may_have_run = false;
+        let mut ran_somewhere = false;
+        let mut stale_rounds = 0;
         // The services the last try wrote to, or may have.
         let mut tried = BTreeSet::new();
         loop {
@@ -278,7 +315,7 @@ impl RedisClusterBackend {
                 Err(error) => return Err(error),
             };
             let mut counts = Vec::with_capacity(envelopes.len());
-            let mut targets: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
+            let mut targets: Targets<'_> = BTreeMap::new();
             for envelope in envelopes {
                 let receivers = routes.get(&envelope.name).map_or(&[][..], Vec::as_slice);
                 counts.push(receivers.len());
@@ -286,7 +323,8 @@ impl RedisClusterBackend {
                     let partition = hivent_core::partition_for(envelope.partition_hash, *count);
                     targets
                         .entry((service.as_str(), partition))
-                        .or_default()
+                        .or_insert_with(|| (*count, Vec::new()))
+                        .1
                         .push(&envelope.json);
                 }
             }
@@ -299,81 +337,114 @@ impl RedisClusterBackend {
                 .collect();
             let calls: Vec<redis::Cmd> = targets
                 .iter()
-                .map(|((service, partition), json)| {
-                    script::publish(
+                .map(|((service, partition), (partition_count, json))| {
+                    let part = PartitionPublish {
                         service,
-                        *partition,
-                        call_id,
-                        millis(options.emit_marker_ttl),
+                        partition: *partition,
+                        partition_count: *partition_count,
                         json,
-                    )
+                    };
+                    script::publish(&part, call_id, millis(options.emit_marker_ttl))
                 })
                 .collect();
-            let outcome = self.connection.run(&self.endpoint, |connection| {
-                // Marked: a try of a partition that has the call writes nothing.
-                let replies = pipeline(connection, &calls, Repeat::Safe)?;
-                let acked = match options.replica_acks {
-                    0 => None,
-                    wanted => Some(wait_for_replicas(
-                        connection,
-                        wanted,
-                        millis(options.replica_ack_timeout),
-                    )?),
-                };
-                Ok((replies, acked))
+            // Marked: a try of a partition that has the call writes nothing.
+            let written = self.connection.run(&self.endpoint, |connection| {
+                pipeline(connection, &calls, Repeat::Safe)
             });
-            match outcome {
-                Ok((replies, acked)) => {
-                    let mut collision = None;
-                    let mut stored_any = false;
-                    for reply in replies {
-                        match Published::from_redis_value(reply) {
-                            Ok(Published::Stored | Published::Already) => stored_any = true,
-                            Ok(Published::WrongType { key, found }) => {
-                                collision = Some((key, found))
-                            }
-                            Err(e) => return Err(self.endpoint.error("publish events", e.into())),
-                        }
-                    }
-                    if let Some((key, found)) = collision {
-                        return Err(match stored_any {
-                            true => Error::PartlyStored { key, found },
-                            false => Error::KeyCollision { key, found },
-                        });
-                    }
-                    if let Some(acked) = acked.filter(|&n| n < options.replica_acks) {
-                        return Err(Error::NotReplicated {
-                            acked,
-                            wanted: options.replica_acks,
-                            waited: options.replica_ack_timeout,
-                        });
-                    }
-                    return Ok(counts);
-                }
+            let replies = match written {
+                Ok(replies) => replies,
                 Err(error) => {
-                    may_have_run |= !certainly_not_run(&error);
+                    // One node's part may fail after others ran: only the markers
+                    // tell, which `unfinished` reads back at the end.
+                    ran_somewhere |= !certainly_not_run(&error);
+                    may_have_run |= ran_somewhere || calls.len() > 1;
                     if tries_left > 0 && is_transient(&error) {
                         tracing::warn!(error = %ErrorChain(&error), operation = "publish events", tries_left, "Redis Cluster failed; trying again");
                         tries += 1;
                         thread::sleep(pauses.delay_after(tries));
                         continue;
                     }
-                    if !may_have_run {
-                        return Err(self.endpoint.error("publish events", error));
-                    }
-                    return Err(self.unfinished(&targets, call_id, error));
+                    return Err(self.unfinished(&targets, call_id, error, ran_somewhere));
+                }
+            };
+            let mut collision = None;
+            let mut stored_any = false;
+            let mut stale = false;
+            for reply in replies {
+                match Published::from_redis_value(reply) {
+                    Ok(Published::Stored | Published::Already) => stored_any = true,
+                    Ok(Published::Stale) => stale = true,
+                    Ok(Published::WrongType { key, found }) => collision = Some((key, found)),
+                    Err(e) => return Err(self.endpoint.error("publish events", e.into())),
                 }
             }
+            if stale && collision.is_none() {
+                // A registration changed a partition count since the routes were read:
+                // read them again (the change may still be on its way to the registry)
+                // and send the call again; what it stored has its markers.
+                stale_rounds += 1;
+                if stale_rounds > STALE_ROUNDS {
+                    return Err(Error::NotAllWritten {
+                        written: Vec::new(),
+                        not_written: tried.into_iter().collect(),
+                        source: redis::RedisError::from((
+                            redis::ErrorKind::Server(redis::ServerErrorKind::TryAgain),
+                            "a partition count kept changing under the emit",
+                        ))
+                        .into(),
+                    });
+                }
+                self.routes.forget();
+                tries_left += 1;
+                thread::sleep(STALE_PAUSE);
+                continue;
+            }
+            if let Some((key, found)) = collision {
+                return Err(match stored_any {
+                    true => Error::PartlyStored { key, found },
+                    false => Error::KeyCollision { key, found },
+                });
+            }
+            if options.replica_acks > 0 {
+                let written: Vec<String> = targets
+                    .keys()
+                    .map(|(service, partition)| keys::partition(service, *partition))
+                    .collect();
+                let acked = self.connection.run(&self.endpoint, |connection| {
+                    wait_for_replicas(
+                        connection,
+                        &written,
+                        options.replica_acks,
+                        millis(options.replica_ack_timeout),
+                    )
+                });
+                let acked = acked.unwrap_or_else(|error| {
+                    tracing::warn!(error = %ErrorChain(&error), "Redis Cluster failed while waiting for replicas; the emit is stored but may not be replicated");
+                    0
+                });
+                if acked < options.replica_acks {
+                    return Err(Error::NotReplicated {
+                        acked,
+                        wanted: options.replica_acks,
+                        waited: options.replica_ack_timeout,
+                    });
+                }
+            }
+            return Ok(counts);
         }
     }
 
     /// The error of a call that may have stored some of its partitions: which services
     /// have all of theirs (their markers exist) and which not, or may not.
+    /// A call whose every failure certainly ran nothing on the node that failed, and
+    /// none of whose markers exist (or that had one partition), is plainly not
+    /// emitted; otherwise the error names what the markers show.
     fn unfinished(
         &self,
-        targets: &BTreeMap<(&str, u32), Vec<&str>>,
+        targets: &Targets<'_>,
         call_id: &str,
         error: RedisError,
+        ran_somewhere: bool,
     ) -> Error {
         let checks: Vec<redis::Cmd> = targets
             .keys()
@@ -403,7 +474,14 @@ impl RedisClusterBackend {
                 not_written.insert(service.to_string());
             }
         }
-        let written = all.difference(&not_written).cloned().collect();
+        let none_stored = match &written {
+            Some(stored) => !stored.contains(&true),
+            None => targets.len() == 1,
+        };
+        if none_stored && !ran_somewhere {
+            return self.endpoint.error("publish events", error);
+        }
+        let written: Vec<String> = all.difference(&not_written).cloned().collect();
         Error::NotAllWritten {
             written,
             not_written: not_written.into_iter().collect(),

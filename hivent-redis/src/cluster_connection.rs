@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, RedisError, RedisResult, Value};
+use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use crate::connection::Endpoint;
 use crate::{Error, RedisOptions};
@@ -208,15 +208,31 @@ fn redirected(error: &RedisError) -> Option<Vec<usize>> {
         .collect()
 }
 
-/// Waits until `replicas` replicas of every master acknowledged this connection's
-/// writes, or `timeout_ms` passed; returns the fewest that did.
+/// Waits until `replicas` replicas of the master of each of `keys` acknowledged this
+/// connection's writes to it, or `timeout_ms` passed; returns the fewest that did.
+/// `WAIT` goes only to those masters, on the connections that wrote: a master this
+/// call did not write to (one without a replica, after a failover) does not hold it up.
 pub(crate) fn wait_for_replicas(
     connection: &mut ClusterConnection,
+    keys: &[String],
     replicas: u32,
     timeout_ms: u64,
 ) -> RedisResult<u32> {
-    redis::cmd("WAIT")
-        .arg(replicas)
-        .arg(timeout_ms)
-        .query(connection)
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let mut fewest = u32::MAX;
+    let mut asked = std::collections::BTreeSet::new();
+    for key in keys {
+        let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+        if !asked.insert(format!("{route:?}")) {
+            continue;
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout_ms);
+        let acked = connection.route_command(
+            &wait,
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+        )?;
+        fewest = fewest.min(u32::from_redis_value(acked)?);
+    }
+    Ok(if fewest == u32::MAX { replicas } else { fewest })
 }

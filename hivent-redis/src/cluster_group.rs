@@ -8,9 +8,10 @@
 //! runs, later: so the local one always ends first, and a member that stopped
 //! renewing stops working on a partition before another can claim it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use redis::{FromRedisValue, Value};
 
 use crate::cluster_connection::{
@@ -27,6 +28,9 @@ pub(crate) struct ClusterGroup {
     endpoint: Arc<ClusterEndpoint>,
     heartbeat_connection: ClusterSlot,
     work_connection: ClusterSlot,
+    /// Per partition, the token of the claim acks went under and how many items they
+    /// removed: what each ack call presents, so the script can tell a call sent twice.
+    acked: Mutex<HashMap<u32, (u64, u64)>>,
 }
 
 impl ClusterGroup {
@@ -35,6 +39,7 @@ impl ClusterGroup {
             endpoint,
             heartbeat_connection: ClusterSlot::new(),
             work_connection: ClusterSlot::new(),
+            acked: Mutex::default(),
         }
     }
 
@@ -44,34 +49,53 @@ impl ClusterGroup {
         operation: &'static str,
         calls: &[redis::Cmd],
         repeat: Repeat,
-        durable: bool,
     ) -> Result<Vec<Value>, Error> {
-        let options = self.endpoint.options();
         connection
             .run(&self.endpoint, |connection| {
-                let replies = pipeline(connection, calls, repeat)?;
-                if durable && options.replica_acks > 0 {
-                    let acked = wait_for_replicas(
-                        connection,
-                        options.replica_acks,
-                        millis(options.replica_ack_timeout),
-                    )?;
-                    if acked < options.replica_acks {
-                        tracing::warn!(
-                            operation,
-                            acked,
-                            wanted = options.replica_acks,
-                            "Redis replicas did not acknowledge in time; a failover now could undo it (acknowledged events would be handled again)"
-                        );
-                    }
-                }
-                Ok(replies)
+                pipeline(connection, calls, repeat)
             })
             .map_err(|e| self.endpoint.error(operation, e))
     }
 
+    /// With [`RedisOptions::replica_acks`], waits for the replicas of the masters of
+    /// `partitions`; an acknowledgement missing or a failure is logged, not returned:
+    /// the write stands on the master, and what a failover undoes (acks, dead-letter
+    /// moves) only makes events be handled again.
+    fn wait_for_replicas(&self, operation: &'static str, service: &str, partitions: &[u32]) {
+        let options = self.endpoint.options();
+        if options.replica_acks == 0 || partitions.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = partitions
+            .iter()
+            .map(|&p| keys::partition(service, p))
+            .collect();
+        let acked = self.work_connection.run(&self.endpoint, |connection| {
+            wait_for_replicas(
+                connection,
+                &keys,
+                options.replica_acks,
+                millis(options.replica_ack_timeout),
+            )
+        });
+        match acked {
+            Ok(acked) if acked >= options.replica_acks => {}
+            Ok(acked) => tracing::warn!(
+                operation,
+                acked,
+                wanted = options.replica_acks,
+                "Redis replicas did not acknowledge in time; a failover now could undo it (the events would be handled again)"
+            ),
+            Err(error) => tracing::warn!(
+                operation,
+                error = %hivent_core::ErrorChain(&error),
+                "could not wait for Redis replicas; a failover now could undo it (the events would be handled again)"
+            ),
+        }
+    }
+
     fn work(&self, operation: &'static str, calls: &[redis::Cmd]) -> Result<Vec<Value>, Error> {
-        self.run(&self.work_connection, operation, calls, Repeat::Safe, false)
+        self.run(&self.work_connection, operation, calls, Repeat::Safe)
     }
 
     /// One reply of a one-call pipeline.
@@ -143,7 +167,6 @@ impl GroupStore for ClusterGroup {
                 count,
             ],
             Repeat::Safe,
-            false,
         )?;
         let [membership, count]: [Value; 2] = replies
             .try_into()
@@ -184,13 +207,7 @@ impl GroupStore for ClusterGroup {
             .iter()
             .map(|&(p, action)| script::claim(service, member, p, lease, action))
             .collect();
-        let replies = self.run(
-            &self.heartbeat_connection,
-            operation,
-            &calls,
-            Repeat::Safe,
-            false,
-        )?;
+        let replies = self.run(&self.heartbeat_connection, operation, &calls, Repeat::Safe)?;
         let mut now_owned = Vec::new();
         for (&(partition, _), reply) in actions.iter().zip(replies) {
             let token: i64 = self.parse(operation, number(&reply))?;
@@ -241,30 +258,52 @@ impl GroupStore for ClusterGroup {
 
     fn ack(&self, service: &str, member: &str, acks: &[AckOf]) -> Result<Vec<bool>, Error> {
         let operation = "acknowledge events";
+        let before = |a: &AckOf| {
+            self.acked
+                .lock()
+                .get(&a.partition)
+                .filter(|(token, _)| *token == a.token)
+                .map_or(0, |(_, n)| *n)
+        };
         let calls: Vec<redis::Cmd> = acks
             .iter()
-            .map(|a| script::ack(service, member, a.partition, a.token, a.count))
+            .map(|a| script::ack(service, member, a.partition, a.token, a.count, before(a)))
             .collect();
-        // An ack trims by count: it must not run twice.
-        self.run(
-            &self.work_connection,
-            operation,
-            &calls,
-            Repeat::Never,
-            true,
-        )?
-        .into_iter()
-        .map(|reply| match reply {
-            // It ran and its reply went with a redirect of another call: taken as
-            // done. Were it fenced, the new owner has the partition, and this
-            // member's next fetch finds the claim gone.
-            Value::Nil => Ok(true),
-            reply => {
-                let removed: Vec<i64> = self.parse(operation, Vec::from_redis_value(reply))?;
-                Ok(removed == [1])
+        // An ack trims by count: this pipeline never sends one again itself, and one
+        // the client sends again (after a dropped connection) takes nothing more.
+        let replies = self.run(&self.work_connection, operation, &calls, Repeat::Never)?;
+        let removed = replies
+            .into_iter()
+            .map(|reply| match reply {
+                // It ran and its reply went with a redirect of another call: taken as
+                // done. Were it fenced, the new owner has the partition, and this
+                // member's next fetch finds the claim gone.
+                Value::Nil => Ok(true),
+                reply => {
+                    let removed: Vec<i64> = self.parse(operation, Vec::from_redis_value(reply))?;
+                    Ok(removed == [1])
+                }
+            })
+            .collect::<Result<Vec<bool>, Error>>()?;
+        let mut acked = self.acked.lock();
+        for (a, &removed) in acks.iter().zip(&removed) {
+            if removed {
+                let entry = acked.entry(a.partition).or_insert((a.token, 0));
+                if entry.0 != a.token {
+                    *entry = (a.token, 0);
+                }
+                entry.1 += u64::try_from(a.count).unwrap_or(u64::MAX);
             }
-        })
-        .collect()
+        }
+        drop(acked);
+        let done: Vec<u32> = acks
+            .iter()
+            .zip(&removed)
+            .filter(|(_, removed)| **removed)
+            .map(|(a, _)| a.partition)
+            .collect();
+        self.wait_for_replicas(operation, service, &done);
+        Ok(removed)
     }
 
     fn attempt(
@@ -288,14 +327,14 @@ impl GroupStore for ClusterGroup {
         record: &str,
     ) -> Result<Settled<()>, Error> {
         let operation = "dead-letter an event";
-        let reply = self.run(
-            &self.work_connection,
+        let reply = self.one(
             operation,
-            &[script::dead_letter(&claim_of(claim), raw, record)],
-            Repeat::Safe,
-            true,
+            script::dead_letter(&claim_of(claim), raw, record),
         )?;
-        let code: i64 = self.parse(operation, number(reply.first().unwrap_or(&Value::Nil)))?;
+        let code: i64 = self.parse(operation, number(&reply))?;
+        if code == 1 {
+            self.wait_for_replicas(operation, claim.service, &[claim.partition]);
+        }
         Ok(Settled::from_code(code, || ()))
     }
 

@@ -160,6 +160,29 @@ pub fn rate(service: &str, n: u32) -> String {
     of_partition(service, n, "hivent:rate")
 }
 
+/// `{<service>:<n>}:hivent:partition_count`: the partition count a registration that
+/// changed it stamped on the partition, so that a producer whose cached routes predate
+/// the change writes nothing there and reads them again (no event is left in a
+/// partition the new count does not have).
+///
+/// ```
+/// assert_eq!(hivent_redis::cluster_keys::stamped_count("billing", 3), "{billing:3}:hivent:partition_count");
+/// ```
+pub fn stamped_count(service: &str, n: u32) -> String {
+    of_partition(service, n, "hivent:partition_count")
+}
+
+/// `{<service>:<n>}:hivent:acked`: a hash with one field, `n` → `<token> <count>`: how
+/// many items were acknowledged under the claim's token, so an ack sent twice takes
+/// nothing more.
+///
+/// ```
+/// assert_eq!(hivent_redis::cluster_keys::acked("billing", 3), "{billing:3}:hivent:acked");
+/// ```
+pub fn acked(service: &str, n: u32) -> String {
+    of_partition(service, n, "hivent:acked")
+}
+
 /// `{<service>:<n>}:hivent:emitted:<call id>`: marks that a publish call stored its
 /// events in partition `n`, so a retried call writes no second copy there.
 ///
@@ -207,6 +230,8 @@ mod tests {
             fence_counter("billing", 3),
             attempts("billing", 3),
             rate("billing", 3),
+            acked("billing", 3),
+            stamped_count("billing", 3),
             emitted_marker("billing", 3, "abc"),
         ] {
             assert_eq!(slot(&key), p, "{key}");

@@ -219,6 +219,48 @@ impl RedisClusterBackend {
     }
 }
 
+impl RedisClusterBackend {
+    /// Replays or purges (`call`) the picked dead letters. The oldest `n` are named
+    /// item by item, read first: the cluster client may send a call again after a
+    /// dropped connection, and a call by count would then take `n` more, while one by
+    /// items skips those already taken.
+    fn take_dead_letters(
+        &self,
+        service: &str,
+        partition: u32,
+        pick: DeadLetterPick<'_>,
+        operation: &'static str,
+        call: fn(&str, u32, DeadLetterPick<'_>) -> redis::Cmd,
+    ) -> Result<usize, Error> {
+        self.check_partition(service, partition)?;
+        let take = |items: &[String]| -> Result<usize, Error> {
+            let taken: u64 = self.one(
+                operation,
+                call(service, partition, DeadLetterPick::Items(items)),
+            )?;
+            Ok(usize::try_from(taken).unwrap_or(usize::MAX))
+        };
+        let wanted = match pick {
+            DeadLetterPick::Items(items) => return take(items),
+            DeadLetterPick::Oldest(n) => n,
+        };
+        // One call for all of them: replayed in steps, a later step would go to the
+        // oldest end after the first one's, out of order.
+        // `Oldest(usize::MAX)` means all: as many as the queue holds.
+        let stored: u64 = self.one(
+            "count dead letters",
+            cmd("LLEN", keys::dead_letter(service, partition)),
+        )?;
+        let wanted = wanted.min(usize::try_from(stored).unwrap_or(usize::MAX));
+        let page: Vec<String> = self
+            .dead_letters_inner(service, partition, 0, wanted)?
+            .into_iter()
+            .map(|letter| letter.raw)
+            .collect();
+        take(&page)
+    }
+}
+
 impl Operations for RedisClusterBackend {
     fn services(&self) -> hivent_core::Result<Vec<String>> {
         let mut services: Vec<String> =
@@ -247,12 +289,13 @@ impl Operations for RedisClusterBackend {
         partition: u32,
         pick: DeadLetterPick<'_>,
     ) -> hivent_core::Result<usize> {
-        self.check_partition(service, partition)?;
-        let moved: u64 = self.one(
+        Ok(self.take_dead_letters(
+            service,
+            partition,
+            pick,
             "replay dead letters",
-            script::replay(service, partition, pick),
-        )?;
-        Ok(usize::try_from(moved).unwrap_or(usize::MAX))
+            script::replay,
+        )?)
     }
 
     fn purge_dead_letters(
@@ -261,11 +304,12 @@ impl Operations for RedisClusterBackend {
         partition: u32,
         pick: DeadLetterPick<'_>,
     ) -> hivent_core::Result<usize> {
-        self.check_partition(service, partition)?;
-        let purged: u64 = self.one(
+        Ok(self.take_dead_letters(
+            service,
+            partition,
+            pick,
             "purge dead letters",
-            script::purge(service, partition, pick),
-        )?;
-        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+            script::purge,
+        )?)
     }
 }

@@ -69,6 +69,14 @@ impl ClusterRoutes {
         }
     }
 
+    /// Drops every cached route: a partition stamped with another count said they are
+    /// out of date.
+    pub(crate) fn forget(&self) {
+        let mut entries = self.entries.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
     /// Subscribes to the registry channel on a thread of its own: a notice, or a lost
     /// subscription (notices may have been missed), clears the cache.
     fn listen(&self, endpoint: Arc<ClusterEndpoint>) {

@@ -47,7 +47,12 @@ static REGISTER: ClusterScript = script!(with_partition_count!("../lua/cluster/r
 static MEMBERSHIP: ClusterScript = script!(include_str!("../lua/cluster/membership.lua"));
 static CLAIM: ClusterScript = script!(include_str!("../lua/cluster/claim.lua"));
 static FETCH: ClusterScript = script!(include_str!("../lua/fetch.lua"));
-static ACK: ClusterScript = script!(include_str!("../lua/ack.lua"));
+static ACK: ClusterScript = script!(concat!(
+    "local function acknowledge()\n",
+    include_str!("../lua/ack.lua"),
+    "\nend\n",
+    include_str!("../lua/cluster/ack.lua")
+));
 static DEAD_LETTER: ClusterScript = script!(with_claim!("../lua/dead_letter.lua"));
 static ATTEMPT: ClusterScript = script!(with_claim!("../lua/attempt.lua"));
 static RELEASE: ClusterScript = script!(with_claim!("../lua/release.lua"));
@@ -62,6 +67,9 @@ pub(crate) enum Published {
     Stored,
     /// An earlier try of the call stored the events; nothing was written.
     Already,
+    /// The partition is stamped with another partition count than the one used:
+    /// the routes predate a registration; nothing was written.
+    Stale,
     /// `key` holds a `found`, not a list; nothing was written.
     WrongType { key: String, found: String },
 }
@@ -72,6 +80,7 @@ impl FromRedisValue for Published {
         match (tag.as_str(), rest.as_slice()) {
             ("ok", []) => Ok(Published::Stored),
             ("already", []) => Ok(Published::Already),
+            ("stale", [_]) => Ok(Published::Stale),
             ("wrongtype", [key, found]) => Ok(Published::WrongType {
                 key: text(key).unwrap_or_default(),
                 found: text(found).unwrap_or_default(),
@@ -81,23 +90,29 @@ impl FromRedisValue for Published {
     }
 }
 
-/// `lua/cluster/publish.lua` for partition `partition` of `service`: its events' JSON
-/// in emit order.
-pub(crate) fn publish(
-    service: &str,
-    partition: u32,
-    call_id: &str,
-    marker_ttl_ms: u64,
-    json: &[&str],
-) -> Cmd {
+/// One partition's part of a publish call.
+pub(crate) struct PartitionPublish<'a> {
+    pub(crate) service: &'a str,
+    pub(crate) partition: u32,
+    /// The service's partition count the partition was computed with.
+    pub(crate) partition_count: u32,
+    /// The events' JSON, in emit order.
+    pub(crate) json: &'a [&'a str],
+}
+
+/// `lua/cluster/publish.lua` for one partition.
+pub(crate) fn publish(part: &PartitionPublish<'_>, call_id: &str, marker_ttl_ms: u64) -> Cmd {
+    let (service, partition) = (part.service, part.partition);
     let mut cmd = PUBLISH.call(&[
         keys::partition(service, partition),
         keys::emitted_marker(service, partition, call_id),
+        keys::stamped_count(service, partition),
     ]);
     cmd.arg(marker_ttl_ms)
         .arg(keys::wake_channel(service))
         .arg(partition)
-        .arg(json);
+        .arg(part.partition_count)
+        .arg(part.json);
     cmd
 }
 
@@ -289,8 +304,17 @@ pub(crate) fn fetch(
     cmd
 }
 
-/// `ack.lua` for one partition: its reply is a one-element array (1 removed, 0 fenced).
-pub(crate) fn ack(service: &str, member: &str, partition: u32, token: u64, count: usize) -> Cmd {
+/// `lua/cluster/ack.lua` (around `ack.lua`) for one partition, `before` items
+/// acknowledged under `token` already: its reply is a one-element array (1 removed, 0
+/// fenced), and a second run of the same call removes nothing more.
+pub(crate) fn ack(
+    service: &str,
+    member: &str,
+    partition: u32,
+    token: u64,
+    count: usize,
+    before: u64,
+) -> Cmd {
     let [owner, token_key] = claim_keys(service, partition);
     let mut cmd = ACK.call(&[
         owner,
@@ -298,8 +322,13 @@ pub(crate) fn ack(service: &str, member: &str, partition: u32, token: u64, count
         keys::attempts(service, partition),
         keys::rate(service, partition),
         keys::partition(service, partition),
+        keys::acked(service, partition),
     ]);
-    cmd.arg(member).arg(partition).arg(token).arg(count);
+    cmd.arg(member)
+        .arg(partition)
+        .arg(token)
+        .arg(count)
+        .arg(before);
     cmd
 }
 

@@ -82,6 +82,7 @@ impl WakeListener {
                 reason: "it names no node".into(),
             });
         };
+        let seeds = u32::try_from(endpoints.len()).unwrap_or(u32::MAX);
         thread::Builder::new()
             .name("hivent-wake".into())
             .spawn(move || listen(&endpoints, &channels, &flag, ready_tx))
@@ -90,7 +91,9 @@ impl WakeListener {
                 endpoint: endpoint.redacted().to_owned(),
                 source: redis::RedisError::from(e).into(),
             })?;
-        let waited = endpoint.options().connect_timeout + endpoint.options().response_timeout;
+        // Each endpoint may be tried once before the subscription is made.
+        let waited = (endpoint.options().connect_timeout + endpoint.options().response_timeout)
+            .saturating_mul(seeds);
         match ready_rx.recv_timeout(waited) {
             Ok(Ok(())) => Ok(WakeListener {
                 notices,
@@ -209,6 +212,12 @@ fn listen(
         match subscribed {
             Ok(()) => return,
             Err(error) => {
+                // At start, every endpoint is tried once before the join fails: a
+                // cluster's first seed may be a node that is gone.
+                if ready.is_some() && turn + 1 < endpoints.len() {
+                    turn += 1;
+                    continue;
+                }
                 if let Some(ready) = ready.take() {
                     let _ = ready.send(Err(error));
                     return;

@@ -448,3 +448,68 @@ fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
     worker.stop();
     worker.wait().unwrap();
 }
+
+/// A partition count change stamps the partitions before the registry moves: a
+/// producer whose cached routes still have the old count writes nothing while the
+/// change is under way (its emits fail visibly if it never completes), and once it
+/// completes every event lands in a partition of the new count, none in one that the
+/// new count does not have.
+#[test]
+#[cfg_attr(
+    no_redis_server,
+    ignore = "redis-server is not installed (CI installs it)"
+)]
+fn a_count_change_strands_no_event_of_a_cached_producer() {
+    let Some(cluster) = cluster_for_tests(3, 0) else {
+        return;
+    };
+    let admin = backend(&cluster, quick());
+    register(&admin, "ledger", 8, &["entry:booked"]);
+    let producer = backend(&cluster, quick().route_cache_ttl(Duration::from_secs(60)));
+    let signal = service(&producer, "bank", 1)
+        .signal("entry:booked")
+        .unwrap();
+    let emit = |n: u32| {
+        signal.emit_with(
+            &json!({"n": n}),
+            EmitOptions::version(1).key(format!("account-{n}")),
+        )
+    };
+    let lengths = || -> Vec<usize> {
+        (0..8)
+            .map(|p| {
+                let key = cluster_keys::partition("ledger", p);
+                length_on(&cluster, cluster.master_of(&key, 0).unwrap(), &key)
+            })
+            .collect()
+    };
+    for n in 0..10 {
+        emit(n).unwrap();
+    }
+    assert_eq!(lengths().iter().sum::<usize>(), 10);
+    // The events are handled (here: dropped), and a registration to 2 partitions
+    // begins: it stamps the partitions first.
+    let mut raw = cluster.connection().unwrap();
+    for p in 0..8 {
+        redis::cmd("DEL")
+            .arg(cluster_keys::partition("ledger", p))
+            .query::<()>(&mut raw)
+            .unwrap();
+        redis::cmd("SET")
+            .arg(cluster_keys::stamped_count("ledger", p))
+            .arg(2)
+            .query::<()>(&mut raw)
+            .unwrap();
+    }
+    let error = emit(100).unwrap_err();
+    assert!(error.emit_retry().is_some(), "{error}");
+    assert_eq!(lengths(), [0; 8], "nothing written under the old count");
+    // The registration completes; the producer's cache (a minute) may still hold 8.
+    register(&admin, "ledger", 2, &["entry:booked"]);
+    for n in 0..20 {
+        emit(n).unwrap();
+    }
+    let after = lengths();
+    assert_eq!(after[0] + after[1], 20, "{after:?}");
+    assert_eq!(after[2..].iter().sum::<usize>(), 0, "{after:?}");
+}
