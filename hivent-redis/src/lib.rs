@@ -260,6 +260,8 @@
 //! | `{<service>:<n>}:hivent:fence` | string | the counter the partition's tokens come from |
 //! | `{<service>:<n>}:hivent:attempts` | hash | one field, `n` → failed attempts at the oldest item |
 //! | `{<service>:<n>}:hivent:rate` | hash | one field, `n` → `<events/s> <ms>` |
+//! | `{<service>:<n>}:hivent:acked` | hash | one field, `n` → `<token> <count>`: items acknowledged under the claim's token, so an ack the client sends twice takes nothing more |
+//! | `{<service>:<n>}:hivent:partition_count` | string | the count a registration that changed it stamped on the partition; an emit computed with another count writes nothing there |
 //! | `{<service>:<n>}:hivent:emitted:<call id>` | string | marks that the call stored its events in this partition, for the marker lifetime |
 //! | `{<service>}:hivent:members` | sorted set | live consumers, scored by expiry |
 //! | `{<service>}:hivent:heartbeats` | hash | member → `<ms> <interval ms>` |
@@ -285,8 +287,9 @@
 //! its subscription was lost, so the steady state has no registry round trip; the
 //! cache also expires after [`RedisOptions::route_cache_ttl`]. A call is then grouped
 //! by receiving partition: one publish script per partition, each setting the call's
-//! marker in that partition's slot, all sent in one pipeline (one round trip per
-//! master). A try of a partition that has its marker writes nothing, so retries
+//! marker in that partition's slot and checking its stamped count, all sent in one
+//! pipeline (one round trip per master). A try of a partition that has its marker
+//! writes nothing, so retries
 //! (automatic, or `Hivent::retry_emit`) never store a second copy.
 //!
 //! **What a partial failure leaves.** An emit is atomic per partition, not across
@@ -296,7 +299,9 @@
 //! partition has the call (their markers were read back) and those that may lack it;
 //! `Hivent::retry_emit` with the same call completes it, writing only the missing
 //! partitions. Consumers of the written services may see the event before the others
-//! get it.
+//! get it. Only a failure after which nothing can have run (a refused connection, an
+//! error Redis gives before running anything) and no marker exists, is a plain "not
+//! emitted".
 //!
 //! **Consuming.** A heartbeat renews the membership in `{<service>}` and reads the
 //! partition count, computes the member's share as in standalone mode, then runs one
@@ -325,25 +330,45 @@
 //! producer in the last moments before the master failed (gone, with no error), and
 //! (b) acks and dead-letter moves of that time (undone: those events are handled
 //! again, which at-least-once allows). With `replica_acks(1)` every emit pipeline is
-//! followed by `WAIT 1 <timeout>` on the masters it wrote to, and an emit that fewer
-//! replicas acknowledged fails with [`Error::NotReplicated`] (uncertain, to be
-//! completed by `Hivent::retry_emit`), so an emit reported stored survives the
-//! failover of one master; acks wait too, and log a warning when not acknowledged.
-//! A master without a live replica (after its replica was promoted, until the old
-//! master returns as a replica) cannot acknowledge: emits with the option fail as
-//! uncertain until it has one again. Producers and workers follow a promotion by
-//! reopening their cluster connection after any failure, which reads the slot map
-//! anew; the wake-up subscription moves to the next seed. The durability option's cost
-//! is measured by `hivent bench` (BENCHMARKS.md).
+//! followed by `WAIT 1 <timeout>` on each master it wrote to (one more round trip per
+//! such master, on the connection that wrote), and an emit that fewer replicas
+//! acknowledged fails with [`Error::NotReplicated`] (uncertain, to be completed by
+//! `Hivent::retry_emit`), so an emit reported stored survives the failover of one
+//! master; acks and dead-letter moves wait too, and log a warning when not
+//! acknowledged. A master without a live replica (after its replica was promoted,
+//! until the old master returns as a replica) cannot acknowledge: emits to it with the
+//! option fail as uncertain until it has one again; emits to other masters go on.
+//! Producers and workers follow a promotion by reopening their cluster connection
+//! after any failure, which reads the slot map anew; the wake-up subscription moves to
+//! the next seed (at start too, when the first seed does not answer). `hivent bench
+//! --cluster` measures the option's cost (BENCHMARKS.md).
+//!
+//! **Sent twice.** redis-rs's cluster client sends a command again after a dropped
+//! connection or a redirect, so a script may run twice. Emits carry their marker,
+//! acks a count per claim token (`{…}:hivent:acked`), claims and reads are the same
+//! when repeated, replays and purges name their items; a dead-letter move sent twice
+//! finds its item gone and reports a mismatch, and a failed attempt sent twice is
+//! counted twice (the event is dead-lettered one attempt early).
 //!
 //! **Limits.** A changed partition count is refused while an old partition holds
-//! events, as in standalone mode, but the check reads the partitions before the
-//! registry is written, and producers with cached routes use the old count until the
-//! change notice reaches them: an event emitted in that window can land in an old
-//! partition. Service names may not contain `{` or `}`. Async emits
-//! (`emit_async`) are the blocking emit when polled. Ghost members (a killed worker of
-//! this host) are removed at join as in standalone mode, their claims released in every
-//! partition's slot.
+//! events, as in standalone mode. The registration first stamps every partition of
+//! either count with the new one (`{…}:hivent:partition_count`), then checks the old
+//! partitions, then moves the registry: an emit computed with the old count (routes
+//! cached before the change notice arrived) is refused by the stamp and reads its
+//! routes again, so no event lands in a partition the new count does not have. While
+//! a change is under way such emits wait (up to 50 rounds of 20 ms) and then fail as
+//! uncertain; a registration that failed between its stamps and the registry leaves
+//! them failing until it runs again. An emit racing a change, some of whose events
+//! were stored under the old count before the stamps, can store those again under the
+//! new one (a second copy, never a loss). While one master is unreachable, a member
+//! whose partitions include one of its slots cannot heartbeat (the claim pipeline
+//! fails as a whole), so it pauses all its partitions until the failover completes;
+//! nothing is lost. Leases and emit markers expire by TTL, so Redis must run with
+//! `maxmemory-policy noeviction` (a `volatile-*` policy would drop them first). One
+//! fetch reads each partition with its share of `max_fetch_bytes`, at least one item
+//! each. Service names may not contain `{` or `}`. Async emits (`emit_async`) are the
+//! blocking emit when polled. Ghost members (a killed worker of this host) are removed
+//! at join as in standalone mode, their claims released in every partition's slot.
 //!
 //! # Features
 //!
