@@ -434,14 +434,9 @@ impl RedisBackend {
         envelopes: &[Envelope],
         attempt: Try,
     ) -> hivent_core::Result<Vec<usize>> {
-        let mut counts = Vec::with_capacity(envelopes.len());
-        for chunk in Chunk::all(call_id, envelopes, attempt) {
-            match self.publish_call(&envelopes[chunk.events.clone()], &chunk.id, chunk.attempt) {
-                Ok(stored) => counts.extend(stored),
-                Err(error) => return Err(chunk.failed(error)),
-            }
-        }
-        Ok(counts)
+        Chunk::publish_all(call_id, envelopes, attempt, |events, id, attempt| {
+            self.publish_call(events, id, attempt)
+        })
     }
 }
 
@@ -487,6 +482,24 @@ impl Chunk {
             start = end;
         }
         chunks
+    }
+
+    /// Publishes every chunk of a call in order with `publish` (its events, its id,
+    /// its try); per event, how many services stored it. Stops at the first failure.
+    pub(crate) fn publish_all(
+        call_id: &str,
+        envelopes: &[Envelope],
+        attempt: Try,
+        mut publish: impl FnMut(&[Envelope], &str, Try) -> Result<Vec<usize>, Error>,
+    ) -> hivent_core::Result<Vec<usize>> {
+        let mut counts = Vec::with_capacity(envelopes.len());
+        for chunk in Chunk::all(call_id, envelopes, attempt) {
+            match publish(&envelopes[chunk.events.clone()], &chunk.id, chunk.attempt) {
+                Ok(stored) => counts.extend(stored),
+                Err(error) => return Err(chunk.failed(error)),
+            }
+        }
+        Ok(counts)
     }
 
     /// The call's error when this chunk failed with `error`.

@@ -495,14 +495,10 @@ impl RedisClusterBackend {
         envelopes: &[Envelope],
         attempt: Try,
     ) -> hivent_core::Result<Vec<usize>> {
-        let mut counts = Vec::with_capacity(envelopes.len());
-        for chunk in Chunk::all(call_id, envelopes, attempt) {
-            match self.publish_chunk(&envelopes[chunk.events.clone()], &chunk.id) {
-                Ok(stored) => counts.extend(stored),
-                Err(error) => return Err(chunk.failed(error)),
-            }
-        }
-        Ok(counts)
+        // Every try honours the markers: first or not, a chunk goes the same way.
+        Chunk::publish_all(call_id, envelopes, attempt, |events, id, _| {
+            self.publish_chunk(events, id)
+        })
     }
 }
 

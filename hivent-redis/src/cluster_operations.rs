@@ -5,15 +5,16 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use hivent_core::{
-    DeadLetter, DeadLetterPick, ErrorChain, Event, FailureRecord, MemberHealth, MemberStatus,
-    Operations, PartitionStatus, ServiceStatus,
+    DeadLetter, DeadLetterPick, Event, MemberHealth, MemberStatus, Operations, PartitionStatus,
+    ServiceStatus,
 };
 use redis::{FromRedisValue, Value};
 
 use crate::cluster_keys as keys;
 use crate::cluster_script as script;
 use crate::member::process_of;
-use crate::script::number;
+use crate::operations::dead_letters_of;
+use crate::script::{dead_letter_pairs, number};
 use crate::{Error, RedisClusterBackend};
 
 fn cmd(name: &str, key: String) -> redis::Cmd {
@@ -198,24 +199,11 @@ impl RedisClusterBackend {
             "read dead letters",
             script::dead_letter_page(service, partition, start, count),
         )?;
-        let lossy = |bytes: &Option<Vec<u8>>| {
-            bytes
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        Ok(flat
-            .chunks_exact(2)
-            .map(|pair| {
-                let record = lossy(&pair[1]).and_then(|json| match FailureRecord::from_json(&json) {
-                    Ok(record) => Some(record),
-                    Err(error) => {
-                        tracing::warn!(service, partition, error = %ErrorChain(&error), "a failure record is not readable; the dead letter is shown without it");
-                        None
-                    }
-                });
-                DeadLetter::new(lossy(&pair[0]).unwrap_or_default(), record)
-            })
-            .collect())
+        Ok(dead_letters_of(
+            service,
+            partition,
+            dead_letter_pairs(&flat),
+        ))
     }
 }
 

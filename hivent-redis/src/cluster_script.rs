@@ -13,7 +13,9 @@ use hivent_core::DeadLetterPick;
 use redis::{Cmd, FromRedisValue, ParsingError, Value};
 
 use crate::cluster_keys as keys;
-use crate::script::{number, tagged, text, with_claim, with_partition_count, with_pick, Settled};
+use crate::script::{
+    number, service_counts, tagged, text, with_claim, with_partition_count, with_pick, Settled,
+};
 
 /// A script's text without its comment lines and blank lines: what a call sends.
 struct ClusterScript(LazyLock<String>);
@@ -148,11 +150,7 @@ pub(crate) fn parse_routes(value: Value) -> Result<(Option<String>, Vec<Route>),
         .into_iter()
         .map(|route| match route {
             // Pairs are even; a missing count is three elements.
-            Value::Array(flat) if flat.len() % 2 == 0 => flat
-                .chunks_exact(2)
-                .map(|pair| Ok((text(&pair[0]).ok_or("a service name")?, number(&pair[1])?)))
-                .collect::<Result<Vec<_>, ParsingError>>()
-                .map(Ok),
+            Value::Array(flat) if flat.len() % 2 == 0 => service_counts(&flat).map(Ok),
             Value::Array(missing) if missing.len() == 3 => Ok(Err((
                 text(&missing[1]).unwrap_or_default(),
                 missing.get(2).and_then(text),

@@ -278,19 +278,7 @@ impl RedisBackend {
         let page = self.run("read dead letters", |connection| {
             DeadLetterPageScript::invoke(connection, service, partition, start, count)
         })?;
-        Ok(page
-            .into_iter()
-            .map(|(raw, record)| {
-                let record = record.and_then(|json| match FailureRecord::from_json(&json) {
-                    Ok(record) => Some(record),
-                    Err(error) => {
-                        tracing::warn!(service, partition, error = %ErrorChain(&error), "a failure record is not readable; the dead letter is shown without it");
-                        None
-                    }
-                });
-                DeadLetter::new(raw, record)
-            })
-            .collect())
+        Ok(dead_letters_of(service, partition, page))
     }
 
     fn replay_inner(
@@ -318,6 +306,27 @@ impl RedisBackend {
         })?;
         Ok(usize::try_from(purged).unwrap_or(usize::MAX))
     }
+}
+
+/// A page of `(item, record JSON)` pairs as dead letters; a record that cannot be read
+/// is logged and left out, the dead letter shown without it.
+pub(crate) fn dead_letters_of(
+    service: &str,
+    partition: u32,
+    page: Vec<(String, Option<String>)>,
+) -> Vec<DeadLetter> {
+    page.into_iter()
+        .map(|(raw, record)| {
+            let record = record.and_then(|json| match FailureRecord::from_json(&json) {
+                Ok(record) => Some(record),
+                Err(error) => {
+                    tracing::warn!(service, partition, error = %ErrorChain(&error), "a failure record is not readable; the dead letter is shown without it");
+                    None
+                }
+            });
+            DeadLetter::new(raw, record)
+        })
+        .collect()
 }
 
 impl Operations for RedisBackend {

@@ -227,11 +227,7 @@ impl FromRedisValue for RoutesReply {
         let routes = items
             .into_iter()
             .map(|route| match route {
-                Value::Array(flat) if flat.len() % 2 == 0 => flat
-                    .chunks_exact(2)
-                    .map(|pair| Ok((text(&pair[0]).ok_or("a service name")?, number(&pair[1])?)))
-                    .collect::<Result<Vec<_>, ParsingError>>()
-                    .map(Some),
+                Value::Array(flat) if flat.len() % 2 == 0 => service_counts(&flat).map(Some),
                 _ => Ok(None),
             })
             .collect::<Result<_, _>>()?;
@@ -649,16 +645,28 @@ impl DeadLetterPageScript {
             .arg(start)
             .arg(count)
             .invoke(connection)?;
-        let lossy = |bytes: &Option<Vec<u8>>| {
-            bytes
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        Ok(flat
-            .chunks_exact(2)
-            .map(|pair| (lossy(&pair[0]).unwrap_or_default(), lossy(&pair[1])))
-            .collect())
+        Ok(dead_letter_pairs(&flat))
     }
+}
+
+/// A dead letter page's flat reply as item and record pairs; an item that is not UTF-8
+/// is given in its lossy decoding.
+pub(crate) fn dead_letter_pairs(flat: &[Option<Vec<u8>>]) -> Vec<(String, Option<String>)> {
+    let lossy = |bytes: &Option<Vec<u8>>| {
+        bytes
+            .as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    };
+    flat.chunks_exact(2)
+        .map(|pair| (lossy(&pair[0]).unwrap_or_default(), lossy(&pair[1])))
+        .collect()
+}
+
+/// A route's flat `service, count, …` reply as pairs.
+pub(crate) fn service_counts(flat: &[Value]) -> Result<Vec<(String, u32)>, ParsingError> {
+    flat.chunks_exact(2)
+        .map(|pair| Ok((text(&pair[0]).ok_or("a service name")?, number(&pair[1])?)))
+        .collect()
 }
 
 /// `leave.lua`: removes a member and releases all its partitions.

@@ -87,26 +87,38 @@ impl RedisCluster {
 
     /// Waits until every node reports the cluster as serving all slots.
     pub fn wait_until_ok(&self) -> Result<(), ServerError> {
+        self.wait("the cluster to be ok", || self.all_ok_but(None))
+    }
+
+    /// Waits up to [`CLUSTER_DEADLINE`] for `done`; the error says `what` and holds
+    /// every node's log.
+    fn wait(&self, what: &str, mut done: impl FnMut() -> bool) -> Result<(), ServerError> {
         let deadline = Instant::now() + CLUSTER_DEADLINE;
-        loop {
-            let ok = self.nodes.iter().all(|node| {
-                cluster_info(node).is_some_and(|info| info.contains("cluster_state:ok"))
-            });
-            if ok {
-                return Ok(());
-            }
+        while !done() {
             if Instant::now() >= deadline {
                 return Err(ServerError::DidNotStart {
-                    reason: format!("the cluster was not ok within {CLUSTER_DEADLINE:?}"),
+                    reason: format!("timed out after {CLUSTER_DEADLINE:?} waiting for {what}"),
                     log: self.logs(),
                 });
             }
             thread::sleep(Duration::from_millis(50));
         }
+        Ok(())
+    }
+
+    /// Whether every node (but `dead`) says `cluster_state:ok`.
+    fn all_ok_but(&self, dead: Option<usize>) -> bool {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(*i) != dead)
+            .all(|(_, node)| {
+                cluster_info(node)
+                    .is_some_and(|info| info.lines().any(|l| l.trim() == "cluster_state:ok"))
+            })
     }
 
     fn wait_until_replicas_synced(&self) -> Result<(), ServerError> {
-        let deadline = Instant::now() + CLUSTER_DEADLINE;
         let synced = |node: &RedisServer| {
             let info = redis::Client::open(node.url())
                 .ok()
@@ -126,16 +138,7 @@ impl RedisCluster {
                 has("role:master") || has("master_link_status:up")
             })
         };
-        while !self.nodes.iter().all(synced) {
-            if Instant::now() >= deadline {
-                return Err(ServerError::DidNotStart {
-                    reason: format!("the replicas did not sync within {CLUSTER_DEADLINE:?}"),
-                    log: self.logs(),
-                });
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        self.wait("the replicas to sync", || self.nodes.iter().all(synced))
     }
 
     /// Every node, masters and replicas, in start order.
@@ -234,34 +237,12 @@ impl RedisCluster {
     /// Waits until a replica of killed master `dead` serves its slots (the one of `key`
     /// among them) and every other node says `cluster_state:ok` again.
     pub fn wait_for_failover(&self, dead: usize, key: &str) -> Result<(), ServerError> {
-        let deadline = Instant::now() + CLUSTER_DEADLINE;
         let asking = (dead + 1) % self.nodes.len();
-        loop {
-            let promoted = self
-                .master_of(key, asking)
-                .is_ok_and(|master| master != dead);
-            let ok = promoted
-                && self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != dead)
-                    .all(|(_, node)| {
-                        cluster_info(node).is_some_and(|info| {
-                            info.lines().any(|l| l.trim() == "cluster_state:ok")
-                        })
-                    });
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(ServerError::DidNotStart {
-                    reason: format!("no replica took over within {CLUSTER_DEADLINE:?}"),
-                    log: self.logs(),
-                });
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
+        self.wait("a replica to take over", || {
+            self.master_of(key, asking)
+                .is_ok_and(|master| master != dead)
+                && self.all_ok_but(Some(dead))
+        })
     }
 
     /// Moves every slot of master `from` to master `to` with `redis-cli --cluster

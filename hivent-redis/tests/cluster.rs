@@ -98,8 +98,8 @@ fn quick() -> RedisOptions {
         .response_timeout(Duration::from_secs(2))
 }
 
-fn backend(cluster: &RedisCluster, options: RedisOptions) -> Arc<RedisClusterBackend> {
-    Arc::new(RedisClusterBackend::with_options(&cluster.seeds(), options).unwrap())
+fn backend(seeds: &str, options: RedisOptions) -> Arc<RedisClusterBackend> {
+    Arc::new(RedisClusterBackend::with_options(seeds, options).unwrap())
 }
 
 fn service(backend: &Arc<RedisClusterBackend>, name: &str, partitions: u32) -> Hivent {
@@ -141,7 +141,7 @@ fn a_services_partitions_spread_over_the_masters() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
         return;
     };
-    let backend = backend(&cluster, quick());
+    let backend = backend(&cluster.seeds(), quick());
     register(&backend, "ledger", 16, &["entry:booked"]);
     let signal = service(&backend, "bank", 1).signal("entry:booked").unwrap();
     for n in 0..64 {
@@ -174,11 +174,14 @@ fn a_registration_reaches_a_producer_with_cached_routes() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
         return;
     };
-    let producer = backend(&cluster, quick().route_cache_ttl(Duration::from_secs(60)));
+    let producer = backend(
+        &cluster.seeds(),
+        quick().route_cache_ttl(Duration::from_secs(60)),
+    );
     let signal = service(&producer, "shop", 1)
         .signal("order:placed")
         .unwrap();
-    let admin = backend(&cluster, quick());
+    let admin = backend(&cluster.seeds(), quick());
     register(&admin, "billing", 2, &["order:placed"]);
     let receivers = |n: u32| {
         signal
@@ -215,7 +218,7 @@ fn a_partial_emit_names_the_services_not_written_and_its_retry_completes_it() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
         return;
     };
-    let backend = backend(&cluster, quick().emit_tries(1));
+    let backend = backend(&cluster.seeds(), quick().emit_tries(1));
     // Two services whose one partition each lives on different masters.
     let names: Vec<String> = (0..40).map(|n| format!("svc{n}")).collect();
     let master = |name: &str| {
@@ -368,6 +371,19 @@ fn assert_all_handled_in_order(handled: &Handled, keys: u64, per_key: u64) {
     }
 }
 
+/// Streams `per_key` events of each of 10 keys from a producer to a worker of
+/// `ledger`, running `midway` a third of the way, and checks that the worker handled
+/// every one, each key's in order; then stops the worker.
+fn stream_through(seeds: &str, options: RedisOptions, per_key: u64, midway: impl FnOnce()) {
+    let worker_backend = backend(seeds, options.clone());
+    let (worker, handled) = start_worker(&worker_backend);
+    let producer = backend(seeds, options);
+    emit_through(&producer, per_key * 10, midway);
+    assert_all_handled_in_order(&handled, 10, per_key);
+    worker.stop();
+    worker.wait().unwrap();
+}
+
 /// With a replica per master and `replica_acks(1)`, a master killed in the middle of a
 /// stream fails over to its replica; the producer and the worker follow the promotion
 /// and nothing is lost or reordered.
@@ -385,15 +401,13 @@ fn a_master_killed_mid_stream_fails_over_and_nothing_is_lost() {
         .replica_ack_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_millis(500))
         .emit_tries(2);
-    let worker_backend = backend(&cluster, options.clone());
-    let (worker, handled) = start_worker(&worker_backend);
-    let producer = backend(&cluster, options);
     // The master of partition 0's slot: it holds some of the stream for sure.
     let partition = cluster_keys::partition("ledger", 0);
     let victim = cluster.master_of(&partition, 0).unwrap();
+    let seeds = cluster.seeds();
     let cluster = Arc::new(Mutex::new(cluster));
     let mut recovery = None;
-    emit_through(&producer, 300, || {
+    stream_through(&seeds, options, 30, || {
         cluster.lock().kill(victim);
         let cluster = Arc::clone(&cluster);
         // The operator's part: once a replica took over, the old master comes back
@@ -408,9 +422,6 @@ fn a_master_killed_mid_stream_fails_over_and_nothing_is_lost() {
     let cluster = cluster.lock();
     let promoted = cluster.master_of(&partition, (victim + 1) % 6).unwrap();
     assert_ne!(promoted, victim, "a replica took over");
-    assert_all_handled_in_order(&handled, 10, 30);
-    worker.stop();
-    worker.wait().unwrap();
 }
 
 /// Every slot of the master holding a busy partition moves to another master
@@ -425,17 +436,13 @@ fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
         return;
     };
-    let options = quick().emit_tries(6);
-    let worker_backend = backend(&cluster, options.clone());
-    let (worker, handled) = start_worker(&worker_backend);
-    let producer = backend(&cluster, options);
     let key = cluster_keys::partition("ledger", 0);
     let from = cluster.master_of(&key, 0).unwrap();
     let to = (from + 1) % 3;
     let cluster = Arc::new(cluster);
     let mover = Arc::clone(&cluster);
     let mut reshard = None;
-    emit_through(&producer, 600, || {
+    stream_through(&cluster.seeds(), quick().emit_tries(6), 60, || {
         reshard = Some(std::thread::spawn(move || mover.reshard_all(from, to)));
     });
     reshard.unwrap().join().unwrap().unwrap();
@@ -444,9 +451,6 @@ fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
         to,
         "the partition moved"
     );
-    assert_all_handled_in_order(&handled, 10, 60);
-    worker.stop();
-    worker.wait().unwrap();
 }
 
 /// A partition count change stamps the partitions before the registry moves: a
@@ -463,9 +467,12 @@ fn a_count_change_strands_no_event_of_a_cached_producer() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
         return;
     };
-    let admin = backend(&cluster, quick());
+    let admin = backend(&cluster.seeds(), quick());
     register(&admin, "ledger", 8, &["entry:booked"]);
-    let producer = backend(&cluster, quick().route_cache_ttl(Duration::from_secs(60)));
+    let producer = backend(
+        &cluster.seeds(),
+        quick().route_cache_ttl(Duration::from_secs(60)),
+    );
     let signal = service(&producer, "bank", 1)
         .signal("entry:booked")
         .unwrap();
