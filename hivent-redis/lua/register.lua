@@ -103,14 +103,6 @@ for i = 4, #ARGV do
   redis.call('SADD', KEYS[2], ARGV[i])
 end
 if changed then
-  -- A version never seen before, even after Redis lost its data: the time in µs, or
-  -- one past the stored version if the clock is behind it.
-  local time = redis.call('TIME')
-  local version = tonumber(time[1]) * 1000000 + tonumber(time[2])
-  local previous = tonumber(redis.call('GET', KEYS[3]))
-  if previous and previous >= version then
-    version = previous + 1
-  end
-  redis.call('SET', KEYS[3], string.format('%.0f', version))
+  move_registry_version(KEYS[3])
 end
 return { 'ok' }

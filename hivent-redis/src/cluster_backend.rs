@@ -16,7 +16,7 @@ use crate::cluster_keys as keys;
 use crate::cluster_routes::{self, ClusterRoutes};
 use crate::cluster_script::{self as script, PartitionPublish, Published, Registered};
 use crate::error::{certainly_not_run, is_transient};
-use crate::script::millis;
+use crate::script::{millis, partition_count};
 use crate::wake::WakeListener;
 use crate::{Error, RedisOptions, RedisSession};
 
@@ -71,7 +71,7 @@ impl RedisClusterBackend {
         let endpoint = Arc::new(ClusterEndpoint::parse(seeds, options)?);
         let backend = RedisClusterBackend {
             endpoint,
-            connection: ClusterSlot::new(),
+            connection: ClusterSlot::new(None),
             routes,
         };
         // A read of the registry slot rather than PING, which goes to every node: a
@@ -129,8 +129,8 @@ impl RedisClusterBackend {
 
     /// Registers a service: its partition count and the events it receives. A changed
     /// count is refused while an old partition holds events, as in standalone mode;
-    /// here the check reads the partitions first and the registration then refuses
-    /// if the count moved meanwhile.
+    /// here the partitions are stamped with the new count first, then checked, then
+    /// the registry is written (refused if the count moved meanwhile: checked again).
     pub fn register_service(&self, registration: &Registration) -> Result<(), Error> {
         // Another registration changing the count between the check and the write
         // makes this one check again; a few rounds settle any real contention.
@@ -153,15 +153,7 @@ impl RedisClusterBackend {
         let service = &registration.service;
         refuse_untaggable(service)?;
         let operation = "register the service";
-        let mut get = redis::cmd("GET");
-        get.arg(keys::partition_count(service));
-        let stored = self.pipeline(operation, &[get])?;
-        let stored = stored
-            .into_iter()
-            .next()
-            .and_then(|v| Option::<String>::from_redis_value(v).ok().flatten())
-            .and_then(|text| text.parse::<u32>().ok())
-            .filter(|n| (1..=hivent_core::MAX_PARTITION_COUNT).contains(n));
+        let stored = partition_count(self.stored_count_text(service)?.as_deref());
         let drained_under = match stored {
             Some(stored) if stored != registration.partition_count => {
                 let requested = registration.partition_count;
@@ -257,7 +249,7 @@ impl RedisClusterBackend {
         let operation = "read the routes of events";
         let before = self.routes.before_read();
         let reply = self.pipeline(operation, &[script::routes(&unknown)])?;
-        let (_, routes) = script::parse_routes(reply.into_iter().next().unwrap_or(Value::Nil))
+        let routes = script::parse_routes(reply.into_iter().next().unwrap_or(Value::Nil))
             .map_err(|e| self.endpoint.error(operation, e.into()))?;
         for (name, route) in unknown.into_iter().zip(routes) {
             match route {

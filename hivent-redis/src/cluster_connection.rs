@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
-use crate::connection::Endpoint;
+use crate::connection::{Endpoint, Slot};
 use crate::{Error, RedisOptions};
 
 /// The seed nodes of a cluster with the options: everything needed to connect.
@@ -84,37 +83,21 @@ impl ClusterEndpoint {
     }
 }
 
-/// One cluster connection used by one thread at a time, opened again after any
-/// failure: a fresh connection reads the slot map anew, which is how a producer or
-/// worker follows a failover (the old master's address stops answering, or a node
-/// answers for a slot it no longer serves; the new slot map names the promoted
-/// replica). Failures are rare, so the extra round trips do not matter.
-pub(crate) struct ClusterSlot {
-    connection: Mutex<Option<ClusterConnection>>,
-}
+/// One cluster connection used by one thread at a time.
+pub(crate) type ClusterSlot = Slot<ClusterConnection>;
 
 impl ClusterSlot {
-    pub(crate) fn new() -> ClusterSlot {
-        ClusterSlot {
-            connection: Mutex::new(None),
-        }
-    }
-
+    /// [`Slot::run_with`] on the cluster, opening a connection again after any
+    /// failure: a fresh connection reads the slot map anew, which is how a producer or
+    /// worker follows a failover (the old master's address stops answering, or a node
+    /// answers for a slot it no longer serves; the new slot map names the promoted
+    /// replica). Failures are rare, so the extra round trips do not matter.
     pub(crate) fn run<T>(
         &self,
         endpoint: &ClusterEndpoint,
         work: impl FnOnce(&mut ClusterConnection) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let mut slot = self.connection.lock();
-        let connection = match slot.as_mut() {
-            Some(connection) => connection,
-            None => slot.insert(endpoint.open()?),
-        };
-        let result = work(connection);
-        if result.is_err() {
-            *slot = None;
-        }
-        result
+        self.run_with(|| endpoint.open(), |_| false, work)
     }
 }
 

@@ -20,7 +20,9 @@ use crate::cluster_connection::{
 use crate::cluster_keys as keys;
 use crate::cluster_script::{self as script, ClaimAction, ClusterClaim};
 use crate::group_store::GroupStore;
-use crate::script::{millis, number, AckOf, Claim, HeartbeatReply, Owned, PartitionRead, Settled};
+use crate::script::{
+    millis, number, partition_count, AckOf, Claim, HeartbeatReply, Owned, PartitionRead, Settled,
+};
 use crate::{Error, RedisOptions};
 
 /// A service's group on a cluster: one connection for heartbeats, one for the rest.
@@ -37,8 +39,8 @@ impl ClusterGroup {
     pub(crate) fn new(endpoint: Arc<ClusterEndpoint>) -> ClusterGroup {
         ClusterGroup {
             endpoint,
-            heartbeat_connection: ClusterSlot::new(),
-            work_connection: ClusterSlot::new(),
+            heartbeat_connection: ClusterSlot::new(None),
+            work_connection: ClusterSlot::new(None),
             acked: Mutex::default(),
         }
     }
@@ -173,11 +175,7 @@ impl GroupStore for ClusterGroup {
             .map_err(|_| self.unexpected(operation, "two replies expected".into()))?;
         let (_, members) = self.parse(operation, script::parse_membership(membership))?;
         let found = self.parse(operation, Option::<String>::from_redis_value(count))?;
-        let Some(count) = found
-            .as_deref()
-            .and_then(|text| text.parse::<u32>().ok())
-            .filter(|n| (1..=hivent_core::MAX_PARTITION_COUNT).contains(n))
-        else {
+        let Some(count) = partition_count(found.as_deref()) else {
             return Ok(HeartbeatReply::Unregistered { found });
         };
         let desired: BTreeSet<u32> = hivent_core::desired_partitions(&members, member, count)
@@ -358,12 +356,10 @@ impl GroupStore for ClusterGroup {
                 count,
             ],
         )?;
-        let count = replies
+        let stored = replies
             .get(1)
-            .and_then(|v| Option::<String>::from_redis_value(v.clone()).ok().flatten())
-            .and_then(|text| text.parse::<u32>().ok())
-            .unwrap_or(0)
-            .min(hivent_core::MAX_PARTITION_COUNT);
+            .and_then(|v| Option::<String>::from_redis_value(v.clone()).ok().flatten());
+        let count = partition_count(stored.as_deref()).unwrap_or(0);
         let calls: Vec<redis::Cmd> = (0..count)
             .map(|p| script::claim(service, member, p, 1, ClaimAction::Release))
             .collect();

@@ -3,18 +3,17 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
 use hivent_core::{
-    DeadLetter, DeadLetterPick, Event, MemberHealth, MemberStatus, Operations, PartitionStatus,
-    ServiceStatus,
+    DeadLetter, DeadLetterPick, MemberStatus, Operations, PartitionStatus, ServiceStatus,
 };
 use redis::{FromRedisValue, Value};
 
 use crate::cluster_keys as keys;
 use crate::cluster_script as script;
-use crate::member::process_of;
-use crate::operations::dead_letters_of;
-use crate::script::{dead_letter_pairs, number};
+use crate::operations::{
+    dead_letters_of, live_members, member_status, oldest_created_at, stored_rate,
+};
+use crate::script::{dead_letter_pairs, number, partition_count};
 use crate::{Error, RedisClusterBackend};
 
 fn cmd(name: &str, key: String) -> redis::Cmd {
@@ -34,18 +33,20 @@ impl RedisClusterBackend {
             .map_err(|e| self.endpoint.error(operation, e.into()))
     }
 
-    fn stored_count(&self, service: &str) -> Result<u32, Error> {
-        let found: Option<String> = self.one(
+    /// What the registry holds as `service`'s partition count, if anything.
+    pub(crate) fn stored_count_text(&self, service: &str) -> Result<Option<String>, Error> {
+        self.one(
             "read a partition count",
             cmd("GET", keys::partition_count(service)),
-        )?;
-        match found.as_deref().map(str::parse::<u32>) {
-            Some(Ok(count)) if (1..=hivent_core::MAX_PARTITION_COUNT).contains(&count) => Ok(count),
-            _ => Err(Error::NotRegistered {
-                service: service.to_owned(),
-                found,
-            }),
-        }
+        )
+    }
+
+    fn stored_count(&self, service: &str) -> Result<u32, Error> {
+        let found = self.stored_count_text(service)?;
+        partition_count(found.as_deref()).ok_or_else(|| Error::NotRegistered {
+            service: service.to_owned(),
+            found,
+        })
     }
 
     fn check_partition(&self, service: &str, partition: u32) -> Result<(), Error> {
@@ -105,13 +106,7 @@ impl RedisClusterBackend {
             per_partition.push(cmd("EXISTS", keys::lease(service, p)));
         }
         let replies = self.pipeline(operation, &per_partition)?;
-        let mut consumers: Vec<String> = all_members
-            .iter()
-            .filter(|(_, expiry)| *expiry > now)
-            .map(|(member, _)| member.clone())
-            .collect();
-        consumers.sort();
-        consumers.dedup();
+        let consumers = live_members(&all_members, now);
         let mut partitions = Vec::new();
         let mut owned_by: HashMap<String, Vec<u32>> = HashMap::new();
         for (p, six) in (0..partition_count).zip(replies.chunks_exact(6)) {
@@ -124,50 +119,20 @@ impl RedisClusterBackend {
             if let Some(owner) = &owner {
                 owned_by.entry(owner.clone()).or_default().push(p);
             }
-            let rate = rate
-                .as_deref()
-                .and_then(|r| r.split_once(' '))
-                .and_then(|(rate, at)| {
-                    Some(hivent_core::decayed_rate(
-                        rate.parse().ok()?,
-                        at.parse().ok()?,
-                        now,
-                    ))
-                })
-                .unwrap_or(0.0);
             partitions.push(PartitionStatus {
                 partition: p,
                 owner: owner.filter(|o| leased && consumers.binary_search(o).is_ok()),
                 waiting,
-                oldest_created_at: oldest
-                    .and_then(|raw| Event::from_json(&raw).ok())
-                    .map(|event| event.meta.created_at),
+                oldest_created_at: oldest_created_at(oldest),
                 dead_letters,
-                rate,
+                rate: stored_rate(rate.as_ref(), now),
             });
         }
-        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
         let mut members: Vec<MemberStatus> = all_members
             .iter()
             .map(|(member, expiry)| {
-                let (last, interval) = beats
-                    .get(member)
-                    .and_then(|beat| beat.split_once(' '))
-                    .map_or((None, None), |(last, interval)| {
-                        (last.parse::<i64>().ok().map(at), interval.parse().ok())
-                    });
-                let process = process_of(member);
-                let expires_at = at(*expiry);
-                MemberStatus {
-                    id: member.clone(),
-                    host: process.as_ref().map(|(host, _)| host.clone()),
-                    pid: process.map(|(_, pid)| pid),
-                    last_heartbeat_at: last,
-                    heartbeat_interval_ms: interval,
-                    expires_at,
-                    partitions: owned_by.get(member).cloned().unwrap_or_default(),
-                    health: MemberHealth::judge(at(now), last, interval, expires_at),
-                }
+                let owned = owned_by.get(member).cloned().unwrap_or_default();
+                member_status(member, *expiry, beats.get(member), owned, now)
             })
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));

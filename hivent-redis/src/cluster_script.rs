@@ -45,7 +45,10 @@ impl ClusterScript {
 
 static PUBLISH: ClusterScript = script!(include_str!("../lua/cluster/publish.lua"));
 static ROUTES: ClusterScript = script!(with_partition_count!("../lua/cluster/routes.lua"));
-static REGISTER: ClusterScript = script!(with_partition_count!("../lua/cluster/register.lua"));
+static REGISTER: ClusterScript = script!(concat!(
+    include_str!("../lua/registry_version.lua"),
+    with_partition_count!("../lua/cluster/register.lua")
+));
 static MEMBERSHIP: ClusterScript = script!(include_str!("../lua/cluster/membership.lua"));
 static CLAIM: ClusterScript = script!(include_str!("../lua/cluster/claim.lua"));
 static FETCH: ClusterScript = script!(include_str!("../lua/fetch.lua"));
@@ -124,29 +127,19 @@ pub(crate) type Route = Result<Vec<(String, u32)>, (String, Option<String>)>;
 
 /// `lua/cluster/routes.lua` for `names` (event names, `*` not included).
 pub(crate) fn routes(names: &[&str]) -> Cmd {
-    let mut keys = vec![
-        keys::REGISTRY_VERSION.to_owned(),
-        keys::receivers(hivent_core::WILDCARD),
-    ];
+    let mut keys = vec![keys::receivers(hivent_core::WILDCARD)];
     keys.extend(names.iter().map(|name| keys::receivers(name)));
     let mut cmd = ROUTES.call(&keys);
     cmd.arg(keys::PARTITION_COUNT_PREFIX);
     cmd
 }
 
-/// The routes reply: the registry version and one [`Route`] per name.
-pub(crate) fn parse_routes(value: Value) -> Result<(Option<String>, Vec<Route>), ParsingError> {
-    let Value::Array(mut items) = value else {
+/// The routes reply: one [`Route`] per name.
+pub(crate) fn parse_routes(value: Value) -> Result<Vec<Route>, ParsingError> {
+    let Value::Array(items) = value else {
         return Err(format!("unexpected routes reply {value:?}").into());
     };
-    if items.is_empty() {
-        return Err("empty routes reply".into());
-    }
-    let version = match items.remove(0) {
-        Value::Nil => None,
-        other => Some(String::from_redis_value(other)?),
-    };
-    let routes = items
+    items
         .into_iter()
         .map(|route| match route {
             // Pairs are even; a missing count is three elements.
@@ -157,8 +150,7 @@ pub(crate) fn parse_routes(value: Value) -> Result<(Option<String>, Vec<Route>),
             ))),
             other => Err(format!("unexpected route {other:?}").into()),
         })
-        .collect::<Result<_, ParsingError>>()?;
-    Ok((version, routes))
+        .collect()
 }
 
 /// What the cluster registration answered.
@@ -464,15 +456,12 @@ mod tests {
     fn decodes_routes() {
         let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
         let reply = Value::Array(vec![
-            bulk("17"),
             Value::Array(vec![bulk("a"), Value::Int(4), bulk("b"), Value::Int(2)]),
             Value::Array(vec![]),
             Value::Array(vec![bulk("missing"), bulk("42"), Value::Nil]),
         ]);
-        let (version, routes) = parse_routes(reply).unwrap();
-        assert_eq!(version.as_deref(), Some("17"));
         assert_eq!(
-            routes,
+            parse_routes(reply).unwrap(),
             [
                 Ok(vec![("a".to_owned(), 4), ("b".to_owned(), 2)]),
                 Ok(vec![]),

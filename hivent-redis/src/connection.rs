@@ -163,38 +163,52 @@ impl Pool {
     }
 }
 
-/// One connection used by one thread at a time, reopened after a failure.
-pub(crate) struct Slot {
-    connection: Mutex<Option<Connection>>,
+/// One connection (a plain one, or a cluster's) used by one thread at a time,
+/// reopened after a failure.
+pub(crate) struct Slot<C = Connection> {
+    connection: Mutex<Option<C>>,
 }
 
-impl Slot {
-    pub(crate) fn new(connection: Option<Connection>) -> Slot {
+impl<C> Slot<C> {
+    pub(crate) fn new(connection: Option<C>) -> Slot<C> {
         Slot {
             connection: Mutex::new(connection),
         }
     }
 
-    /// Runs `work` on the slot's connection, opening one first if needed; drops the
-    /// connection after an error that may have left it out of step, so the next call
-    /// reconnects.
+    /// Runs `work` on the slot's connection, opening one with `open` first if needed;
+    /// drops the connection after an error that `keep` does not accept, so the next
+    /// call opens another.
+    pub(crate) fn run_with<T>(
+        &self,
+        open: impl FnOnce() -> RedisResult<C>,
+        keep: impl FnOnce(&RedisError) -> bool,
+        work: impl FnOnce(&mut C) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let mut slot = self.connection.lock();
+        let connection = match slot.as_mut() {
+            Some(connection) => connection,
+            None => slot.insert(open()?),
+        };
+        let result = work(connection);
+        if let Err(error) = &result {
+            if !keep(error) {
+                *slot = None;
+            }
+        }
+        result
+    }
+}
+
+impl Slot {
+    /// [`Slot::run_with`] on `endpoint`, dropping the connection after an error that
+    /// may have left it out of step.
     pub(crate) fn run<T>(
         &self,
         endpoint: &Endpoint,
         work: impl FnOnce(&mut Connection) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let mut slot = self.connection.lock();
-        let connection = match slot.as_mut() {
-            Some(connection) => connection,
-            None => slot.insert(endpoint.open()?),
-        };
-        let result = work(connection);
-        if let Err(error) = &result {
-            if !keeps_connection(error) {
-                *slot = None;
-            }
-        }
-        result
+        self.run_with(|| endpoint.open(), keeps_connection, work)
     }
 }
 

@@ -107,12 +107,7 @@ impl RedisBackend {
                 Ok((seconds * 1000 + micros / 1000, group))
             })?;
         events.sort();
-        let mut consumers: Vec<String> = all_members
-            .iter()
-            .filter(|(_, expiry)| *expiry > now)
-            .map(|(member, _)| member.clone())
-            .collect();
-        consumers.sort();
+        let consumers = live_members(&all_members, now);
         let owner_of = |partition: u32| {
             owners
                 .chunks_exact(2)
@@ -143,14 +138,6 @@ impl RedisBackend {
                 })
                 .collect()
         })?;
-        let rate_of = |partition: u32| {
-            let (rate, at) = rates.get(&partition.to_string())?.split_once(' ')?;
-            Some(hivent_core::decayed_rate(
-                rate.parse().ok()?,
-                at.parse().ok()?,
-                now,
-            ))
-        };
         let partitions: Vec<PartitionStatus> = (0..partition_count)
             .zip(lists)
             .map(
@@ -158,51 +145,27 @@ impl RedisBackend {
                     partition,
                     owner: owner_of(partition),
                     waiting,
-                    oldest_created_at: oldest
-                        .and_then(|raw| Event::from_json(&raw).ok())
-                        .map(|event| event.meta.created_at),
+                    oldest_created_at: oldest_created_at(oldest),
                     dead_letters,
-                    rate: rate_of(partition).unwrap_or(0.0),
+                    rate: stored_rate(rates.get(&partition.to_string()), now),
                 },
             )
             .collect();
-        let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
         let mut members: Vec<MemberStatus> = all_members
             .iter()
             .map(|(member, expiry)| {
-                let (last, interval) = beats
-                    .get(member)
-                    .and_then(|beat| beat.split_once(' '))
-                    .map_or((None, None), |(last, interval)| {
-                        (last.parse::<i64>().ok().map(at), interval.parse().ok())
-                    });
-                let process = process_of(member);
-                let expires_at = at(*expiry);
-                MemberStatus {
-                    id: member.clone(),
-                    host: process.as_ref().map(|(host, _)| host.clone()),
-                    pid: process.map(|(_, pid)| pid),
-                    last_heartbeat_at: last,
-                    heartbeat_interval_ms: interval,
-                    expires_at,
-                    // As the owners hash has them: an expired member still holds its
-                    // claims until another member's heartbeat takes them.
-                    partitions: {
-                        let mut owned: Vec<u32> = owners
-                            .chunks_exact(2)
-                            .filter(|pair| pair[1] == *member)
-                            .filter_map(|pair| pair[0].parse().ok())
-                            .collect();
-                        owned.sort_unstable();
-                        owned
-                    },
-                    health: MemberHealth::judge(at(now), last, interval, expires_at),
-                }
+                // As the owners hash has them: an expired member still holds its
+                // claims until another member's heartbeat takes them.
+                let mut owned: Vec<u32> = owners
+                    .chunks_exact(2)
+                    .filter(|pair| pair[1] == *member)
+                    .filter_map(|pair| pair[0].parse().ok())
+                    .collect();
+                owned.sort_unstable();
+                member_status(member, *expiry, beats.get(member), owned, now)
             })
             .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
-        // The consumers list is sorted for `owner_of`; events were sorted too.
-        consumers.dedup();
         events.dedup();
         Ok(ServiceStatus {
             service: service.to_owned(),
@@ -305,6 +268,69 @@ impl RedisBackend {
             PurgeScript::invoke(connection, service, partition, pick)
         })?;
         Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+}
+
+/// The members whose membership has not expired at `now` (ms), sorted, each once.
+pub(crate) fn live_members(members: &[(String, i64)], now: i64) -> Vec<String> {
+    let mut live: Vec<String> = members
+        .iter()
+        .filter(|(_, expiry)| *expiry > now)
+        .map(|(member, _)| member.clone())
+        .collect();
+    live.sort();
+    live.dedup();
+    live
+}
+
+/// A partition's processing rate at `now` (ms) from its stored `<rate> <ms>`; 0 when
+/// none is stored or it cannot be read.
+pub(crate) fn stored_rate(stored: Option<&String>, now: i64) -> f64 {
+    stored
+        .and_then(|text| text.split_once(' '))
+        .and_then(|(rate, at)| {
+            Some(hivent_core::decayed_rate(
+                rate.parse().ok()?,
+                at.parse().ok()?,
+                now,
+            ))
+        })
+        .unwrap_or(0.0)
+}
+
+/// When the oldest item of a partition was created, if it is an event.
+pub(crate) fn oldest_created_at(oldest: Option<String>) -> Option<DateTime<Utc>> {
+    oldest
+        .and_then(|raw| Event::from_json(&raw).ok())
+        .map(|event| event.meta.created_at)
+}
+
+/// A member as `status` shows it: its process, its last heartbeat (`<ms> <interval
+/// ms>` as stored) and health at `now` (ms), and the partitions it holds.
+pub(crate) fn member_status(
+    member: &str,
+    expiry: i64,
+    beat: Option<&String>,
+    partitions: Vec<u32>,
+    now: i64,
+) -> MemberStatus {
+    let at = |ms: i64| DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or_default();
+    let (last, interval) = beat
+        .and_then(|beat| beat.split_once(' '))
+        .map_or((None, None), |(last, interval)| {
+            (last.parse::<i64>().ok().map(at), interval.parse().ok())
+        });
+    let process = process_of(member);
+    let expires_at = at(expiry);
+    MemberStatus {
+        id: member.to_owned(),
+        host: process.as_ref().map(|(host, _)| host.clone()),
+        pid: process.map(|(_, pid)| pid),
+        last_heartbeat_at: last,
+        heartbeat_interval_ms: interval,
+        expires_at,
+        partitions,
+        health: MemberHealth::judge(at(now), last, interval, expires_at),
     }
 }
 

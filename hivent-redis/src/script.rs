@@ -26,8 +26,12 @@ pub(crate) use with_partition_count;
 
 static PUBLISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/publish.lua")));
-static REGISTER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(with_partition_count!("../lua/register.lua")));
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../lua/registry_version.lua"),
+        with_partition_count!("../lua/register.lua")
+    ))
+});
 static ROUTES: LazyLock<Script> =
     LazyLock::new(|| Script::new(with_partition_count!("../lua/routes.lua")));
 static HEARTBEAT: LazyLock<Script> =
@@ -84,6 +88,14 @@ pub(crate) fn number<T: std::str::FromStr>(value: &Value) -> Result<T, ParsingEr
     text(value)
         .and_then(|t| t.parse().ok())
         .ok_or_else(|| format!("expected a number, got {value:?}").into())
+}
+
+/// A stored partition count as `partition_count.lua` reads one: a whole number from
+/// 1 to [`hivent_core::MAX_PARTITION_COUNT`], else `None`.
+pub(crate) fn partition_count(stored: Option<&str>) -> Option<u32> {
+    stored
+        .and_then(|text| text.parse::<u32>().ok())
+        .filter(|n| (1..=hivent_core::MAX_PARTITION_COUNT).contains(n))
 }
 
 /// Splits a script's `{tag, ...}` reply into its tag and the rest.

@@ -42,13 +42,7 @@ for i = 5, #KEYS do
   redis.call('SADD', KEYS[2], string.sub(KEYS[i], #ARGV[3] + 1))
 end
 if changed then
-  local time = redis.call('TIME')
-  local version = tonumber(time[1]) * 1000000 + tonumber(time[2])
-  local previous = tonumber(redis.call('GET', KEYS[3]))
-  if previous and previous >= version then
-    version = previous + 1
-  end
-  redis.call('SET', KEYS[3], string.format('%.0f', version))
+  move_registry_version(KEYS[3])
   redis.call('PUBLISH', ARGV[5], service)
 end
 return { 'ok' }

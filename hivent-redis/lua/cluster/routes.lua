@@ -1,19 +1,20 @@
 -- Cluster mode: where events go, read from the registry slot ({hivent}).
 --
--- KEYS[1] {hivent}:registry (the version)   KEYS[2] {hivent}:receivers:*
--- KEYS[3..] {hivent}:receivers:<event>, one per event name
+-- KEYS[1] {hivent}:receivers:*   KEYS[2..] {hivent}:receivers:<event>, one per name
 -- ARGV[1] the partition count key prefix ({hivent}:partition_count:)
 --
--- Reply: {version, route1, route2, ...}: route i is a flat {service, count, ...} for
+-- Reply: {route1, route2, ...}: route i is a flat {service, count, ...} for
 -- name i, or {"missing", service, found} when a receiving service has no valid count
 -- (found is false when the key is absent).
--- The count keys are named here from the services found; they share the slot.
+-- The count keys are named here from the services found; they share the slot. No
+-- version is read: producers drop cached routes on change notices and on a stamp
+-- that refuses their count.
 
-local reply = { redis.call('GET', KEYS[1]) }
+local reply = {}
 local counts = {}
-for i = 3, #KEYS do
+for i = 2, #KEYS do
   local route = {}
-  for _, service in ipairs(redis.call('SUNION', KEYS[i], KEYS[2])) do
+  for _, service in ipairs(redis.call('SUNION', KEYS[i], KEYS[1])) do
     if counts[service] == nil then
       counts[service] = partition_count(redis.call('GET', ARGV[1] .. service)) or false
     end
