@@ -1,6 +1,7 @@
 //! Build script of the packages with tests that need outside programs: without a
 //! runnable `redis-server` (and without `HIVENT_REQUIRE_REDIS=1`) it sets
-//! `cfg(no_redis_server)`, without Ruby with ActiveSupport (and without
+//! `cfg(no_redis_server)` (and without `redis-cli`, which makes test clusters,
+//! `cfg(no_redis_cli)`), without Ruby with ActiveSupport (and without
 //! `HIVENT_REQUIRE_RUBY=1`) `cfg(no_ruby_activesupport)`, and where no pid namespace can
 //! be made `cfg(no_pid_namespaces)`, and without the openssl tool `cfg(no_openssl)`. Those mark the tests that need
 //! them ignored with the reason, so `cargo test` shows them as not run rather than as
@@ -21,6 +22,18 @@ fn main() {
         .is_ok_and(|out| out.status.success());
     if !runnable && !required {
         println!("cargo::rustc-cfg=no_redis_server");
+    }
+
+    // The Redis Cluster tests create their clusters with `redis-cli --cluster create`.
+    println!("cargo::rustc-check-cfg=cfg(no_redis_cli)");
+    println!("cargo::rerun-if-env-changed=HIVENT_REDIS_CLI");
+    let cli = std::env::var("HIVENT_REDIS_CLI").unwrap_or_else(|_| "redis-cli".to_owned());
+    let cli_runnable = Command::new(cli)
+        .arg("--version")
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !cli_runnable && !required {
+        println!("cargo::rustc-cfg=no_redis_cli");
     }
 
     println!("cargo::rustc-check-cfg=cfg(no_ruby_activesupport)");

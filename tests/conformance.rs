@@ -33,7 +33,7 @@ macro_rules! conformance {
         mod redis_cluster {
             $(
                 #[test]
-                #[cfg_attr(no_redis_server, ignore = "redis-server is not installed (CI installs it)")]
+                #[cfg_attr(any(no_redis_server, no_redis_cli), ignore = "redis-server or redis-cli is not installed (CI installs them)")]
                 fn $name() { if let Some(h) = super::support::RedisClusterHarness::new() { super::$name(&h) } }
             )*
         }

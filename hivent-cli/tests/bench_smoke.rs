@@ -232,8 +232,8 @@ fn bench_rejects_bad_options() {
 /// with the cluster's own.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn bench_cluster_adds_the_cluster_figures() {
     if !redis_installed() {

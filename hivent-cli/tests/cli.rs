@@ -1293,8 +1293,8 @@ fn status_shows_a_stalled_worker_as_stalled() {
 /// and replay what it could not handle, as on one Redis.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn start_status_and_dlq_work_on_a_cluster() {
     let Some(cluster) = hivent_redis::test_cluster::cluster_for_tests(3, 0) else {

@@ -17,8 +17,8 @@ use serde_json::json;
 /// and a node answers a key of another node's slot with MOVED, as a cluster does.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_test_cluster_serves_every_slot_on_three_masters() {
     let Some(cluster) = cluster_for_tests(3, 1) else {
@@ -58,8 +58,8 @@ fn a_test_cluster_serves_every_slot_on_three_masters() {
 /// rather than at the first emit or heartbeat.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_cluster_node_is_refused_at_connect() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
@@ -134,8 +134,8 @@ fn length_on(cluster: &RedisCluster, node: usize, key: &str) -> usize {
 /// slot, with every event of the emits in one of them.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_services_partitions_spread_over_the_masters() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
@@ -167,8 +167,8 @@ fn a_services_partitions_spread_over_the_masters() {
 /// change notice, long before the cache would have expired.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_registration_reaches_a_producer_with_cached_routes() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
@@ -211,8 +211,8 @@ fn a_registration_reaches_a_producer_with_cached_routes() {
 /// completes it: each service holds exactly one copy.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_partial_emit_names_the_services_not_written_and_its_retry_completes_it() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
@@ -389,8 +389,8 @@ fn stream_through(seeds: &str, options: RedisOptions, per_key: u64, midway: impl
 /// and nothing is lost or reordered.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_master_killed_mid_stream_fails_over_and_nothing_is_lost() {
     let Some(cluster) = cluster_for_tests(3, 1) else {
@@ -429,8 +429,8 @@ fn a_master_killed_mid_stream_fails_over_and_nothing_is_lost() {
 /// clients follow ASK and MOVED, and nothing is lost or reordered.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
@@ -460,8 +460,8 @@ fn a_busy_partition_moved_to_another_master_loses_and_reorders_nothing() {
 /// new count does not have.
 #[test]
 #[cfg_attr(
-    no_redis_server,
-    ignore = "redis-server is not installed (CI installs it)"
+    any(no_redis_server, no_redis_cli),
+    ignore = "redis-server or redis-cli is not installed (CI installs them)"
 )]
 fn a_count_change_strands_no_event_of_a_cached_producer() {
     let Some(cluster) = cluster_for_tests(3, 0) else {
